@@ -1,0 +1,1 @@
+//! Delta-state CRDTs (work in progress; see the crate docs once the types land).

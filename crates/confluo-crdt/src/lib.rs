@@ -1,1 +1,15 @@
-//! Delta-state CRDTs (work in progress; see the crate docs once the types land).
+//! Delta-state CRDTs.
+mod causal_context;
+mod crdt;
+mod dot;
+mod error;
+mod version_vector;
+pub use causal_context::CausalContext;
+pub use crdt::{Causal, Crdt, DotStore};
+pub use dot::{Dot, ReplicaId};
+pub use error::ValidationError;
+pub use version_vector::VersionVector;
+/// The largest counter a valid state may hold.
+pub const MAX_COUNTER: u64 = u64::MAX >> 1;
+#[cfg(test)]
+mod testing;

@@ -1,0 +1,258 @@
+//! Causal contexts: exactly which events a state has seen, gaps included.
+
+use std::collections::BTreeSet;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Dot, ReplicaId, ValidationError, VersionVector};
+
+/// The set of events (dots) a state has seen: a [`VersionVector`] for the contiguous prefix of
+/// each replica's events, plus a *dot cloud* for events seen out of order.
+///
+/// Deltas carry contexts with gaps (a delta for one write names just that write's dot, and the
+/// dots it overwrote); merging them into a full state's context fills the gaps, and the cloud is
+/// compacted into the vector as they fill. A compact context is canonical: equal sets of dots
+/// have equal representations and so equal encodings.
+///
+/// ```
+/// use confluo_crdt::{CausalContext, Dot, ReplicaId};
+///
+/// let a = ReplicaId(1);
+/// let mut ctx = CausalContext::new();
+/// ctx.insert(Dot::new(a, 2)); // seen event 2 before event 1: a gap
+/// assert!(!ctx.contains(Dot::new(a, 1)));
+/// assert_eq!(ctx.cloud_len(), 1);
+/// ctx.insert(Dot::new(a, 1)); // the gap fills; the cloud compacts away
+/// assert_eq!(ctx.version_vector().get(a), 2);
+/// assert_eq!(ctx.cloud_len(), 0);
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct CausalContext {
+    vv: VersionVector,
+    cloud: BTreeSet<Dot>,
+}
+
+impl CausalContext {
+    /// The empty context: no events seen.
+    pub const fn new() -> Self {
+        CausalContext {
+            vv: VersionVector::new(),
+            cloud: BTreeSet::new(),
+        }
+    }
+
+    /// A context holding exactly the given dots.
+    pub fn from_dots(dots: impl IntoIterator<Item = Dot>) -> Self {
+        let mut ctx = CausalContext::new();
+        for dot in dots {
+            ctx.insert_uncompacted(dot);
+        }
+        ctx.compact();
+        ctx
+    }
+
+    /// The contiguous part: for each replica, the events `1..=n` seen without gaps.
+    pub fn version_vector(&self) -> &VersionVector {
+        &self.vv
+    }
+
+    /// The dots seen beyond the contiguous prefix, in order.
+    pub fn cloud(&self) -> impl ExactSizeIterator<Item = Dot> + '_ {
+        self.cloud.iter().copied()
+    }
+
+    /// Number of dots in the cloud.
+    pub fn cloud_len(&self) -> usize {
+        self.cloud.len()
+    }
+
+    /// Whether the context has seen no event.
+    pub fn is_empty(&self) -> bool {
+        self.vv.is_empty() && self.cloud.is_empty()
+    }
+
+    /// Whether `dot` has been seen.
+    #[inline]
+    pub fn contains(&self, dot: Dot) -> bool {
+        self.vv.contains(dot) || (!self.cloud.is_empty() && self.cloud.contains(&dot))
+    }
+
+    /// Records `dot` as seen.
+    pub fn insert(&mut self, dot: Dot) {
+        if self.insert_uncompacted(dot) {
+            self.compact_replica(dot.replica);
+        }
+    }
+
+    /// Creates the next event of `replica`, records it, and returns its dot.
+    ///
+    /// A replica's own events are always seen in order, so the next dot follows the largest
+    /// one of `replica` this context has seen, cloud included.
+    pub fn next_dot(&mut self, replica: ReplicaId) -> Dot {
+        let in_cloud = self
+            .cloud
+            .range(Dot::new(replica, 0)..=Dot::new(replica, u64::MAX))
+            .next_back()
+            .map_or(0, |d| d.counter);
+        let last = self.vv.get(replica).max(in_cloud);
+        let dot = Dot::new(replica, last.checked_add(1).expect("dot counter overflow"));
+        self.insert(dot);
+        dot
+    }
+
+    /// Adds every dot `other` has seen.
+    pub fn merge(&mut self, other: &CausalContext) {
+        self.vv.merge(&other.vv);
+        if other.cloud.is_empty() && self.cloud.is_empty() {
+            return;
+        }
+        for &dot in &other.cloud {
+            self.insert_uncompacted(dot);
+        }
+        self.compact();
+    }
+
+    /// Whether every dot in `self` is also in `other`.
+    pub fn is_covered_by(&self, other: &CausalContext) -> bool {
+        // A compact `other` never holds `(r, vv[r] + 1)` in its cloud, so `self`'s prefix is
+        // covered only by `other`'s prefix.
+        self.vv.is_covered_by(&other.vv) && self.cloud.iter().all(|&d| other.contains(d))
+    }
+
+    /// Every dot in the context, in order: first each replica's prefix, then the cloud. Meant
+    /// for small (delta) contexts; a full state's context can name billions of dots.
+    pub fn dots(&self) -> impl Iterator<Item = Dot> + '_ {
+        self.vv
+            .iter()
+            .flat_map(|(r, n)| (1..=n).map(move |c| Dot::new(r, c)))
+            .chain(self.cloud.iter().copied())
+    }
+
+    /// Checks what a decoded context may break: a valid version vector, and a compact cloud.
+    pub fn validate(&self) -> Result<(), ValidationError> {
+        self.vv.validate()?;
+        for &dot in &self.cloud {
+            if dot.counter == 0 {
+                return Err(ValidationError::ZeroCounter {
+                    replica: dot.replica,
+                });
+            }
+            if dot.counter > crate::MAX_COUNTER {
+                return Err(ValidationError::CounterOutOfRange {
+                    replica: dot.replica,
+                });
+            }
+            if dot.counter <= self.vv.get(dot.replica).saturating_add(1) {
+                return Err(ValidationError::UncompactedCloud { dot });
+            }
+        }
+        Ok(())
+    }
+
+    /// Inserts without compacting; returns whether anything changed.
+    fn insert_uncompacted(&mut self, dot: Dot) -> bool {
+        if self.vv.contains(dot) {
+            return false;
+        }
+        if dot.counter == self.vv.get(dot.replica).saturating_add(1) {
+            self.vv.raise(dot.replica, dot.counter);
+            true
+        } else {
+            self.cloud.insert(dot)
+        }
+    }
+
+    /// Moves cloud dots of `replica` that now extend its prefix into the version vector.
+    fn compact_replica(&mut self, replica: ReplicaId) {
+        loop {
+            let next = Dot::new(replica, self.vv.get(replica).saturating_add(1));
+            if !self.cloud.remove(&next) {
+                break;
+            }
+            self.vv.raise(replica, next.counter);
+        }
+        // Dots at or below the prefix are redundant.
+        let upto = self.vv.get(replica);
+        while let Some(&d) = self
+            .cloud
+            .range(Dot::new(replica, 0)..=Dot::new(replica, upto))
+            .next()
+        {
+            self.cloud.remove(&d);
+        }
+    }
+
+    fn compact(&mut self) {
+        if self.cloud.is_empty() {
+            return;
+        }
+        let replicas: Vec<ReplicaId> = {
+            let mut rs: Vec<ReplicaId> = self.cloud.iter().map(|d| d.replica).collect();
+            rs.dedup();
+            rs
+        };
+        for r in replicas {
+            self.compact_replica(r);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use quickcheck::quickcheck;
+
+    fn ctx(dots: &[(u64, u64)]) -> CausalContext {
+        CausalContext::from_dots(dots.iter().map(|&(r, c)| Dot::new(ReplicaId(r), c)))
+    }
+
+    #[test]
+    fn compacts_as_gaps_fill() {
+        let mut a = ctx(&[(1, 1), (1, 3), (1, 5), (2, 2)]);
+        assert_eq!(a.version_vector().get(ReplicaId(1)), 1);
+        assert_eq!(a.cloud_len(), 3);
+        a.merge(&ctx(&[(1, 2), (1, 4), (2, 1)]));
+        assert_eq!(a.version_vector().get(ReplicaId(1)), 5);
+        assert_eq!(a.version_vector().get(ReplicaId(2)), 2);
+        assert_eq!(a.cloud_len(), 0);
+        assert!(a.validate().is_ok());
+    }
+
+    #[test]
+    fn next_dot_follows_the_cloud() {
+        let mut a = ctx(&[(1, 3)]);
+        assert_eq!(a.next_dot(ReplicaId(1)), Dot::new(ReplicaId(1), 4));
+        assert!(a.contains(Dot::new(ReplicaId(1), 4)));
+        assert!(!a.contains(Dot::new(ReplicaId(1), 2)));
+    }
+
+    #[test]
+    fn validate_rejects_uncompacted_cloud() {
+        let mut a = ctx(&[(1, 1)]);
+        a.cloud.insert(Dot::new(ReplicaId(1), 2));
+        assert_eq!(
+            a.validate(),
+            Err(ValidationError::UncompactedCloud {
+                dot: Dot::new(ReplicaId(1), 2)
+            })
+        );
+    }
+
+    quickcheck! {
+        fn merge_is_set_union(a: Vec<(u8, u8)>, b: Vec<(u8, u8)>) -> bool {
+            let f = |p: &Vec<(u8, u8)>| p.iter().map(|&(r, c)| Dot::new(ReplicaId(r as u64 % 4), c as u64 % 12 + 1)).collect::<Vec<_>>();
+            let (da, db) = (f(&a), f(&b));
+            let (ca, cb) = (CausalContext::from_dots(da.clone()), CausalContext::from_dots(db.clone()));
+            let mut m = ca.clone();
+            m.merge(&cb);
+            let expected: BTreeSet<Dot> = da.iter().chain(&db).copied().collect();
+            let got: BTreeSet<Dot> = m.dots().collect();
+            got == expected
+                && m.validate().is_ok()
+                && m == CausalContext::from_dots(expected.iter().copied())
+                && ca.is_covered_by(&m)
+                && cb.is_covered_by(&m)
+                && m.is_covered_by(&ca) == (m == ca)
+        }
+    }
+}

@@ -1,0 +1,794 @@
+//! The tokio TCP transport.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, VecDeque};
+use std::io;
+use std::net::SocketAddr;
+use std::pin::pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio::runtime::Handle;
+use tokio::sync::{Notify, mpsc, watch};
+use tokio::task::{AbortHandle, JoinSet};
+
+use crate::backoff::{Backoff, BackoffConfig, SplitMix64};
+use crate::codec::{DEFAULT_MAX_FRAME_SIZE, FRAME_HEADER_LEN, FrameCodec};
+use crate::error::{ConnectionError, RecvError, SendError, TransportError};
+use crate::handshake::{
+    DECISION_ACCEPT, DECISION_DUPLICATE, HELLO_LEN, HandshakeError, Hello, parse_decision,
+};
+use crate::stats::{ConnectionState, PeerCounters, PeerStats};
+use crate::{NodeId, Transport};
+
+/// Bytes requested from the socket per read when no larger frame is pending.
+const READ_CHUNK: usize = 64 * 1024;
+/// Frames moved from a peer queue to the socket buffer per wake-up.
+const WRITE_BATCH: usize = 256;
+/// Messages moved from the inbound channel to the receiver per wake-up.
+const RECV_BATCH: usize = 256;
+
+/// Configuration of a [`TcpTransport`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TcpConfig {
+    /// This node's id.
+    pub node_id: NodeId,
+    /// The cluster id; peers announcing another one are refused.
+    pub cluster_id: u64,
+    /// Address to listen on (port 0 lets the operating system pick one).
+    pub listen: SocketAddr,
+    /// Peers to dial at start (more can be added with [`TcpTransport::add_peer`]).
+    pub peers: Vec<(NodeId, SocketAddr)>,
+    /// Maximum payload size of a frame, sent or received. Default 4 MiB.
+    pub max_frame_size: u32,
+    /// Capacity of each peer's outbound queue, in messages. Default 4096.
+    pub queue_capacity: usize,
+    /// Capacity of the inbound channel towards the receiver, in messages. Default 4096. When it
+    /// is full, connections stop reading and TCP flow control pushes back on the senders.
+    pub inbound_capacity: usize,
+    /// Time allowed for dialing and for the handshake. Default 5 s.
+    pub handshake_timeout: Duration,
+    /// Time [`Transport::shutdown`] waits for queued frames to be flushed. Default 5 s.
+    pub shutdown_timeout: Duration,
+    /// Reconnection backoff. Default 50 ms doubling up to 5 s.
+    pub backoff: BackoffConfig,
+    /// Seed of the jitter generator (mixed with each peer's id).
+    pub seed: u64,
+    /// Size of each connection's write buffer. Default 64 KiB.
+    pub write_buffer_size: usize,
+}
+
+impl TcpConfig {
+    /// A configuration with default limits and no peers.
+    pub fn new(node_id: NodeId, cluster_id: u64, listen: SocketAddr) -> Self {
+        Self {
+            node_id,
+            cluster_id,
+            listen,
+            peers: Vec::new(),
+            max_frame_size: DEFAULT_MAX_FRAME_SIZE,
+            queue_capacity: 4096,
+            inbound_capacity: 4096,
+            handshake_timeout: Duration::from_secs(5),
+            shutdown_timeout: Duration::from_secs(5),
+            backoff: BackoffConfig::default(),
+            seed: 0,
+            write_buffer_size: 64 * 1024,
+        }
+    }
+
+    /// Adds a peer to dial.
+    #[must_use]
+    pub fn with_peer(mut self, id: NodeId, addr: SocketAddr) -> Self {
+        self.peers.push((id, addr));
+        self
+    }
+}
+
+/// The link to one peer, as seen by the connection logic.
+#[derive(Debug)]
+enum Link {
+    /// No connection, no dial in progress; a dialer (if the address is known) may start one.
+    Idle,
+    /// Waiting before the next dial.
+    BackingOff,
+    /// Our dialer is connecting or handshaking.
+    Dialing,
+    /// Connection `gen` carries frames; notifying `kill` closes it.
+    Up { generation: u64, kill: Arc<Notify> },
+}
+
+struct Peer {
+    id: NodeId,
+    addr: Mutex<Option<SocketAddr>>,
+    tx: mpsc::Sender<Vec<u8>>,
+    rx: Arc<tokio::sync::Mutex<mpsc::Receiver<Vec<u8>>>>,
+    counters: PeerCounters,
+    link: Mutex<Link>,
+    /// Notified whenever the link goes down (wakes the dialer).
+    changed: Notify,
+    dialer_started: AtomicBool,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Critical sections here only move plain values; a panic elsewhere cannot leave them torn.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Peer {
+    fn new(id: NodeId, queue_capacity: usize) -> Self {
+        let (tx, rx) = mpsc::channel(queue_capacity.max(1));
+        Self {
+            id,
+            addr: Mutex::new(None),
+            tx,
+            rx: Arc::new(tokio::sync::Mutex::new(rx)),
+            counters: PeerCounters::new(ConnectionState::Disconnected),
+            link: Mutex::new(Link::Idle),
+            changed: Notify::new(),
+            dialer_started: AtomicBool::new(false),
+        }
+    }
+
+    fn set(&self, link: &mut Link, new: Link) {
+        let state = match new {
+            Link::Idle => ConnectionState::Disconnected,
+            Link::BackingOff => ConnectionState::BackingOff,
+            Link::Dialing => ConnectionState::Connecting,
+            Link::Up { .. } => ConnectionState::Connected,
+        };
+        *link = new;
+        self.counters.set_state(state);
+    }
+
+    /// Idle or backing off -> dialing. False if connected or already dialing.
+    fn try_begin_dial(&self) -> bool {
+        let mut link = lock(&self.link);
+        match *link {
+            Link::Idle | Link::BackingOff => {
+                self.set(&mut link, Link::Dialing);
+                true
+            }
+            Link::Dialing | Link::Up { .. } => false,
+        }
+    }
+
+    /// A dial failed: dialing -> backing off (unless another connection came up meanwhile).
+    fn dial_failed(&self) {
+        let mut link = lock(&self.link);
+        if matches!(*link, Link::Dialing) {
+            self.set(&mut link, Link::BackingOff);
+        }
+    }
+
+    /// The lower-id side decides whether a new connection becomes the pair's connection.
+    /// Our own dial is accepted unless a connection is already up; an inbound connection is
+    /// refused while we are dialing or connected, so at most one connection is ever accepted.
+    fn decide(&self, generation: u64, kill: &Arc<Notify>, our_dial: bool) -> bool {
+        let mut link = lock(&self.link);
+        let accept = match *link {
+            Link::Up { .. } => false,
+            Link::Dialing => our_dial,
+            Link::Idle | Link::BackingOff => true,
+        };
+        if accept {
+            let kill = Arc::clone(kill);
+            self.set(&mut link, Link::Up { generation, kill });
+        }
+        accept
+    }
+
+    /// The higher-id side installs a connection the lower side accepted, closing any older one
+    /// (the lower side only accepts a new connection once it considers the old one gone).
+    fn install(&self, generation: u64, kill: &Arc<Notify>) {
+        let mut link = lock(&self.link);
+        if let Link::Up { kill: old, .. } = &*link {
+            old.notify_one();
+        }
+        let kill = Arc::clone(kill);
+        self.set(&mut link, Link::Up { generation, kill });
+    }
+
+    /// Connection `generation` ended.
+    fn link_down(&self, generation: u64) {
+        let mut link = lock(&self.link);
+        if matches!(*link, Link::Up { generation: g, .. } if g == generation) {
+            let next = if lock(&self.addr).is_some() {
+                Link::BackingOff
+            } else {
+                Link::Idle
+            };
+            self.set(&mut link, next);
+            drop(link);
+            self.changed.notify_waiters();
+        }
+    }
+
+    fn stats(&self) -> PeerStats {
+        let capacity = self.tx.max_capacity();
+        let depth = capacity.saturating_sub(self.tx.capacity());
+        self.counters.snapshot(self.id, depth, capacity)
+    }
+}
+
+/// Marks the link down when the connection it belongs to ends, however it ends (error, task
+/// cancelled, handshake timeout after the decision).
+struct LinkGuard {
+    peer: Arc<Peer>,
+    generation: u64,
+    kill: Arc<Notify>,
+}
+
+impl Drop for LinkGuard {
+    fn drop(&mut self) {
+        self.peer.link_down(self.generation);
+    }
+}
+
+struct Inbox<M> {
+    rx: mpsc::Receiver<(NodeId, M)>,
+    ready: VecDeque<(NodeId, M)>,
+    scratch: Vec<(NodeId, M)>,
+}
+
+struct Shared<M> {
+    config: TcpConfig,
+    codec: FrameCodec,
+    hello: Hello,
+    local_addr: SocketAddr,
+    runtime: Handle,
+    peers: Mutex<BTreeMap<NodeId, Arc<Peer>>>,
+    inbound_tx: Mutex<Option<mpsc::Sender<(NodeId, M)>>>,
+    tasks: Mutex<JoinSet<()>>,
+    closed: AtomicBool,
+    closing: watch::Sender<bool>,
+    /// Each writer holds a clone; shutdown waits until all are dropped.
+    writer_tokens: Mutex<Option<mpsc::Sender<()>>>,
+    writers_done: tokio::sync::Mutex<Option<mpsc::Receiver<()>>>,
+    next_generation: AtomicU64,
+    rejected: AtomicU64,
+}
+
+/// A [`Transport`] over TCP (tokio).
+///
+/// Listens on [`TcpConfig::listen`], dials the configured peers and keeps one connection per
+/// pair of nodes: both sides may dial, and the node with the lower id decides which
+/// connection is used (its own dial wins a simultaneous dial), before any frame is sent. Lost
+/// connections are redialed with exponential backoff and seeded jitter. Writes are batched:
+/// frames go through a buffered writer that is flushed when the peer's queue runs empty.
+///
+/// Dropping the transport aborts all its tasks and closes its sockets at once (like a crash);
+/// [`Transport::shutdown`] flushes first.
+pub struct TcpTransport<M> {
+    shared: Arc<Shared<M>>,
+    inbox: tokio::sync::Mutex<Inbox<M>>,
+}
+
+impl<M> std::fmt::Debug for TcpTransport<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TcpTransport")
+            .field("node_id", &self.shared.config.node_id)
+            .field("local_addr", &self.shared.local_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Serializes `msg` into a complete frame, with one allocation of the exact size.
+fn encode_frame<M: Serialize>(codec: &FrameCodec, msg: &M) -> Result<Vec<u8>, SendError> {
+    fn seal(
+        codec: &FrameCodec,
+        scratch: &mut Vec<u8>,
+        msg: &impl Serialize,
+    ) -> Result<Vec<u8>, SendError> {
+        scratch.clear();
+        let taken = std::mem::take(scratch);
+        *scratch = postcard::to_extend(msg, taken).map_err(SendError::Encode)?;
+        let mut frame = Vec::with_capacity(FRAME_HEADER_LEN + scratch.len());
+        codec.encode(scratch, &mut frame)?;
+        Ok(frame)
+    }
+    SCRATCH.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut scratch) => seal(codec, &mut scratch, msg),
+        // Re-entrant use (a Serialize impl that sends): fall back to a fresh buffer.
+        Err(_) => seal(codec, &mut Vec::new(), msg),
+    })
+}
+
+impl<M> TcpTransport<M>
+where
+    M: Serialize + DeserializeOwned + Send + 'static,
+{
+    /// Binds the listener, starts accepting connections and dials the configured peers.
+    ///
+    /// Must be called within a tokio runtime; the transport's tasks run on that runtime.
+    pub async fn bind(config: TcpConfig) -> Result<Self, TransportError> {
+        let bind_err = |source| TransportError::Bind {
+            addr: config.listen,
+            source,
+        };
+        let socket = if config.listen.is_ipv4() {
+            TcpSocket::new_v4()
+        } else {
+            TcpSocket::new_v6()
+        }
+        .map_err(bind_err)?;
+        // Lets a restarted node listen on its old port while old connections sit in TIME_WAIT.
+        socket.set_reuseaddr(true).map_err(bind_err)?;
+        socket.bind(config.listen).map_err(bind_err)?;
+        let listener = socket.listen(1024).map_err(bind_err)?;
+        let local_addr = listener.local_addr().map_err(bind_err)?;
+
+        let (inbound_tx, inbound_rx) = mpsc::channel(config.inbound_capacity.max(1));
+        let (token_tx, token_rx) = mpsc::channel(1);
+        let shared = Arc::new(Shared {
+            codec: FrameCodec::new(config.max_frame_size),
+            hello: Hello::new(config.cluster_id, config.node_id),
+            local_addr,
+            runtime: Handle::current(),
+            peers: Mutex::new(BTreeMap::new()),
+            inbound_tx: Mutex::new(Some(inbound_tx)),
+            tasks: Mutex::new(JoinSet::new()),
+            closed: AtomicBool::new(false),
+            closing: watch::Sender::new(false),
+            writer_tokens: Mutex::new(Some(token_tx)),
+            writers_done: tokio::sync::Mutex::new(Some(token_rx)),
+            next_generation: AtomicU64::new(1),
+            rejected: AtomicU64::new(0),
+            config,
+        });
+        let accept = Arc::clone(&shared);
+        shared.spawn(async move { accept.accept_loop(listener).await });
+        for (id, addr) in shared.config.peers.clone() {
+            shared.add_peer(id, addr);
+        }
+        Ok(Self {
+            shared,
+            inbox: tokio::sync::Mutex::new(Inbox {
+                rx: inbound_rx,
+                ready: VecDeque::new(),
+                scratch: Vec::with_capacity(RECV_BATCH),
+            }),
+        })
+    }
+
+    /// The address the listener is bound to (with the actual port when port 0 was asked).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.shared.local_addr
+    }
+
+    /// Adds (or updates the address of) a peer and starts dialing it. Adding our own id is
+    /// ignored.
+    pub fn add_peer(&self, id: NodeId, addr: SocketAddr) {
+        self.shared.add_peer(id, addr);
+    }
+
+    /// Number of inbound connections refused by the handshake (bad magic, wrong cluster or
+    /// version, timeout, ...). Duplicate connections are not counted.
+    pub fn rejected_connections(&self) -> u64 {
+        self.shared.rejected.load(Ordering::Relaxed)
+    }
+
+    /// Stats of one peer, if known.
+    pub fn peer(&self, id: NodeId) -> Option<PeerStats> {
+        lock(&self.shared.peers).get(&id).map(|p| p.stats())
+    }
+
+    fn peer_handle(&self, to: NodeId) -> Result<Arc<Peer>, SendError> {
+        if self.shared.closed.load(Ordering::Acquire) {
+            return Err(SendError::Closed);
+        }
+        lock(&self.shared.peers)
+            .get(&to)
+            .cloned()
+            .ok_or(SendError::UnknownPeer(to))
+    }
+}
+
+impl<M> Drop for TcpTransport<M> {
+    fn drop(&mut self) {
+        self.shared.closed.store(true, Ordering::Release);
+        lock(&self.shared.inbound_tx).take();
+        lock(&self.shared.tasks).abort_all();
+    }
+}
+
+impl<M> Shared<M>
+where
+    M: Serialize + DeserializeOwned + Send + 'static,
+{
+    fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) -> Option<AbortHandle> {
+        let mut tasks = lock(&self.tasks);
+        if self.closed.load(Ordering::Acquire) {
+            return None;
+        }
+        // Reap finished tasks so the set does not grow with every connection ever made.
+        while tasks.try_join_next().is_some() {}
+        Some(tasks.spawn_on(task, &self.runtime))
+    }
+
+    fn peer_entry(&self, id: NodeId) -> Arc<Peer> {
+        let mut peers = lock(&self.peers);
+        Arc::clone(
+            peers
+                .entry(id)
+                .or_insert_with(|| Arc::new(Peer::new(id, self.config.queue_capacity))),
+        )
+    }
+
+    fn add_peer(self: &Arc<Self>, id: NodeId, addr: SocketAddr) {
+        if id == self.config.node_id {
+            tracing::warn!(node = %id, "ignoring our own node id as a peer");
+            return;
+        }
+        let peer = self.peer_entry(id);
+        *lock(&peer.addr) = Some(addr);
+        {
+            let mut link = lock(&peer.link);
+            if matches!(*link, Link::Idle) {
+                peer.set(&mut link, Link::BackingOff);
+            }
+        }
+        if !peer.dialer_started.swap(true, Ordering::AcqRel) {
+            let shared = Arc::clone(self);
+            self.spawn(async move { shared.dial_loop(peer).await });
+        } else {
+            peer.changed.notify_waiters();
+        }
+    }
+
+    async fn accept_loop(self: Arc<Self>, listener: tokio::net::TcpListener) {
+        let mut closing = self.closing.subscribe();
+        loop {
+            let accepted = tokio::select! {
+                accepted = listener.accept() => accepted,
+                _ = closing.wait_for(|c| *c) => return,
+            };
+            match accepted {
+                Ok((stream, addr)) => {
+                    let shared = Arc::clone(&self);
+                    self.spawn(async move { shared.handle_inbound(stream, addr).await });
+                }
+                Err(error) => {
+                    // E.g. out of file descriptors: back off briefly instead of spinning.
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+
+    async fn handle_inbound(self: Arc<Self>, mut stream: TcpStream, addr: SocketAddr) {
+        let _ = stream.set_nodelay(true);
+        let timeout = self.config.handshake_timeout;
+        let result = match tokio::time::timeout(timeout, self.negotiate(&mut stream, None)).await {
+            Ok(result) => result,
+            Err(_) => Err(HandshakeError::Timeout(timeout)),
+        };
+        match result {
+            Ok(guard) => self.run_connection(stream, guard).await,
+            Err(HandshakeError::Duplicate(peer)) => {
+                tracing::debug!(%addr, %peer, "duplicate inbound connection refused");
+            }
+            Err(error) => {
+                self.rejected.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(%addr, %error, "refused inbound connection");
+            }
+        }
+    }
+
+    async fn dial_loop(self: Arc<Self>, peer: Arc<Peer>) {
+        let seed = self.config.seed ^ SplitMix64::new(peer.id.0).next_u64();
+        let mut backoff = Backoff::new(self.config.backoff, seed);
+        let timeout = self.config.handshake_timeout;
+        loop {
+            loop {
+                let mut changed = pin!(peer.changed.notified());
+                changed.as_mut().enable();
+                if self.closed.load(Ordering::Acquire) || *self.closing.borrow() {
+                    return;
+                }
+                if peer.try_begin_dial() {
+                    break;
+                }
+                changed.await;
+            }
+            let Some(addr) = *lock(&peer.addr) else {
+                peer.dial_failed();
+                continue;
+            };
+            let attempt = async {
+                let mut stream = TcpStream::connect(addr).await?;
+                let _ = stream.set_nodelay(true);
+                let guard = self.negotiate(&mut stream, Some(peer.id)).await?;
+                Ok::<_, HandshakeError>((stream, guard))
+            };
+            let result = match tokio::time::timeout(timeout, attempt).await {
+                Ok(result) => result,
+                Err(_) => Err(HandshakeError::Timeout(timeout)),
+            };
+            match result {
+                Ok((stream, guard)) => {
+                    backoff.reset();
+                    self.run_connection(stream, guard).await;
+                }
+                Err(HandshakeError::Duplicate(_)) => {
+                    tracing::debug!(peer = %peer.id, "our dial lost the tie-break");
+                    peer.dial_failed();
+                }
+                Err(error) => {
+                    match &error {
+                        HandshakeError::Io(_) | HandshakeError::Timeout(_) => {
+                            tracing::debug!(peer = %peer.id, %addr, %error, "dial failed")
+                        }
+                        _ => tracing::warn!(peer = %peer.id, %addr, %error, "dial refused"),
+                    }
+                    peer.dial_failed();
+                }
+            }
+            // Whatever happened, the next dial waits for a backoff delay first (a connection
+            // that comes up inbound meanwhile makes the dial unnecessary).
+            if !matches!(*lock(&peer.link), Link::Up { .. }) {
+                tokio::time::sleep(backoff.next_delay()).await;
+            }
+        }
+    }
+
+    /// Runs the handshake on a fresh connection. `dialed` is the peer we dialed, `None` for an
+    /// inbound connection. On success the link is up and owned by the returned guard.
+    async fn negotiate(
+        &self,
+        stream: &mut TcpStream,
+        dialed: Option<NodeId>,
+    ) -> Result<LinkGuard, HandshakeError> {
+        let ours = self.hello;
+        let mut buf = [0u8; HELLO_LEN];
+        let theirs = if let Some(expected) = dialed {
+            stream.write_all(&ours.encode()).await?;
+            stream.read_exact(&mut buf).await?;
+            let theirs = Hello::decode(&buf)?;
+            ours.check_peer(&theirs)?;
+            if theirs.node_id != expected {
+                return Err(HandshakeError::UnexpectedPeer {
+                    expected,
+                    found: theirs.node_id,
+                });
+            }
+            theirs
+        } else {
+            stream.read_exact(&mut buf).await?;
+            let theirs = Hello::decode(&buf)?;
+            if let Err(error) = ours.check_peer(&theirs) {
+                // Tell a confluo peer who we are so it can report the mismatch too.
+                let _ = stream.write_all(&ours.encode()).await;
+                return Err(error);
+            }
+            stream.write_all(&ours.encode()).await?;
+            theirs
+        };
+        let peer = self.peer_entry(theirs.node_id);
+        let generation = self.next_generation.fetch_add(1, Ordering::Relaxed);
+        let kill = Arc::new(Notify::new());
+        if ours.node_id < theirs.node_id {
+            let accept = peer.decide(generation, &kill, dialed.is_some());
+            let guard = accept.then(|| LinkGuard {
+                peer: Arc::clone(&peer),
+                generation,
+                kill: Arc::clone(&kill),
+            });
+            let byte = if accept {
+                DECISION_ACCEPT
+            } else {
+                DECISION_DUPLICATE
+            };
+            stream.write_all(&[byte]).await?;
+            guard.ok_or(HandshakeError::Duplicate(theirs.node_id))
+        } else {
+            let mut byte = [0u8; 1];
+            stream.read_exact(&mut byte).await?;
+            let [byte] = byte;
+            parse_decision(byte, theirs.node_id)?;
+            peer.install(generation, &kill);
+            Ok(LinkGuard {
+                peer,
+                generation,
+                kill,
+            })
+        }
+    }
+
+    async fn run_connection(&self, stream: TcpStream, guard: LinkGuard) {
+        let peer = Arc::clone(&guard.peer);
+        let Some(inbound) = lock(&self.inbound_tx).clone() else {
+            return;
+        };
+        PeerCounters::add(&peer.counters.connects, 1);
+        tracing::debug!(peer = %peer.id, "connection up");
+        let (reader, writer) = stream.into_split();
+        let result = tokio::select! {
+            r = self.read_loop(&peer, reader, inbound) => r,
+            r = self.write_loop(&peer, writer) => r,
+            () = guard.kill.notified() => Ok(()),
+        };
+        match result {
+            Ok(()) => tracing::debug!(peer = %peer.id, "connection closed"),
+            Err(ConnectionError::Io(error)) => {
+                tracing::debug!(peer = %peer.id, %error, "connection lost")
+            }
+            Err(error) => tracing::warn!(peer = %peer.id, %error, "closing connection"),
+        }
+        drop(guard);
+    }
+
+    async fn read_loop(
+        &self,
+        peer: &Peer,
+        mut reader: OwnedReadHalf,
+        inbound: mpsc::Sender<(NodeId, M)>,
+    ) -> Result<(), ConnectionError> {
+        let mut buf: Vec<u8> = Vec::with_capacity(READ_CHUNK);
+        loop {
+            let mut consumed = 0usize;
+            let mut messages = 0u64;
+            while let Some((frame, used)) = self.codec.decode(buf.get(consumed..).unwrap_or(&[]))? {
+                let msg: M =
+                    postcard::from_bytes(frame.payload).map_err(ConnectionError::Decode)?;
+                consumed += used;
+                messages += 1;
+                if inbound.send((peer.id, msg)).await.is_err() {
+                    // The transport is gone: nobody will receive.
+                    return Ok(());
+                }
+            }
+            if messages > 0 {
+                PeerCounters::add(&peer.counters.messages_received, messages);
+                PeerCounters::add(&peer.counters.bytes_received, consumed as u64);
+                buf.drain(..consumed);
+            }
+            // The header (if complete) has been validated by `decode`, so the announced length
+            // is within the maximum before we reserve room for it.
+            let needed = self.codec.frame_len(&buf)?.unwrap_or(FRAME_HEADER_LEN);
+            let want = needed.saturating_sub(buf.len()).max(READ_CHUNK);
+            if buf.capacity() - buf.len() < want {
+                buf.reserve(want);
+            }
+            let n = reader.read_buf(&mut buf).await?;
+            if n == 0 {
+                return Err(ConnectionError::Io(io::ErrorKind::UnexpectedEof.into()));
+            }
+        }
+    }
+
+    async fn write_loop(&self, peer: &Peer, writer: OwnedWriteHalf) -> Result<(), ConnectionError> {
+        let Some(_token) = lock(&self.writer_tokens).clone() else {
+            return Ok(());
+        };
+        let mut rx = Arc::clone(&peer.rx).lock_owned().await;
+        let mut out = BufWriter::with_capacity(self.config.write_buffer_size, writer);
+        let mut batch = Vec::with_capacity(WRITE_BATCH);
+        let mut closing = self.closing.subscribe();
+        loop {
+            let closing_now = *closing.borrow_and_update();
+            if closing_now {
+                while let Ok(frame) = rx.try_recv() {
+                    batch.push(frame);
+                }
+                self.write_batch(peer, &mut out, &mut batch).await?;
+                out.shutdown().await?;
+                return Ok(());
+            }
+            tokio::select! {
+                n = rx.recv_many(&mut batch, WRITE_BATCH) => {
+                    if n == 0 {
+                        return Ok(());
+                    }
+                }
+                _ = closing.changed() => continue,
+            }
+            self.write_batch(peer, &mut out, &mut batch).await?;
+            if rx.is_empty() {
+                out.flush().await?;
+            }
+        }
+    }
+
+    async fn write_batch(
+        &self,
+        peer: &Peer,
+        out: &mut BufWriter<OwnedWriteHalf>,
+        batch: &mut Vec<Vec<u8>>,
+    ) -> Result<(), ConnectionError> {
+        let mut bytes = 0u64;
+        let messages = batch.len() as u64;
+        for frame in batch.drain(..) {
+            bytes += frame.len() as u64;
+            out.write_all(&frame).await?;
+        }
+        PeerCounters::add(&peer.counters.messages_sent, messages);
+        PeerCounters::add(&peer.counters.bytes_sent, bytes);
+        Ok(())
+    }
+}
+
+impl<M> Transport<M> for TcpTransport<M>
+where
+    M: Serialize + DeserializeOwned + Send + 'static,
+{
+    fn local_id(&self) -> NodeId {
+        self.shared.config.node_id
+    }
+
+    fn try_send(&self, to: NodeId, msg: &M) -> Result<(), SendError> {
+        let peer = self.peer_handle(to)?;
+        let frame = encode_frame(&self.shared.codec, msg)?;
+        peer.tx.try_send(frame).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => SendError::QueueFull(to),
+            mpsc::error::TrySendError::Closed(_) => SendError::Closed,
+        })
+    }
+
+    fn send(&self, to: NodeId, msg: &M) -> impl Future<Output = Result<(), SendError>> + Send {
+        // Encode before the future starts, so the future does not hold `&M` (M need not be Sync).
+        let prepared = self
+            .peer_handle(to)
+            .and_then(|peer| Ok((peer, encode_frame(&self.shared.codec, msg)?)));
+        let mut closing = self.shared.closing.subscribe();
+        async move {
+            let (peer, frame) = prepared?;
+            tokio::select! {
+                sent = peer.tx.send(frame) => sent.map_err(|_| SendError::Closed),
+                _ = closing.wait_for(|c| *c) => Err(SendError::Closed),
+            }
+        }
+    }
+
+    async fn recv(&self) -> Result<(NodeId, M), RecvError> {
+        let mut inbox = self.inbox.lock().await;
+        let inbox = &mut *inbox;
+        if let Some(next) = inbox.ready.pop_front() {
+            return Ok(next);
+        }
+        if inbox.rx.recv_many(&mut inbox.scratch, RECV_BATCH).await == 0 {
+            return Err(RecvError::Closed);
+        }
+        inbox.ready.extend(inbox.scratch.drain(..));
+        inbox.ready.pop_front().ok_or(RecvError::Closed)
+    }
+
+    fn peer_stats(&self) -> Vec<PeerStats> {
+        lock(&self.shared.peers)
+            .values()
+            .map(|p| p.stats())
+            .collect()
+    }
+
+    async fn shutdown(&self) {
+        let shared = &self.shared;
+        let Some(mut done) = shared.writers_done.lock().await.take() else {
+            return;
+        };
+        // Stop accepting and dialing; writers drain their queues, flush and close.
+        shared.closing.send_replace(true);
+        lock(&shared.writer_tokens).take();
+        let _ = tokio::time::timeout(shared.config.shutdown_timeout, done.recv()).await;
+        shared.closed.store(true, Ordering::Release);
+        lock(&shared.inbound_tx).take();
+        let mut tasks = std::mem::take(&mut *lock(&shared.tasks));
+        tasks.abort_all();
+        while tasks.join_next().await.is_some() {}
+        for peer in lock(&shared.peers).values() {
+            let mut link = lock(&peer.link);
+            peer.set(&mut link, Link::Idle);
+        }
+    }
+}

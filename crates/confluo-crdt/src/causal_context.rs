@@ -149,6 +149,14 @@ impl CausalContext {
         Ok(())
     }
 
+    /// The context `(replica, 1..=n)`, for tests that need large counters.
+    #[cfg(test)]
+    pub(crate) fn from_parts_for_test(replica: ReplicaId, n: u64) -> Self {
+        let mut ctx = CausalContext::new();
+        ctx.vv.raise(replica, n);
+        ctx
+    }
+
     /// Inserts without compacting; returns whether anything changed.
     fn insert_uncompacted(&mut self, dot: Dot) -> bool {
         if self.vv.contains(dot) {

@@ -29,6 +29,14 @@ pub trait Crdt: Clone + Default + PartialEq + core::fmt::Debug {
     /// call this on states decoded from bytes or received from a peer before merging them.
     fn validate(&self) -> Result<(), ValidationError>;
 
+    /// Validates `other` (a state from outside) and merges it; an invalid state is refused
+    /// whole and `self` is left unchanged.
+    fn merge_validated(&mut self, other: Self) -> Result<(), ValidationError> {
+        other.validate()?;
+        self.merge(other);
+        Ok(())
+    }
+
     /// Whether this is the bottom state (nothing seen).
     fn is_bottom(&self) -> bool {
         *self == Self::default()
@@ -62,16 +70,48 @@ pub trait DotStore: Clone + Default + PartialEq + core::fmt::Debug {
 /// [`EnableWinsFlag`](crate::EnableWinsFlag) are `Causal` over their stores. Reads go through
 /// `Deref` to the store; mutators are methods on the `Causal` type because they create dots.
 ///
-/// Every mutation, removes included, creates a dot, so the context alone says what a state has
-/// seen: a state whose context is covered by the receiver's adds nothing, and merging it costs
-/// a context comparison (O(replicas)) rather than a pass over the elements.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+/// # Merging a state that adds nothing
+///
+/// Every mutation, removes included, creates a dot. So for a *causally closed* state (one
+/// whose store reflects the effect of every event in its context: a replica's own state, built
+/// by its mutators and by merges of other closed states) the context alone says what the state
+/// holds, and merging a closed state whose context the receiver's context already covers costs a
+/// context comparison, O(replicas), instead of a pass over every element.
+///
+/// A delta is not closed (its context names dots it killed whose own effects it does not
+/// carry), and neither is a state that merged a delta, or a decoded state; for those,
+/// [`merge`](Crdt::merge) runs the full join, which is correct in any order. A replica that
+/// applies deltas in causal order (as confluo-node does) may vouch for its state with
+/// [`assume_causally_closed`](Causal::assume_causally_closed).
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Causal<S> {
     pub(crate) store: S,
     pub(crate) ctx: CausalContext,
+    /// Whether the store reflects every event of the context (see the type docs). Not part of
+    /// the value: ignored by equality and not encoded.
+    #[serde(skip)]
+    pub(crate) closed: bool,
 }
 
-impl<S: DotStore> Causal<S> {
+impl<S: Default> Default for Causal<S> {
+    fn default() -> Self {
+        Causal {
+            store: S::default(),
+            ctx: CausalContext::new(),
+            closed: true,
+        }
+    }
+}
+
+impl<S: PartialEq> PartialEq for Causal<S> {
+    fn eq(&self, other: &Self) -> bool {
+        self.ctx == other.ctx && self.store == other.store
+    }
+}
+
+impl<S: Eq> Eq for Causal<S> {}
+
+impl<S: Default> Causal<S> {
     /// The bottom state.
     pub fn new() -> Self {
         Self::default()
@@ -80,7 +120,31 @@ impl<S: DotStore> Causal<S> {
     /// A state from a store and its context (for example a map value received on its own).
     /// Call [`Crdt::validate`] on the result if the parts come from outside.
     pub fn from_parts(store: S, ctx: CausalContext) -> Self {
-        Causal { store, ctx }
+        Self::delta(store, ctx)
+    }
+
+    /// A delta (or any state not known to be causally closed) from its parts.
+    pub(crate) fn delta(store: S, ctx: CausalContext) -> Self {
+        Causal {
+            store,
+            ctx,
+            closed: false,
+        }
+    }
+
+    /// Declares that this state reflects every event in its context, which holds for a
+    /// replica's state when every delta it merged was merged in causal order (each after the
+    /// events it depends on). Merges of covered closed states then take the fast path.
+    ///
+    /// Vouching for a state that is not closed makes later merges of covered states keep
+    /// elements that should have been removed: only call it where causal delivery is enforced.
+    pub fn assume_causally_closed(&mut self) {
+        self.closed = true;
+    }
+
+    /// Whether merges may take the covered-state fast path (see the type docs).
+    pub fn is_causally_closed(&self) -> bool {
+        self.closed
     }
 
     /// Splits the state into its store and context.
@@ -108,11 +172,12 @@ impl<S> Deref for Causal<S> {
 
 impl<S: DotStore> Crdt for Causal<S> {
     fn merge(&mut self, other: Self) {
-        if other.ctx.is_covered_by(&self.ctx) {
-            // Every event `other` has seen is already reflected here (every event has a dot,
-            // removes included), so `other` carries nothing new.
+        if self.closed && other.closed && other.ctx.is_covered_by(&self.ctx) {
+            // Both stores reflect every event of their contexts, and every event `other` has
+            // seen is reflected here already, so `other` carries nothing new.
             return;
         }
+        self.closed &= other.closed;
         self.store.join(&self.ctx, other.store, &other.ctx);
         self.ctx.merge(&other.ctx);
     }

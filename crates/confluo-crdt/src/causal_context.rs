@@ -1,7 +1,5 @@
 //! Causal contexts: exactly which events a state has seen, gaps included.
 
-use std::collections::BTreeSet;
-
 use serde::{Deserialize, Serialize};
 
 use crate::{Dot, ReplicaId, ValidationError, VersionVector};
@@ -29,7 +27,9 @@ use crate::{Dot, ReplicaId, ValidationError, VersionVector};
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct CausalContext {
     vv: VersionVector,
-    cloud: BTreeSet<Dot>,
+    /// Sorted, and every dot is beyond its replica's prefix + 1 (compact). A sorted vector:
+    /// clouds are small and short-lived, and one allocation beats a tree's nodes.
+    cloud: Vec<Dot>,
 }
 
 impl CausalContext {
@@ -37,7 +37,7 @@ impl CausalContext {
     pub const fn new() -> Self {
         CausalContext {
             vv: VersionVector::new(),
-            cloud: BTreeSet::new(),
+            cloud: Vec::new(),
         }
     }
 
@@ -74,7 +74,7 @@ impl CausalContext {
     /// Whether `dot` has been seen.
     #[inline]
     pub fn contains(&self, dot: Dot) -> bool {
-        self.vv.contains(dot) || (!self.cloud.is_empty() && self.cloud.contains(&dot))
+        self.vv.contains(dot) || (!self.cloud.is_empty() && self.cloud.binary_search(&dot).is_ok())
     }
 
     /// Records `dot` as seen.
@@ -89,11 +89,15 @@ impl CausalContext {
     /// A replica's own events are always seen in order, so the next dot follows the largest
     /// one of `replica` this context has seen, cloud included.
     pub fn next_dot(&mut self, replica: ReplicaId) -> Dot {
-        let in_cloud = self
-            .cloud
-            .range(Dot::new(replica, 0)..=Dot::new(replica, u64::MAX))
-            .next_back()
-            .map_or(0, |d| d.counter);
+        let in_cloud = if self.cloud.is_empty() {
+            0
+        } else {
+            let end = self.cloud.partition_point(|d| d.replica <= replica);
+            self.cloud[..end]
+                .last()
+                .filter(|d| d.replica == replica)
+                .map_or(0, |d| d.counter)
+        };
         let last = self.vv.get(replica).max(in_cloud);
         let dot = Dot::new(replica, last.checked_add(1).expect("dot counter overflow"));
         self.insert(dot);
@@ -106,9 +110,36 @@ impl CausalContext {
         if other.cloud.is_empty() && self.cloud.is_empty() {
             return;
         }
-        for &dot in &other.cloud {
-            self.insert_uncompacted(dot);
+        // Merge the two sorted clouds, dropping what the (merged) prefix already covers.
+        let (mine, theirs) = (core::mem::take(&mut self.cloud), &other.cloud);
+        let mut merged = Vec::with_capacity(mine.len() + theirs.len());
+        let (mut i, mut j) = (0, 0);
+        while i < mine.len() || j < theirs.len() {
+            let next = match (mine.get(i), theirs.get(j)) {
+                (Some(&x), Some(&y)) if x == y => {
+                    i += 1;
+                    j += 1;
+                    x
+                }
+                (Some(&x), Some(&y)) if x < y => {
+                    i += 1;
+                    x
+                }
+                (Some(&x), None) => {
+                    i += 1;
+                    x
+                }
+                (_, Some(&y)) => {
+                    j += 1;
+                    y
+                }
+                (None, None) => break,
+            };
+            if !self.vv.contains(next) {
+                merged.push(next);
+            }
         }
+        self.cloud = merged;
         self.compact();
     }
 
@@ -131,7 +162,10 @@ impl CausalContext {
     /// Checks what a decoded context may break: a valid version vector, and a compact cloud.
     pub fn validate(&self) -> Result<(), ValidationError> {
         self.vv.validate()?;
-        for &dot in &self.cloud {
+        for (i, &dot) in self.cloud.iter().enumerate() {
+            if i > 0 && self.cloud[i - 1] >= dot {
+                return Err(ValidationError::UnsortedCloud { dot });
+            }
             if dot.counter == 0 {
                 return Err(ValidationError::ZeroCounter {
                     replica: dot.replica,
@@ -166,7 +200,13 @@ impl CausalContext {
             self.vv.raise(dot.replica, dot.counter);
             true
         } else {
-            self.cloud.insert(dot)
+            match self.cloud.binary_search(&dot) {
+                Ok(_) => false,
+                Err(i) => {
+                    self.cloud.insert(i, dot);
+                    true
+                }
+            }
         }
     }
 
@@ -174,20 +214,18 @@ impl CausalContext {
     fn compact_replica(&mut self, replica: ReplicaId) {
         loop {
             let next = Dot::new(replica, self.vv.get(replica).saturating_add(1));
-            if !self.cloud.remove(&next) {
-                break;
+            match self.cloud.binary_search(&next) {
+                Ok(i) => {
+                    self.cloud.remove(i);
+                    self.vv.raise(replica, next.counter);
+                }
+                Err(_) => break,
             }
-            self.vv.raise(replica, next.counter);
         }
         // Dots at or below the prefix are redundant.
         let upto = self.vv.get(replica);
-        while let Some(&d) = self
-            .cloud
-            .range(Dot::new(replica, 0)..=Dot::new(replica, upto))
-            .next()
-        {
-            self.cloud.remove(&d);
-        }
+        self.cloud
+            .retain(|d| d.replica != replica || d.counter > upto);
     }
 
     fn compact(&mut self) {
@@ -237,7 +275,7 @@ mod tests {
     #[test]
     fn validate_rejects_uncompacted_cloud() {
         let mut a = ctx(&[(1, 1)]);
-        a.cloud.insert(Dot::new(ReplicaId(1), 2));
+        a.cloud.push(Dot::new(ReplicaId(1), 2));
         assert_eq!(
             a.validate(),
             Err(ValidationError::UncompactedCloud {
@@ -253,8 +291,8 @@ mod tests {
             let (ca, cb) = (CausalContext::from_dots(da.clone()), CausalContext::from_dots(db.clone()));
             let mut m = ca.clone();
             m.merge(&cb);
-            let expected: BTreeSet<Dot> = da.iter().chain(&db).copied().collect();
-            let got: BTreeSet<Dot> = m.dots().collect();
+            let expected: std::collections::BTreeSet<Dot> = da.iter().chain(&db).copied().collect();
+            let got: std::collections::BTreeSet<Dot> = m.dots().collect();
             got == expected
                 && m.validate().is_ok()
                 && m == CausalContext::from_dots(expected.iter().copied())

@@ -48,6 +48,13 @@ pub enum ValidationError {
         /// The repeated dot.
         dot: Dot,
     },
+    /// A store kept sorted by dot (so that equal states encode to equal bytes) is out of
+    /// order.
+    #[error("store entries are not in increasing dot order (at {dot})")]
+    UnsortedStore {
+        /// The first dot out of order.
+        dot: Dot,
+    },
     /// A value in the store holds two dots of one replica; a newer write at a replica always
     /// replaces that replica's older dot.
     #[error("a value holds two dots of replica {replica}")]

@@ -16,3 +16,8 @@ const SEED: u64 = 0x243F_6A88_85A3_08D3; // the digits of pi: nothing up the sle
 pub(crate) fn new_map<K, V>() -> HashMap<K, V> {
     hashbrown::HashMap::with_hasher(FixedState::with_seed(SEED))
 }
+
+/// An empty map with room for `n` entries.
+pub(crate) fn map_with_capacity<K, V>(n: usize) -> HashMap<K, V> {
+    hashbrown::HashMap::with_capacity_and_hasher(n, FixedState::with_seed(SEED))
+}

@@ -8,7 +8,7 @@ use serde::de::{Deserializer, Error as _};
 use serde::ser::Serializer;
 use serde::{Deserialize, Serialize};
 
-use crate::hash::{HashMap, new_map};
+use crate::hash::{HashMap, map_with_capacity, new_map};
 use crate::{Causal, CausalContext, Dot, DotStore, ReplicaId, ValidationError};
 
 /// An add-wins observed-remove set.
@@ -249,15 +249,32 @@ impl<T: Hash + Eq + Clone> Causal<SetStore<T>> {
     /// a replica that merges the delta drops them too.
     pub fn add(&mut self, replica: ReplicaId, elem: T) -> Self {
         let dot = self.ctx.next_dot(replica);
-        let old = self.store.take(&elem);
-        let ctx = if old.is_empty() {
-            CausalContext::from_dots([dot])
-        } else {
-            CausalContext::from_dots(old.into_iter().chain([dot]))
+        let mut ctx = CausalContext::new();
+        ctx.insert(dot);
+        let packed = self.store.intern(replica).and_then(|i| pack(i, dot.counter));
+        match (self.store.entries.entry(elem.clone()), packed) {
+            // Fast path: a new element, or one whose only dot packs; one hash lookup.
+            (Entry::Vacant(slot), Some(p)) => {
+                slot.insert(p);
+            }
+            (Entry::Occupied(mut slot), Some(p)) if index_of(*slot.get()) != MULTI_INDEX => {
+                let old = core::mem::replace(slot.get_mut(), p);
+                ctx.insert(self.store.unpack(old));
+            }
+            (slot, _) => {
+                drop(slot);
+                for old in self.store.take(&elem) {
+                    ctx.insert(old);
+                }
+                self.store.put(elem.clone(), vec![dot]);
+            }
+        }
+        let mut delta = SetStore {
+            entries: map_with_capacity(1),
+            multi: new_map(),
+            replicas: Vec::with_capacity(1),
         };
-        let mut delta = SetStore::default();
-        delta.put(elem.clone(), vec![dot]);
-        self.store.put(elem, vec![dot]);
+        delta.put(elem, vec![dot]);
         Causal::delta(delta, ctx)
     }
 

@@ -1,0 +1,476 @@
+//! Multi-value register: keeps every concurrent write.
+
+use core::cmp::Ordering;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Causal, CausalContext, Dot, DotStore, ReplicaId, ValidationError};
+
+#[cfg(feature = "quickcheck")]
+use quickcheck::{Arbitrary, Gen};
+
+/// A register that keeps all concurrent values (siblings) so the reader sees the conflict
+/// and can resolve it: a [`Causal`] over an [`MvStore`].
+///
+/// A write replaces every value its replica has seen; writes that did not see each other
+/// (concurrent) all survive as siblings until a write that has seen them replaces them.
+/// [`write_observed`](Causal::write_observed) replaces only the siblings a reader saw
+/// ([`read_context`](MvStore::read_context)), so a value that arrived between the read and
+/// the write is kept rather than lost. Every write and clear creates a dot, so a state's
+/// context tells exactly which writes it reflects.
+///
+/// ```
+/// use confluo_crdt::{Crdt, MvRegister, ReplicaId};
+///
+/// let (a, b) = (ReplicaId(1), ReplicaId(2));
+/// let mut x = MvRegister::new();
+/// let mut y = MvRegister::new();
+/// let dx = x.write(a, "apple");
+/// let dy = y.write(b, "banana"); // concurrent
+/// x.merge(dy);
+/// y.merge(dx);
+/// assert_eq!(x.values().collect::<Vec<_>>(), [&"apple", &"banana"]);
+/// // The reader resolves the conflict; its write replaces both siblings.
+/// let seen = x.read_context();
+/// let d = x.write_observed(a, "apple+banana", &seen);
+/// y.merge(d);
+/// assert_eq!(y.values().collect::<Vec<_>>(), [&"apple+banana"]);
+/// assert_eq!(x, y);
+/// ```
+pub type MvRegister<T> = Causal<MvStore<T>>;
+
+/// The dot store of an [`MvRegister`]: the current siblings, each tagged with the dot of the
+/// write that made it, sorted by dot (so equal registers encode to equal bytes).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct MvStore<T> {
+    entries: Vec<(Dot, T)>,
+}
+
+impl<T> Default for MvStore<T> {
+    fn default() -> Self {
+        MvStore {
+            entries: Vec::new(),
+        }
+    }
+}
+
+impl<T> MvStore<T> {
+    /// The current values, in dot order (deterministic, not meaningful).
+    pub fn values(&self) -> impl ExactSizeIterator<Item = &T> + '_ {
+        self.entries.iter().map(|(_, v)| v)
+    }
+
+    /// The current values with the dots of the writes that made them, in dot order.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = (Dot, &T)> + '_ {
+        self.entries.iter().map(|(d, v)| (*d, v))
+    }
+
+    /// Number of siblings: 0 before any write or after a clear, more than 1 on a conflict.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether the register holds no value.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The dots of the current siblings: pass it to
+    /// [`write_observed`](Causal::write_observed) to replace exactly these values.
+    pub fn read_context(&self) -> CausalContext {
+        CausalContext::from_dots(self.entries.iter().map(|(d, _)| *d))
+    }
+}
+
+/// Joins two dot-sorted vectors under the [`DotStore`] rule: an entry on both sides stays
+/// (`mine`'s copy); an entry on one side only stays iff the other side's context lacks its
+/// dot. Linear in the two lengths; the result is sorted by dot.
+pub(crate) fn join_sorted<E>(
+    mine: &mut Vec<E>,
+    ctx: &CausalContext,
+    theirs: Vec<E>,
+    their_ctx: &CausalContext,
+    dot: impl Fn(&E) -> Dot,
+) {
+    if theirs.is_empty() {
+        mine.retain(|e| !their_ctx.contains(dot(e)));
+        return;
+    }
+    let mut out = Vec::with_capacity(mine.len() + theirs.len());
+    let mut a = core::mem::take(mine).into_iter().peekable();
+    let mut b = theirs.into_iter().peekable();
+    loop {
+        let ord = match (a.peek(), b.peek()) {
+            (Some(x), Some(y)) => dot(x).cmp(&dot(y)),
+            (Some(_), None) => Ordering::Less,
+            (None, Some(_)) => Ordering::Greater,
+            (None, None) => break,
+        };
+        match ord {
+            Ordering::Less => {
+                if let Some(x) = a.next() {
+                    if !their_ctx.contains(dot(&x)) {
+                        out.push(x);
+                    }
+                }
+            }
+            Ordering::Greater => {
+                if let Some(y) = b.next() {
+                    if !ctx.contains(dot(&y)) {
+                        out.push(y);
+                    }
+                }
+            }
+            Ordering::Equal => {
+                out.extend(a.next());
+                b.next();
+            }
+        }
+    }
+    *mine = out;
+}
+
+/// Checks that `dots` are strictly increasing and all in `ctx`.
+pub(crate) fn validate_sorted_dots(
+    dots: impl Iterator<Item = Dot>,
+    ctx: &CausalContext,
+) -> Result<(), ValidationError> {
+    let mut prev: Option<Dot> = None;
+    for dot in dots {
+        match prev.map(|p| p.cmp(&dot)) {
+            Some(Ordering::Equal) => return Err(ValidationError::DuplicateDot { dot }),
+            Some(Ordering::Greater) => return Err(ValidationError::UnsortedStore { dot }),
+            _ => {}
+        }
+        if !ctx.contains(dot) {
+            return Err(ValidationError::DotNotInContext { dot });
+        }
+        prev = Some(dot);
+    }
+    Ok(())
+}
+
+impl<T: Clone + PartialEq + core::fmt::Debug> DotStore for MvStore<T> {
+    fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    fn join(&mut self, ctx: &CausalContext, other: Self, other_ctx: &CausalContext) {
+        join_sorted(&mut self.entries, ctx, other.entries, other_ctx, |e| e.0);
+    }
+
+    fn for_each_dot(&self, f: &mut dyn FnMut(Dot)) {
+        for (d, _) in &self.entries {
+            f(*d);
+        }
+    }
+
+    fn validate(&self, ctx: &CausalContext) -> Result<(), ValidationError> {
+        validate_sorted_dots(self.entries.iter().map(|e| e.0), ctx)
+    }
+}
+
+impl<T: Clone + PartialEq + core::fmt::Debug> Causal<MvStore<T>> {
+    /// Writes `value` at `replica`, replacing every current sibling; returns the delta.
+    pub fn write(&mut self, replica: ReplicaId, value: T) -> Self {
+        let dot = self.ctx.next_dot(replica);
+        let replaced = core::mem::take(&mut self.store.entries);
+        let ctx = CausalContext::from_dots(replaced.iter().map(|e| e.0).chain([dot]));
+        self.store.entries.push((dot, value.clone()));
+        Causal::delta(
+            MvStore {
+                entries: vec![(dot, value)],
+            },
+            ctx,
+        )
+    }
+
+    /// Writes `value` at `replica`, replacing exactly the siblings whose dots are in
+    /// `observed` (usually a [`read_context`](MvStore::read_context) taken earlier) and
+    /// keeping the others, which the writer has not seen; returns the delta.
+    pub fn write_observed(
+        &mut self,
+        replica: ReplicaId,
+        value: T,
+        observed: &CausalContext,
+    ) -> Self {
+        let dot = self.ctx.next_dot(replica);
+        // Only dots this replica holds go into the delta's context: naming a dot it has not
+        // received would make it look delivered, and the merge would skip that write's delta.
+        let mut replaced = Vec::new();
+        self.store.entries.retain(|(d, _)| {
+            let hit = observed.contains(*d);
+            if hit {
+                replaced.push(*d);
+            }
+            !hit
+        });
+        let ctx = CausalContext::from_dots(replaced.into_iter().chain([dot]));
+        // `dot` is the newest of its replica but not the greatest overall.
+        let at = self.store.entries.partition_point(|(d, _)| *d < dot);
+        self.store.entries.insert(at, (dot, value.clone()));
+        Causal::delta(
+            MvStore {
+                entries: vec![(dot, value)],
+            },
+            ctx,
+        )
+    }
+
+    /// Removes every sibling; returns the delta. Clearing an empty register changes nothing
+    /// and returns the bottom register.
+    ///
+    /// The clear gets a dot of its own even though it stores nothing, so that a peer's
+    /// context shows whether it has seen the clear.
+    pub fn clear(&mut self, replica: ReplicaId) -> Self {
+        if self.store.entries.is_empty() {
+            return Causal::default();
+        }
+        let dot = self.ctx.next_dot(replica);
+        let cleared = core::mem::take(&mut self.store.entries);
+        Causal::delta(
+            MvStore::default(),
+            CausalContext::from_dots(cleared.iter().map(|e| e.0).chain([dot])),
+        )
+    }
+}
+
+#[cfg(feature = "quickcheck")]
+impl<T: Arbitrary + PartialEq + core::fmt::Debug> Arbitrary for Causal<MvStore<T>> {
+    /// Random writes and clears at three replicas with random merges between them; the
+    /// result is one replica's state.
+    fn arbitrary(g: &mut Gen) -> Self {
+        use crate::Crdt;
+        let mut replicas = [Self::default(), Self::default(), Self::default()];
+        let steps = usize::arbitrary(g) % (g.size() + 1);
+        for _ in 0..steps {
+            let i = usize::from(u8::arbitrary(g) % 3);
+            let at = ReplicaId(i as u64 + 1);
+            match u8::arbitrary(g) % 6 {
+                0 => {
+                    replicas[i].clear(at);
+                }
+                1 | 2 => {
+                    let j = usize::from(u8::arbitrary(g) % 3);
+                    let other = replicas[j].clone();
+                    replicas[i].merge(other);
+                }
+                _ => {
+                    replicas[i].write(at, T::arbitrary(g));
+                }
+            }
+        }
+        let k = usize::from(u8::arbitrary(g) % 3);
+        core::mem::take(&mut replicas[k])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Crdt;
+    use crate::testing::{Scenario, Step, holds, run};
+    use quickcheck::{Arbitrary, Gen, TestResult, quickcheck};
+
+    fn r(i: u64) -> ReplicaId {
+        ReplicaId(i)
+    }
+
+    fn vals(reg: &MvRegister<u8>) -> Vec<u8> {
+        reg.values().copied().collect()
+    }
+
+    #[test]
+    fn write_replaces_what_it_has_seen() {
+        let mut x = MvRegister::new();
+        let d1 = x.write(r(1), 1u8);
+        assert_eq!(d1.context().dots().collect::<Vec<_>>(), [Dot::new(r(1), 1)]);
+        let d2 = x.write(r(1), 2);
+        assert_eq!(vals(&x), [2]);
+        assert_eq!(
+            d2.context().dots().collect::<Vec<_>>(),
+            [Dot::new(r(1), 1), Dot::new(r(1), 2)]
+        );
+        // Deltas in reverse order: the stale write stays dead.
+        let mut y = MvRegister::new();
+        y.merge(d2);
+        y.merge(d1);
+        assert_eq!(y, x);
+    }
+
+    #[test]
+    fn concurrent_writes_become_siblings() {
+        let (mut x, mut y) = (MvRegister::new(), MvRegister::new());
+        let dx = x.write(r(1), 1u8);
+        let dy = y.write(r(2), 2u8);
+        x.merge(dy);
+        y.merge(dx);
+        assert_eq!(x, y);
+        assert_eq!(vals(&x), [1, 2]);
+        assert_eq!(x.len(), 2);
+        assert_eq!(
+            x.iter().map(|(d, _)| d).collect::<Vec<_>>(),
+            [Dot::new(r(1), 1), Dot::new(r(2), 1)]
+        );
+    }
+
+    #[test]
+    fn write_observed_keeps_unseen_siblings() {
+        let (mut x, mut y, mut z) = (MvRegister::new(), MvRegister::new(), MvRegister::new());
+        let d1 = x.write(r(1), 1u8);
+        let d2 = y.write(r(2), 2u8);
+        x.merge(d2);
+        let seen = x.read_context();
+        // A third concurrent write arrives between the read and the write.
+        let d3 = z.write(r(3), 3u8);
+        x.merge(d3.clone());
+        let d4 = x.write_observed(r(1), 4, &seen);
+        assert_eq!(vals(&x), [4, 3]);
+        // Everyone converges to the same siblings.
+        y.merge(d1);
+        y.merge(d4);
+        y.merge(d3);
+        assert_eq!(y, x);
+        // A context naming dots this replica never received does not enter the delta.
+        let unseen = CausalContext::from_dots([Dot::new(r(9), 1)]);
+        let d5 = x.write_observed(r(1), 5, &unseen);
+        assert!(!d5.context().contains(Dot::new(r(9), 1)));
+        assert_eq!(vals(&x), [4, 5, 3]);
+    }
+
+    #[test]
+    fn clear_creates_a_dot_and_empty_clear_is_bottom() {
+        let mut x = MvRegister::<u8>::new();
+        assert!(x.clear(r(1)).is_bottom());
+        assert!(x.context().is_empty());
+        let d1 = x.write(r(1), 7);
+        let d2 = x.clear(r(1));
+        assert!(x.is_empty());
+        assert!(d2.context().contains(Dot::new(r(1), 2)));
+        assert!(d2.is_empty());
+        // A peer that has the write and receives the clear loses the value; one that receives
+        // the clear first ignores the write.
+        let mut y = MvRegister::new();
+        y.merge(d1.clone());
+        y.merge(d2.clone());
+        assert!(y.is_empty());
+        let mut z = MvRegister::new();
+        z.merge(d2);
+        z.merge(d1);
+        assert_eq!(z, y);
+        assert_eq!(z, x);
+    }
+
+    #[test]
+    fn validate_rejects_bad_stores() {
+        let ctx = CausalContext::from_dots([Dot::new(r(1), 1), Dot::new(r(2), 1)]);
+        let store = |e: Vec<(Dot, u8)>| MvStore { entries: e };
+        let (a, b) = (Dot::new(r(1), 1), Dot::new(r(2), 1));
+        let bad = |s: MvStore<u8>| MvRegister::from_parts(s, ctx.clone()).validate();
+        assert_eq!(bad(store(vec![(a, 0), (b, 0)])), Ok(()));
+        assert_eq!(
+            bad(store(vec![(b, 0), (a, 0)])),
+            Err(ValidationError::UnsortedStore { dot: a })
+        );
+        assert_eq!(
+            bad(store(vec![(a, 0), (a, 1)])),
+            Err(ValidationError::DuplicateDot { dot: a })
+        );
+        let c = Dot::new(r(3), 1);
+        assert_eq!(
+            bad(store(vec![(a, 0), (c, 1)])),
+            Err(ValidationError::DotNotInContext { dot: c })
+        );
+    }
+
+    #[test]
+    fn decoded_bytes_never_panic() {
+        let mut g = Gen::new(40);
+        for _ in 0..2000 {
+            let bytes = Vec::<u8>::arbitrary(&mut g);
+            if let Ok(s) = postcard::from_bytes::<MvRegister<u8>>(&bytes) {
+                if s.validate().is_ok() {
+                    let mut x = MvRegister::new();
+                    x.write(r(1), 1);
+                    x.merge(s);
+                    x.write(r(1), 2);
+                }
+            }
+        }
+    }
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Write(u8),
+        /// Writes, replacing the siblings selected by the mask.
+        WriteObserved(u8, u8),
+        Clear,
+    }
+
+    impl Arbitrary for Op {
+        fn arbitrary(g: &mut Gen) -> Self {
+            match u8::arbitrary(g) % 8 {
+                0 => Op::Clear,
+                1..=3 => Op::WriteObserved(u8::arbitrary(g), u8::arbitrary(g)),
+                _ => Op::Write(u8::arbitrary(g) % 16),
+            }
+        }
+    }
+
+    fn apply(reg: &mut MvRegister<u8>, at: ReplicaId, op: &Op) -> MvRegister<u8> {
+        match *op {
+            Op::Write(v) => reg.write(at, v),
+            Op::WriteObserved(v, mask) => {
+                let seen = CausalContext::from_dots(
+                    reg.iter()
+                        .enumerate()
+                        .filter(|(i, _)| mask & (1 << (i % 8)) != 0)
+                        .map(|(_, (d, _))| d),
+                );
+                reg.write_observed(at, v, &seen)
+            }
+            Op::Clear => reg.clear(at),
+        }
+    }
+
+    quickcheck! {
+        fn mv_register_laws(s: Scenario<Op>) -> TestResult {
+            holds(&s, apply)
+        }
+
+        /// The converged siblings are exactly the writes no later write or clear replaced.
+        fn siblings_are_the_unreplaced_writes(s: Scenario<Op>) -> bool {
+            let out = run(&s, apply);
+            let all = out.deltas.iter().cloned().fold(MvRegister::new(), |mut acc, d| {
+                acc.merge(d);
+                acc
+            });
+            let mut written: Vec<(Dot, u8)> = out.deltas.iter().flat_map(|d| d.iter().map(|(d, v)| (d, *v))).collect();
+            written.sort();
+            let survivors: Vec<(Dot, u8)> = written
+                .into_iter()
+                .filter(|(dot, _)| !out.deltas.iter().any(|d| d.context().contains(*dot) && !d.iter().any(|(x, _)| x == *dot)))
+                .collect();
+            let ops = s.steps.iter().filter(|st| matches!(st, Step::Op { .. })).count();
+            all.iter().map(|(d, v)| (d, *v)).collect::<Vec<_>>() == survivors
+                && out.deltas.len() == ops
+        }
+
+        /// Right after a local write, the writer sees exactly its own value.
+        fn local_write_is_read_back(ops: Vec<u8>) -> bool {
+            let mut x = MvRegister::new();
+            ops.iter().all(|&v| {
+                x.write(r(1), v);
+                vals(&x) == [v]
+            })
+        }
+    }
+
+    #[cfg(feature = "quickcheck")]
+    quickcheck! {
+        fn arbitrary_is_valid(x: MvRegister<u8>) -> bool {
+            x.validate().is_ok()
+        }
+    }
+}

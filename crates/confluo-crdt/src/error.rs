@@ -35,6 +35,12 @@ pub enum ValidationError {
         /// The offending dot.
         dot: Dot,
     },
+    /// A causal context's dot cloud is not sorted, or repeats a dot.
+    #[error("dot cloud not in increasing order (at {dot})")]
+    UnsortedCloud {
+        /// The first dot out of order.
+        dot: Dot,
+    },
     /// A dot in the store is not covered by the causal context: the state claims a write it
     /// has not seen.
     #[error("dot {dot} is in the store but not in the causal context")]

@@ -1,0 +1,388 @@
+//! TcpTransport integration tests on 127.0.0.1 with real sockets.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use confluo_transport::handshake::Hello;
+use confluo_transport::{
+    BackoffConfig, ConnectionState, NodeId, RecvError, SendError, TcpConfig, TcpTransport,
+    Transport,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const CLUSTER: u64 = 0xC0FFEE;
+/// (sender, sequence number)
+type Msg = (u64, u64);
+
+fn config(id: u64) -> TcpConfig {
+    let mut c = TcpConfig::new(NodeId(id), CLUSTER, "127.0.0.1:0".parse().unwrap());
+    c.backoff = BackoffConfig {
+        initial: Duration::from_millis(20),
+        max: Duration::from_millis(200),
+    };
+    c.handshake_timeout = Duration::from_millis(500);
+    c.seed = id;
+    c
+}
+
+async fn node(id: u64) -> Arc<TcpTransport<Msg>> {
+    Arc::new(TcpTransport::bind(config(id)).await.unwrap())
+}
+
+async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+fn state_of(t: &TcpTransport<Msg>, peer: u64) -> Option<ConnectionState> {
+    t.peer(NodeId(peer)).map(|s| s.state)
+}
+
+async fn recv_timeout(t: &TcpTransport<Msg>) -> (NodeId, Msg) {
+    tokio::time::timeout(Duration::from_secs(10), t.recv())
+        .await
+        .expect("recv timed out")
+        .unwrap()
+}
+
+/// Sends `n` numbered messages from `a` to `b` and checks they arrive in order.
+async fn exchange(a: &TcpTransport<Msg>, b: &TcpTransport<Msg>, n: u64, tag: u64) {
+    for seq in 0..n {
+        a.send(b.local_id(), &(tag, seq)).await.unwrap();
+    }
+    for seq in 0..n {
+        assert_eq!(recv_timeout(b).await, (a.local_id(), (tag, seq)));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_exchange_100k_messages_in_order() {
+    let nodes = [node(1).await, node(2).await, node(3).await];
+    for a in &nodes {
+        for b in &nodes {
+            if a.local_id() != b.local_id() {
+                a.add_peer(b.local_id(), b.local_addr());
+            }
+        }
+    }
+    const PER_STREAM: u64 = 16_667; // 6 streams: 100,002 messages
+    let mut tasks = Vec::new();
+    for me in &nodes {
+        let sender = me.clone();
+        let targets: Vec<NodeId> = nodes
+            .iter()
+            .map(|n| n.local_id())
+            .filter(|id| *id != me.local_id())
+            .collect();
+        tasks.push(tokio::spawn(async move {
+            for seq in 0..PER_STREAM {
+                for &to in &targets {
+                    sender.send(to, &(sender.local_id().0, seq)).await.unwrap();
+                }
+            }
+        }));
+        let receiver = me.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut next = [0u64; 4];
+            for _ in 0..2 * PER_STREAM {
+                let (from, (claimed, seq)) = receiver.recv().await.unwrap();
+                assert_eq!(from.0, claimed, "sender id mismatch");
+                let slot = &mut next[from.0 as usize];
+                assert_eq!(
+                    seq,
+                    *slot,
+                    "message from {from} at {} lost or reordered",
+                    receiver.local_id()
+                );
+                *slot += 1;
+            }
+            assert_eq!(next.iter().sum::<u64>(), 2 * PER_STREAM);
+        }));
+    }
+    let all = async {
+        for t in tasks {
+            t.await.unwrap();
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(25), all)
+        .await
+        .expect("exchange timed out");
+    for n in &nodes {
+        let stats = n.peer_stats();
+        assert_eq!(stats.len(), 2);
+        for s in stats {
+            assert_eq!(s.state, ConnectionState::Connected);
+            assert_eq!(s.messages_sent, PER_STREAM);
+            assert_eq!(s.messages_received, PER_STREAM);
+            assert_eq!(s.queue_depth, 0);
+            assert_eq!(s.reconnects, 0, "one connection per pair, never replaced");
+            assert!(s.bytes_sent >= PER_STREAM * 9 && s.bytes_received >= PER_STREAM * 9);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simultaneous_dials_settle_on_one_connection() {
+    for round in 0..5 {
+        let a = node(10 + round).await;
+        let b = node(20 + round).await;
+        // Both sides dial at the same time.
+        a.add_peer(b.local_id(), b.local_addr());
+        b.add_peer(a.local_id(), a.local_addr());
+        exchange(&a, &b, 200, 1).await;
+        exchange(&b, &a, 200, 2).await;
+        let (sa, sb) = (a.peer(b.local_id()).unwrap(), b.peer(a.local_id()).unwrap());
+        assert_eq!(
+            (sa.state, sb.state),
+            (ConnectionState::Connected, ConnectionState::Connected)
+        );
+        assert_eq!((sa.reconnects, sb.reconnects), (0, 0));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_peer_is_redialed_after_restart_and_traffic_resumes() {
+    let a = node(1).await;
+    let b = node(2).await;
+    let b_addr = b.local_addr();
+    a.add_peer(NodeId(2), b_addr);
+    b.add_peer(NodeId(1), a.local_addr());
+    exchange(&a, &b, 100, 1).await;
+    exchange(&b, &a, 100, 2).await;
+
+    drop(b); // a crash: tasks aborted, sockets closed, nothing flushed
+    wait_until("a to see b gone", || {
+        state_of(&a, 2) != Some(ConnectionState::Connected)
+    })
+    .await;
+    // Queued while b is down: delivered once b is back.
+    a.try_send(NodeId(2), &(1, 1000)).unwrap();
+    assert_eq!(a.peer(NodeId(2)).unwrap().queue_depth, 1);
+
+    let mut cfg = config(2);
+    cfg.listen = b_addr;
+    let mut restarted = None;
+    for _ in 0..100 {
+        match TcpTransport::<Msg>::bind(cfg.clone()).await {
+            Ok(t) => {
+                restarted = Some(t);
+                break;
+            }
+            // The old listener may take a moment to close.
+            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+    let b = restarted.expect("could not rebind the old address");
+    // The restarted node does not know a's address: a must redial it.
+    assert_eq!(recv_timeout(&b).await, (NodeId(1), (1, 1000)));
+    wait_until("a connected again", || {
+        state_of(&a, 2) == Some(ConnectionState::Connected)
+    })
+    .await;
+    exchange(&a, &b, 100, 3).await;
+    exchange(&b, &a, 100, 4).await;
+    let stats = a.peer(NodeId(2)).unwrap();
+    assert!(stats.reconnects >= 1, "reconnect counted: {stats:?}");
+    assert_eq!(stats.queue_depth, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_queue_is_reported_while_the_peer_is_unreachable() {
+    // An address nobody listens on.
+    let dead: SocketAddr = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let mut cfg = config(1);
+    cfg.queue_capacity = 8;
+    let a = TcpTransport::<Msg>::bind(cfg.with_peer(NodeId(2), dead))
+        .await
+        .unwrap();
+    for i in 0..8 {
+        a.try_send(NodeId(2), &(1, i)).unwrap();
+    }
+    assert_eq!(
+        a.try_send(NodeId(2), &(1, 8)),
+        Err(SendError::QueueFull(NodeId(2)))
+    );
+    assert_eq!(
+        a.try_send(NodeId(9), &(1, 8)),
+        Err(SendError::UnknownPeer(NodeId(9)))
+    );
+    let s = a.peer(NodeId(2)).unwrap();
+    assert_eq!((s.queue_depth, s.queue_capacity), (8, 8));
+    wait_until("backing off", || {
+        state_of(&a, 2) == Some(ConnectionState::BackingOff)
+    })
+    .await;
+    assert_ne!(state_of(&a, 2), Some(ConnectionState::Connected));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_shutdown_flushes_queued_frames() {
+    let a = node(1).await;
+    let b = node(2).await;
+    a.add_peer(NodeId(2), b.local_addr());
+    exchange(&a, &b, 1, 0).await; // connected
+    for seq in 0..3000 {
+        a.send(NodeId(2), &(1, seq)).await.unwrap();
+    }
+    a.shutdown().await;
+    for seq in 0..3000 {
+        assert_eq!(recv_timeout(&b).await, (NodeId(1), (1, seq)));
+    }
+    assert_eq!(a.try_send(NodeId(2), &(1, 0)), Err(SendError::Closed));
+    assert_eq!(a.recv().await, Err(RecvError::Closed));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peers_of_another_cluster_never_connect() {
+    let a = node(1).await;
+    let mut other = config(2);
+    other.cluster_id = CLUSTER + 1;
+    let b = TcpTransport::<Msg>::bind(other).await.unwrap();
+    a.add_peer(NodeId(2), b.local_addr());
+    a.try_send(NodeId(2), &(1, 0)).unwrap();
+    wait_until("b refusing a", || b.rejected_connections() >= 2).await;
+    assert_ne!(state_of(&a, 2), Some(ConnectionState::Connected));
+    assert!(
+        b.peer_stats().is_empty(),
+        "a refused peer is not even known"
+    );
+    assert!(
+        tokio::time::timeout(Duration::from_millis(100), b.recv())
+            .await
+            .is_err()
+    );
+}
+
+/// Reads until the server closes the connection; panics if it stays open.
+async fn expect_closed(stream: &mut TcpStream, what: &str) {
+    let mut buf = [0u8; 256];
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, stream.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return,
+            Ok(Ok(_)) => continue,
+            Err(_) => panic!("{what}: connection was not dropped"),
+        }
+    }
+}
+
+/// A raw client that completes a valid handshake as node `id` against a server with a lower id.
+async fn handshaken_rogue(addr: SocketAddr, id: u64) -> TcpStream {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(&Hello::new(CLUSTER, NodeId(id)).encode())
+        .await
+        .unwrap();
+    let mut reply = [0u8; 22]; // their hello + the decision byte
+    s.read_exact(&mut reply).await.unwrap();
+    assert_eq!(reply[21], 1, "accepted");
+    s
+}
+
+fn valid_frame(msg: &Msg) -> Vec<u8> {
+    let payload = postcard::to_allocvec(msg).unwrap();
+    let mut out = Vec::new();
+    confluo_transport::FrameCodec::default()
+        .encode(&payload, &mut out)
+        .unwrap();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rogue_clients_are_dropped_while_legit_peers_keep_working() {
+    let a = node(1).await;
+    let b = node(2).await;
+    a.add_peer(NodeId(2), b.local_addr());
+    b.add_peer(NodeId(1), a.local_addr());
+    exchange(&a, &b, 50, 0).await;
+    let addr = a.local_addr();
+    let mut tag = 1;
+    let mut check_legit = async |a: &TcpTransport<Msg>, b: &TcpTransport<Msg>| {
+        exchange(a, b, 50, tag).await;
+        exchange(b, a, 50, tag).await;
+        tag += 1;
+    };
+
+    // 1. Garbage instead of a handshake.
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: confluo\r\n\r\n")
+        .await
+        .unwrap();
+    expect_closed(&mut s, "garbage").await;
+    check_legit(&a, &b).await;
+
+    // 2. Wrong cluster id, followed by a well-formed frame that must not be delivered.
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(&Hello::new(CLUSTER + 1, NodeId(66)).encode())
+        .await
+        .unwrap();
+    let _ = s.write_all(&valid_frame(&(66, 0))).await;
+    expect_closed(&mut s, "wrong cluster").await;
+    check_legit(&a, &b).await;
+
+    // 3. Wrong protocol version.
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let mut hello = Hello::new(CLUSTER, NodeId(67));
+    hello.version = 200;
+    s.write_all(&hello.encode()).await.unwrap();
+    expect_closed(&mut s, "wrong version").await;
+
+    // 4. Half-open: connects and says nothing; the handshake timeout drops it.
+    let started = Instant::now();
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    expect_closed(&mut s, "half-open").await;
+    assert!(
+        started.elapsed() >= Duration::from_millis(400),
+        "dropped by the timeout, not at once"
+    );
+    check_legit(&a, &b).await;
+    assert!(
+        a.rejected_connections() >= 4,
+        "rejections counted: {}",
+        a.rejected_connections()
+    );
+
+    // 5. Valid handshake, then an oversize length prefix.
+    let mut s = handshaken_rogue(addr, 98).await;
+    let mut header = u32::MAX.to_le_bytes().to_vec();
+    header.extend_from_slice(&[1, 0, 0, 0, 0]);
+    s.write_all(&header).await.unwrap();
+    expect_closed(&mut s, "oversize").await;
+    check_legit(&a, &b).await;
+
+    // 6. Valid handshake, one good frame, then a corrupted one.
+    let mut s = handshaken_rogue(addr, 99).await;
+    s.write_all(&valid_frame(&(99, 0))).await.unwrap();
+    let mut bad = valid_frame(&(99, 1));
+    let last = bad.len() - 1;
+    bad[last] ^= 0xFF;
+    s.write_all(&bad).await.unwrap();
+    expect_closed(&mut s, "bad checksum").await;
+    assert_eq!(
+        recv_timeout(&a).await,
+        (NodeId(99), (99, 0)),
+        "only the good frame arrives"
+    );
+    check_legit(&a, &b).await;
+
+    // The legit connection was never disturbed, and nothing else reached a's receiver.
+    let legit = a.peer(NodeId(2)).unwrap();
+    assert_eq!(
+        (legit.state, legit.reconnects),
+        (ConnectionState::Connected, 0)
+    );
+    assert!(a.peer(NodeId(66)).is_none() && a.peer(NodeId(67)).is_none());
+    assert!(
+        tokio::time::timeout(Duration::from_millis(100), a.recv())
+            .await
+            .is_err()
+    );
+}

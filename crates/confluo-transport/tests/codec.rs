@@ -320,3 +320,24 @@ fn backoff_grows_is_bounded_jittered_and_seeded() {
     b.reset();
     assert!(b.next_delay() <= Duration::from_millis(10));
 }
+
+#[test]
+fn wire_examples_in_docs_protocol_md() {
+    // docs/protocol.md shows these exact bytes.
+    let payload = postcard::to_allocvec(&"hi".to_string()).unwrap();
+    assert_eq!(payload, [0x02, 0x68, 0x69]);
+    assert_eq!(
+        frame(&payload),
+        [
+            0x03, 0, 0, 0, 0x01, 0x62, 0x1d, 0xb1, 0xde, 0x02, 0x68, 0x69
+        ]
+    );
+    assert_eq!(crc32c::crc32c(b"123456789"), 0xE306_9283);
+    let hello = Hello::new(42, NodeId(1)).encode();
+    assert_eq!(
+        hello,
+        [
+            b'C', b'N', b'F', b'L', 0x01, 42, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0
+        ]
+    );
+}

@@ -21,12 +21,13 @@
 //!   whose overwrite has not reached it yet (it has the later write's delta, not the one in
 //!   between that replaced the sibling), where `crdts` already hides it. Both agree once the
 //!   missing deltas arrive, and always when deltas arrive in causal order, which the node
-//!   enforces. The MV-register property therefore compares after every step only when
-//!   replicas exchange full states, and after convergence when they exchange deltas.
+//!   enforces. The MV-register properties therefore compare after every step under causal
+//!   delivery, and after convergence when deltas arrive in any order.
 //! - Deltas of no-ops: a zero increment's confluo delta is the bottom counter; `crdts`'
 //!   `inc_many(actor, 0)` returns the replica's current entry as the op. No `crdts` op is
 //!   delivered for a zero amount here, since confluo has nothing to deliver.
 
+use std::collections::BTreeSet;
 use std::fmt::Debug;
 
 use confluo_crdt::{
@@ -100,6 +101,28 @@ fn rid(i: usize) -> ReplicaId {
     ReplicaId(actor(i))
 }
 
+/// When the two implementations are compared.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// After every step, every delta delivered when the script says.
+    EachStep,
+    /// Only after full convergence.
+    AtConvergence,
+    /// After every step, but a delta is delivered only once its receiver has everything its
+    /// origin had when it made the delta (causal delivery); others are skipped.
+    EachStepCausal,
+}
+
+/// Operations that merge another replica's state before writing say which.
+trait MergesFrom {
+    fn merges_from(&self) -> Option<u8> {
+        None
+    }
+}
+impl MergesFrom for u8 {}
+impl MergesFrom for i8 {}
+impl MergesFrom for (u16, u8) {}
+
 /// Runs `script` on both implementations. `apply(mine, theirs, at, op)` applies `op` at
 /// replica `at` on both sides and returns confluo's delta and the `crdts` op.
 fn differential<M, T, O, Op, V>(
@@ -108,18 +131,22 @@ fn differential<M, T, O, Op, V>(
     deliver: impl Fn(&mut T, O),
     mine_value: impl Fn(&M) -> V,
     their_value: impl Fn(&T) -> V,
-    each_step: bool,
+    mode: Mode,
 ) -> TestResult
 where
     M: Crdt,
     T: CvRDT + Clone + Default,
     O: Clone,
+    Op: MergesFrom,
     V: PartialEq + Debug,
 {
     let n = usize::from(script.replicas);
     let mut mine = vec![M::default(); n];
     let mut theirs = vec![T::default(); n];
     let mut deltas: Vec<(M, O)> = Vec::new();
+    // Which deltas each replica's state reflects, and what each delta's origin had.
+    let mut known: Vec<BTreeSet<usize>> = vec![BTreeSet::new(); n];
+    let mut deps: Vec<BTreeSet<usize>> = Vec::new();
     let compare = |mine: &[M], theirs: &[T], when: &str| -> Result<(), String> {
         for (i, (m, t)) in mine.iter().zip(theirs).enumerate() {
             let (vm, vt) = (mine_value(m), their_value(t));
@@ -134,25 +161,39 @@ where
     for (k, step) in script.steps.iter().enumerate() {
         match *step {
             Step::Op { at, ref op } => {
-                let d = apply(&mut mine, &mut theirs, usize::from(at) % n, op);
+                let at = usize::from(at) % n;
+                if let Some(from) = op.merges_from() {
+                    let from_known = known[usize::from(from) % n].clone();
+                    known[at].extend(from_known);
+                }
+                deps.push(known[at].clone());
+                known[at].insert(deltas.len());
+                let d = apply(&mut mine, &mut theirs, at, op);
                 deltas.push(d);
             }
             Step::Delta { to, nth } => {
                 if !deltas.is_empty() {
-                    let (d, o) = deltas[usize::from(nth) % deltas.len()].clone();
+                    let k = usize::from(nth) % deltas.len();
                     let to = usize::from(to) % n;
+                    if mode == Mode::EachStepCausal && !deps[k].is_subset(&known[to]) {
+                        continue;
+                    }
+                    known[to].insert(k);
+                    let (d, o) = deltas[k].clone();
                     mine[to].merge(d);
                     deliver(&mut theirs[to], o);
                 }
             }
             Step::State { to, from } => {
                 let (to, from) = (usize::from(to) % n, usize::from(from) % n);
+                let from_known = known[from].clone();
+                known[to].extend(from_known);
                 let (m, t) = (mine[from].clone(), theirs[from].clone());
                 mine[to].merge(m);
                 theirs[to].merge(t);
             }
         }
-        if !each_step {
+        if mode == Mode::AtConvergence {
             continue;
         }
         if let Err(e) = compare(&mine, &theirs, &format!("after step {k}")) {
@@ -193,7 +234,7 @@ fn gcounter(script: Script<u8>) -> TestResult {
         |t, op| op.into_iter().for_each(|op| t.apply(op)),
         |m| m.value().to_string(),
         |t| t.read().to_string(),
-        true,
+        Mode::EachStep,
     )
 }
 
@@ -214,7 +255,7 @@ fn pncounter(script: Script<i8>) -> TestResult {
         |t, op| op.into_iter().for_each(|op| t.apply(op)),
         |m| m.value().to_string(),
         |t| t.read().to_string(),
-        true,
+        Mode::EachStep,
     )
 }
 
@@ -239,7 +280,7 @@ fn lww(script: Script<(u16, u8)>) -> TestResult {
         |t, op| t.apply(op),
         |m| m.read().copied(),
         |t| t.val,
-        true,
+        Mode::EachStep,
     )
 }
 
@@ -264,7 +305,16 @@ impl Arbitrary for MvOp {
 type TheirMv = crdts::MVReg<u8, u64>;
 type TheirMvOp = crdts::mvreg::Op<u8, u64>;
 
-fn mvreg(script: Script<MvOp>, each_step: bool) -> TestResult {
+impl MergesFrom for MvOp {
+    fn merges_from(&self) -> Option<u8> {
+        match *self {
+            MvOp::Write(_) => None,
+            MvOp::WriteObserved(_, from) => Some(from),
+        }
+    }
+}
+
+fn mvreg(script: Script<MvOp>, mode: Mode) -> TestResult {
     let n = usize::from(script.replicas);
     differential(
         &script,
@@ -306,7 +356,7 @@ fn mvreg(script: Script<MvOp>, each_step: bool) -> TestResult {
             v.sort_unstable();
             v
         },
-        each_step,
+        mode,
     )
 }
 
@@ -314,11 +364,11 @@ quickcheck! {
     fn same_as_crdts_gcounter(s: Script<u8>) -> TestResult { gcounter(s) }
     fn same_as_crdts_pncounter(s: Script<i8>) -> TestResult { pncounter(s) }
     fn same_as_crdts_lwwreg(s: Script<(u16, u8)>) -> TestResult { lww(s) }
-    fn same_as_crdts_mvreg_after_convergence(s: Script<MvOp>) -> TestResult { mvreg(s, false) }
-    fn same_as_crdts_mvreg_with_state_sync(s: Script<MvOp>) -> TestResult {
-        let mut s = s;
-        s.steps.retain(|st| !matches!(st, Step::Delta { .. }));
-        mvreg(s, true)
+    fn same_as_crdts_mvreg_after_convergence(s: Script<MvOp>) -> TestResult {
+        mvreg(s, Mode::AtConvergence)
+    }
+    fn same_as_crdts_mvreg_with_causal_delivery(s: Script<MvOp>) -> TestResult {
+        mvreg(s, Mode::EachStepCausal)
     }
 }
 
@@ -344,7 +394,7 @@ fn fixed_concurrent_writes() {
         },
         Step::State { to: 0, from: 2 },
     ]);
-    assert!(!mvreg(s, true).is_failure());
+    assert!(!mvreg(s, Mode::EachStep).is_failure());
     let s = script(vec![
         Step::Op {
             at: 0,

@@ -51,9 +51,7 @@ pub struct MapStore<K, V> {
 
 impl<K, V> Default for MapStore<K, V> {
     fn default() -> Self {
-        MapStore {
-            entries: new_map(),
-        }
+        MapStore { entries: new_map() }
     }
 }
 
@@ -308,7 +306,10 @@ mod tests {
         assert_eq!(m.len(), 2);
         assert_eq!(m.get(&1).unwrap().len(), 2);
         m.update(2, |s| s.remove(A, &20));
-        assert!(!m.contains_key(&2), "a value that loses its last dot removes the key");
+        assert!(
+            !m.contains_key(&2),
+            "a value that loses its last dot removes the key"
+        );
         m.remove(A, &1);
         assert!(m.is_empty());
         assert!(m.remove(A, &1).is_bottom());
@@ -332,7 +333,11 @@ mod tests {
         let mut z: Sets = OrMap::new();
         z.merge(d);
         assert_eq!(z.len(), 1);
-        assert_eq!(z.context().dots().count(), 1, "the delta names only the new dot");
+        assert_eq!(
+            z.context().dots().count(),
+            1,
+            "the delta names only the new dot"
+        );
     }
 
     #[test]
@@ -432,7 +437,9 @@ mod tests {
     fn apply_nested(m: &mut Nested, r: ReplicaId, op: &Op) -> Nested {
         match *op {
             Op::Add(k, e) => m.update(k % 2, |inner| inner.update(k, |s| s.add(r, e))),
-            Op::RemoveElement(k, e) => m.update(k % 2, |inner| inner.update(k, |s| s.remove(r, &e))),
+            Op::RemoveElement(k, e) => {
+                m.update(k % 2, |inner| inner.update(k, |s| s.remove(r, &e)))
+            }
             Op::RemoveKey(k) => m.update(k % 2, |inner| inner.remove(r, &k)),
             Op::Clear => m.remove(r, &0),
             Op::Count(k, _) => m.update(k % 2, |inner| inner.clear(r)),

@@ -61,7 +61,7 @@ const MULTI: u64 = (MULTI_INDEX as u64) << COUNTER_BITS;
 #[inline]
 fn pack(index: usize, counter: u64) -> Option<u64> {
     (index < MULTI_INDEX && counter <= COUNTER_MASK)
-        .then(|| ((index as u64) << COUNTER_BITS) | counter)
+        .then_some(((index as u64) << COUNTER_BITS) | counter)
 }
 
 #[inline]
@@ -251,7 +251,10 @@ impl<T: Hash + Eq + Clone> Causal<SetStore<T>> {
         let dot = self.ctx.next_dot(replica);
         let mut ctx = CausalContext::new();
         ctx.insert(dot);
-        let packed = self.store.intern(replica).and_then(|i| pack(i, dot.counter));
+        let packed = self
+            .store
+            .intern(replica)
+            .and_then(|i| pack(i, dot.counter));
         match (self.store.entries.entry(elem.clone()), packed) {
             // Fast path: a new element, or one whose only dot packs; one hash lookup.
             (Entry::Vacant(slot), Some(p)) => {
@@ -324,7 +327,11 @@ impl<T: Hash + Eq + Clone + fmt::Debug> DotStore for SetStore<T> {
         // with an array lookup and one compare.
         let translate: Vec<Option<usize>> =
             other.replicas.iter().map(|&r| self.intern(r)).collect();
-        let seen_here: Vec<u64> = self.replicas.iter().map(|&r| ctx.version_vector().get(r)).collect();
+        let seen_here: Vec<u64> = self
+            .replicas
+            .iter()
+            .map(|&r| ctx.version_vector().get(r))
+            .collect();
         let seen_there: Vec<u64> = self
             .replicas
             .iter()
@@ -359,10 +366,7 @@ impl<T: Hash + Eq + Clone + fmt::Debug> DotStore for SetStore<T> {
                 (slot, _) => {
                     // The general case: join the two dot sets.
                     let theirs: Vec<Dot> = match single {
-                        Some(_) => vec![Dot::new(
-                            other.replicas[index_of(p)],
-                            counter_of(p),
-                        )],
+                        Some(_) => vec![Dot::new(other.replicas[index_of(p)], counter_of(p))],
                         None if index_of(p) == MULTI_INDEX => {
                             other.multi.remove(slot.key()).unwrap_or_default()
                         }
@@ -372,10 +376,9 @@ impl<T: Hash + Eq + Clone + fmt::Debug> DotStore for SetStore<T> {
                         Entry::Occupied(o) if index_of(*o.get()) == MULTI_INDEX => {
                             multi.remove(o.key()).unwrap_or_default()
                         }
-                        Entry::Occupied(o) => vec![Dot::new(
-                            replicas[index_of(*o.get())],
-                            counter_of(*o.get()),
-                        )],
+                        Entry::Occupied(o) => {
+                            vec![Dot::new(replicas[index_of(*o.get())], counter_of(*o.get()))]
+                        }
                         Entry::Vacant(_) => Vec::new(),
                     };
                     let joined = join_dots(&mine, &theirs, ctx, other_ctx);
@@ -442,7 +445,11 @@ impl<T: Hash + Eq + Clone + fmt::Debug> DotStore for SetStore<T> {
     fn for_each_dot(&self, f: &mut dyn FnMut(Dot)) {
         for (elem, &p) in &self.entries {
             if index_of(p) == MULTI_INDEX {
-                self.multi.get(elem).into_iter().flatten().for_each(|&d| f(d));
+                self.multi
+                    .get(elem)
+                    .into_iter()
+                    .flatten()
+                    .for_each(|&d| f(d));
             } else {
                 f(self.unpack(p));
             }
@@ -744,7 +751,10 @@ mod tests {
         }
         let mut z: OrSet<u64> = OrSet::new();
         z.merge(y.clone());
-        let (bx, bz) = (postcard::to_allocvec(&x).unwrap(), postcard::to_allocvec(&z).unwrap());
+        let (bx, bz) = (
+            postcard::to_allocvec(&x).unwrap(),
+            postcard::to_allocvec(&z).unwrap(),
+        );
         assert_eq!(bx, bz);
         // One gap byte plus at most two bytes of element per member.
         assert!(bx.len() < 3 * 1000 + 32, "{} bytes", bx.len());

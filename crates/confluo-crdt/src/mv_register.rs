@@ -19,6 +19,12 @@ use quickcheck::{Arbitrary, Gen};
 /// the write is kept rather than lost. Every write and clear creates a dot, so a state's
 /// context tells exactly which writes it reflects.
 ///
+/// A delta names only the siblings it replaced (not the writer's whole history), so it stays
+/// small and can travel inside a partial map. The price: a replica that receives a write's
+/// delta before the delta of an earlier write that it replaced may show the old value as a
+/// sibling until that delta arrives. Deliver deltas in causal order (as the node does) and
+/// this never shows; in any order, replicas agree once every delta has arrived.
+///
 /// ```
 /// use confluo_crdt::{Crdt, MvRegister, ReplicaId};
 ///
@@ -296,6 +302,20 @@ mod tests {
         let mut y = MvRegister::new();
         y.merge(d2);
         y.merge(d1);
+        assert_eq!(y, x);
+    }
+
+    #[test]
+    fn out_of_causal_order_a_replaced_value_shows_until_caught_up() {
+        let mut x = MvRegister::new();
+        let d1 = x.write(r(1), 1u8);
+        let d2 = x.write(r(1), 2);
+        let d3 = x.write(r(1), 3);
+        let mut y = MvRegister::new();
+        y.merge(d3);
+        y.merge(d1); // d2, which replaced 1, has not arrived
+        assert_eq!(vals(&y), [1, 3]);
+        y.merge(d2);
         assert_eq!(y, x);
     }
 

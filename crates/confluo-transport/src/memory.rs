@@ -9,7 +9,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::Notify;
 
-use crate::codec::FrameCodec;
+use crate::codec::{FRAME_HEADER_LEN, FrameCodec};
 use crate::error::{RecvError, SendError, TransportError};
 use crate::stats::{ConnectionState, PeerStats};
 use crate::{NodeId, Transport};
@@ -25,8 +25,8 @@ struct LinkCounters {
 
 struct Slot<M> {
     inbox: VecDeque<(NodeId, M, u64)>,
-    /// Messages in `inbox` per sender: the sender's queue depth towards this node.
-    pending_from: BTreeMap<NodeId, usize>,
+    /// Messages and frame bytes in `inbox` per sender: the sender's queue towards this node.
+    pending_from: BTreeMap<NodeId, (usize, u64)>,
     closed: bool,
     arrived: Arc<Notify>,
     drained: Arc<Notify>,
@@ -47,6 +47,24 @@ struct State<M> {
 /// `try_send` calls that put them there. Messages go through a postcard round trip, so what
 /// arrives is exactly what the TCP transport would deliver, and the same maximum frame size
 /// applies.
+///
+/// ```
+/// use confluo_transport::{MemoryNetwork, NodeId, SendError, Transport};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// // Two messages of queue per peer, 1 KiB frames.
+/// let net = MemoryNetwork::with_limits(2, 1024);
+/// let a = net.join(NodeId(1))?;
+/// let b = net.join(NodeId(2))?;
+/// a.try_send(NodeId(2), &"one".to_string())?;
+/// a.try_send(NodeId(2), &"two".to_string())?;
+/// assert_eq!(a.try_send(NodeId(2), &"three".to_string()), Err(SendError::QueueFull(NodeId(2))));
+/// assert_eq!(b.recv().await?, (NodeId(1), "one".to_string()));
+/// assert_eq!(a.peer_stats()[0].queue_depth, 1);
+/// # Ok(())
+/// # }
+/// ```
 pub struct MemoryNetwork<M> {
     state: Arc<Mutex<State<M>>>,
     queue_capacity: usize,
@@ -181,11 +199,12 @@ where
         else {
             return Err((SendError::UnknownPeer(to), msg));
         };
-        let pending = slot.pending_from.entry(self.id).or_insert(0);
-        if *pending >= self.network.queue_capacity {
+        let pending = slot.pending_from.entry(self.id).or_insert((0, 0));
+        if pending.0 >= self.network.queue_capacity {
             return Err((SendError::QueueFull(to), msg));
         }
-        *pending += 1;
+        pending.0 += 1;
+        pending.1 += len;
         slot.inbox.push_back((self.id, msg, len));
         slot.arrived.notify_one();
         let link = state.sent.entry((self.id, to)).or_default();
@@ -266,8 +285,9 @@ where
                     return Err(RecvError::Closed);
                 };
                 if let Some((from, msg, len)) = slot.inbox.pop_front() {
-                    if let Some(p) = slot.pending_from.get_mut(&from) {
-                        *p = p.saturating_sub(1);
+                    if let Some((count, bytes)) = slot.pending_from.get_mut(&from) {
+                        *count = count.saturating_sub(1);
+                        *bytes = bytes.saturating_sub(len);
                     }
                     slot.drained.notify_waiters();
                     let link = state.received.entry((from, self.id)).or_default();
@@ -314,6 +334,7 @@ where
                     .get(&(peer, self.id))
                     .copied()
                     .unwrap_or_default();
+                let pending = slot.pending_from.get(&self.id).copied().unwrap_or((0, 0));
                 PeerStats {
                     peer,
                     state: if slot.closed {
@@ -321,8 +342,13 @@ where
                     } else {
                         ConnectionState::Connected
                     },
-                    queue_depth: slot.pending_from.get(&self.id).copied().unwrap_or(0),
+                    queue_depth: pending.0,
                     queue_capacity: self.network.queue_capacity,
+                    queued_bytes: usize::try_from(pending.1).unwrap_or(usize::MAX),
+                    // Bounded by message count and frame size only.
+                    queue_bytes_capacity: self.network.queue_capacity.saturating_mul(
+                        self.network.codec.max_frame_size() as usize + FRAME_HEADER_LEN,
+                    ),
                     bytes_sent: sent.bytes,
                     messages_sent: sent.messages,
                     bytes_received: recv.bytes,

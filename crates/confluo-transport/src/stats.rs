@@ -49,6 +49,10 @@ pub struct PeerStats {
     pub queue_depth: usize,
     /// Capacity of the outbound queue, in messages.
     pub queue_capacity: usize,
+    /// Bytes of encoded frames waiting in the outbound queue.
+    pub queued_bytes: usize,
+    /// Capacity of the outbound queue, in bytes.
+    pub queue_bytes_capacity: usize,
     /// Bytes written to the peer (frames, headers included).
     pub bytes_sent: u64,
     /// Messages written to the peer.
@@ -107,6 +111,8 @@ impl PeerCounters {
             state: self.state(),
             queue_depth,
             queue_capacity,
+            queued_bytes: 0,
+            queue_bytes_capacity: 0,
             bytes_sent: self.bytes_sent.load(Ordering::Relaxed),
             messages_sent: self.messages_sent.load(Ordering::Relaxed),
             bytes_received: self.bytes_received.load(Ordering::Relaxed),

@@ -15,7 +15,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::runtime::Handle;
-use tokio::sync::{Notify, mpsc, watch};
+use tokio::sync::{Notify, Semaphore, TryAcquireError, mpsc, watch};
 use tokio::task::{AbortHandle, JoinSet};
 
 use crate::backoff::{Backoff, BackoffConfig, SplitMix64};
@@ -33,6 +33,8 @@ const READ_CHUNK: usize = 64 * 1024;
 const WRITE_BATCH: usize = 256;
 /// Messages moved from the inbound channel to the receiver per wake-up.
 const RECV_BATCH: usize = 256;
+/// Largest per-thread serialization buffer kept between messages.
+const SCRATCH_KEEP: usize = 1024 * 1024;
 
 /// Configuration of a [`TcpTransport`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,6 +52,9 @@ pub struct TcpConfig {
     pub max_frame_size: u32,
     /// Capacity of each peer's outbound queue, in messages. Default 4096.
     pub queue_capacity: usize,
+    /// Capacity of each peer's outbound queue, in bytes of encoded frames. Default 64 MiB.
+    /// A frame larger than this is accepted only into an empty queue.
+    pub queue_bytes: usize,
     /// Capacity of the inbound channel towards the receiver, in messages. Default 4096. When it
     /// is full, connections stop reading and TCP flow control pushes back on the senders.
     pub inbound_capacity: usize,
@@ -75,6 +80,7 @@ impl TcpConfig {
             peers: Vec::new(),
             max_frame_size: DEFAULT_MAX_FRAME_SIZE,
             queue_capacity: 4096,
+            queue_bytes: 64 * 1024 * 1024,
             inbound_capacity: 4096,
             handshake_timeout: Duration::from_secs(5),
             shutdown_timeout: Duration::from_secs(5),
@@ -110,6 +116,10 @@ struct Peer {
     addr: Mutex<Option<SocketAddr>>,
     tx: mpsc::Sender<Vec<u8>>,
     rx: Arc<tokio::sync::Mutex<mpsc::Receiver<Vec<u8>>>>,
+    /// One permit per queued byte (a frame takes at most `bytes_capacity`), returned as soon as
+    /// the frame leaves the queue.
+    bytes: Semaphore,
+    bytes_capacity: usize,
     counters: PeerCounters,
     link: Mutex<Link>,
     /// Notified whenever the link goes down (wakes the dialer).
@@ -123,13 +133,18 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Peer {
-    fn new(id: NodeId, queue_capacity: usize) -> Self {
+    fn new(id: NodeId, queue_capacity: usize, queue_bytes: usize) -> Self {
         let (tx, rx) = mpsc::channel(queue_capacity.max(1));
+        let bytes_capacity = queue_bytes
+            .clamp(1, u32::MAX as usize)
+            .min(Semaphore::MAX_PERMITS);
         Self {
             id,
             addr: Mutex::new(None),
             tx,
             rx: Arc::new(tokio::sync::Mutex::new(rx)),
+            bytes: Semaphore::new(bytes_capacity),
+            bytes_capacity,
             counters: PeerCounters::new(ConnectionState::Disconnected),
             link: Mutex::new(Link::Idle),
             changed: Notify::new(),
@@ -211,10 +226,56 @@ impl Peer {
         }
     }
 
+    /// Byte permits a frame of `len` bytes holds while queued.
+    fn permits(&self, len: usize) -> u32 {
+        // `bytes_capacity` fits in u32 (clamped in `new`).
+        len.min(self.bytes_capacity) as u32
+    }
+
+    /// Queues a frame without waiting.
+    fn try_enqueue(&self, frame: Vec<u8>) -> Result<(), SendError> {
+        let permit = match self.bytes.try_acquire_many(self.permits(frame.len())) {
+            Ok(permit) => permit,
+            Err(TryAcquireError::NoPermits) => return Err(SendError::QueueFull(self.id)),
+            Err(TryAcquireError::Closed) => return Err(SendError::Closed),
+        };
+        match self.tx.try_send(frame) {
+            Ok(()) => {
+                permit.forget();
+                Ok(())
+            }
+            Err(mpsc::error::TrySendError::Full(_)) => Err(SendError::QueueFull(self.id)),
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(SendError::Closed),
+        }
+    }
+
+    /// Queues a frame, waiting for room.
+    async fn enqueue(&self, frame: Vec<u8>) -> Result<(), SendError> {
+        let permit = self
+            .bytes
+            .acquire_many(self.permits(frame.len()))
+            .await
+            .map_err(|_| SendError::Closed)?;
+        self.tx.send(frame).await.map_err(|_| SendError::Closed)?;
+        permit.forget();
+        Ok(())
+    }
+
+    /// Frames left the queue: give their bytes back.
+    fn dequeued(&self, frames: &[Vec<u8>]) {
+        let bytes: usize = frames.iter().map(|f| self.permits(f.len()) as usize).sum();
+        self.bytes.add_permits(bytes);
+    }
+
     fn stats(&self) -> PeerStats {
         let capacity = self.tx.max_capacity();
         let depth = capacity.saturating_sub(self.tx.capacity());
-        self.counters.snapshot(self.id, depth, capacity)
+        let mut stats = self.counters.snapshot(self.id, depth, capacity);
+        stats.queued_bytes = self
+            .bytes_capacity
+            .saturating_sub(self.bytes.available_permits());
+        stats.queue_bytes_capacity = self.bytes_capacity;
+        stats
     }
 }
 
@@ -293,10 +354,16 @@ fn encode_frame<M: Serialize>(codec: &FrameCodec, msg: &M) -> Result<Vec<u8>, Se
     ) -> Result<Vec<u8>, SendError> {
         scratch.clear();
         let taken = std::mem::take(scratch);
-        *scratch = postcard::to_extend(msg, taken).map_err(SendError::Encode)?;
-        let mut frame = Vec::with_capacity(FRAME_HEADER_LEN + scratch.len());
-        codec.encode(scratch, &mut frame)?;
-        Ok(frame)
+        let encoded = postcard::to_extend(msg, taken).map_err(SendError::Encode);
+        encoded.and_then(|payload| {
+            let mut frame = Vec::with_capacity(FRAME_HEADER_LEN + payload.len());
+            let sealed = codec.encode(&payload, &mut frame);
+            // Keep the buffer for the next message, unless one huge message blew it up.
+            if payload.capacity() <= SCRATCH_KEEP {
+                *scratch = payload;
+            }
+            sealed.map(|()| frame).map_err(SendError::from)
+        })
     }
     SCRATCH.with(|cell| match cell.try_borrow_mut() {
         Ok(mut scratch) => seal(codec, &mut scratch, msg),
@@ -419,11 +486,13 @@ where
 
     fn peer_entry(&self, id: NodeId) -> Arc<Peer> {
         let mut peers = lock(&self.peers);
-        Arc::clone(
-            peers
-                .entry(id)
-                .or_insert_with(|| Arc::new(Peer::new(id, self.config.queue_capacity))),
-        )
+        Arc::clone(peers.entry(id).or_insert_with(|| {
+            Arc::new(Peer::new(
+                id,
+                self.config.queue_capacity,
+                self.config.queue_bytes,
+            ))
+        }))
     }
 
     fn add_peer(self: &Arc<Self>, id: NodeId, addr: SocketAddr) {
@@ -683,6 +752,7 @@ where
                 while let Ok(frame) = rx.try_recv() {
                     batch.push(frame);
                 }
+                peer.dequeued(&batch);
                 self.write_batch(peer, &mut out, &mut batch).await?;
                 out.shutdown().await?;
                 return Ok(());
@@ -692,6 +762,7 @@ where
                     if n == 0 {
                         return Ok(());
                     }
+                    peer.dequeued(&batch);
                 }
                 _ = closing.changed() => continue,
             }
@@ -731,10 +802,7 @@ where
     fn try_send(&self, to: NodeId, msg: &M) -> Result<(), SendError> {
         let peer = self.peer_handle(to)?;
         let frame = encode_frame(&self.shared.codec, msg)?;
-        peer.tx.try_send(frame).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => SendError::QueueFull(to),
-            mpsc::error::TrySendError::Closed(_) => SendError::Closed,
-        })
+        peer.try_enqueue(frame)
     }
 
     fn send(&self, to: NodeId, msg: &M) -> impl Future<Output = Result<(), SendError>> + Send {
@@ -746,7 +814,7 @@ where
         async move {
             let (peer, frame) = prepared?;
             tokio::select! {
-                sent = peer.tx.send(frame) => sent.map_err(|_| SendError::Closed),
+                sent = peer.enqueue(frame) => sent,
                 _ = closing.wait_for(|c| *c) => Err(SendError::Closed),
             }
         }
@@ -777,11 +845,12 @@ where
         let Some(mut done) = shared.writers_done.lock().await.take() else {
             return;
         };
-        // Stop accepting and dialing; writers drain their queues, flush and close.
+        // Refuse new messages, stop accepting and dialing; writers drain their queues, flush
+        // and close.
+        shared.closed.store(true, Ordering::Release);
         shared.closing.send_replace(true);
         lock(&shared.writer_tokens).take();
         let _ = tokio::time::timeout(shared.config.shutdown_timeout, done.recv()).await;
-        shared.closed.store(true, Ordering::Release);
         lock(&shared.inbound_tx).take();
         let mut tasks = std::mem::take(&mut *lock(&shared.tasks));
         tasks.abort_all();

@@ -52,6 +52,7 @@ async fn full_queue_is_reported_not_grown() {
     assert_eq!(stats[0].queue_capacity, 4);
     assert_eq!(stats[0].state, ConnectionState::Connected);
     assert_eq!(stats[0].messages_sent, 4);
+    assert_eq!(stats[0].queued_bytes, 4 * (9 + 1));
     // Receiving one makes room for one.
     assert_eq!(b.recv().await.unwrap(), (NodeId(1), 0));
     a.try_send(NodeId(2), &4).unwrap();

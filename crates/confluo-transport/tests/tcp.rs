@@ -386,3 +386,66 @@ async fn rogue_clients_are_dropped_while_legit_peers_keep_working() {
             .is_err()
     );
 }
+
+#[tokio::test]
+async fn binding_a_busy_address_is_a_typed_error() {
+    let a = node(1).await;
+    let mut cfg = config(2);
+    cfg.listen = a.local_addr();
+    match TcpTransport::<Msg>::bind(cfg).await {
+        Err(confluo_transport::TransportError::Bind { addr, .. }) => {
+            assert_eq!(addr, a.local_addr())
+        }
+        other => panic!("expected a bind error, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_is_bounded_in_bytes_too() {
+    let dead: SocketAddr = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let mut cfg = config(1);
+    cfg.queue_bytes = 1000;
+    let a = TcpTransport::<Vec<u8>>::bind(cfg.with_peer(NodeId(2), dead))
+        .await
+        .unwrap();
+    // Each message is a 290-element Vec<u8>: 2 (length) + 290 bytes of payload + 9 of header.
+    let msg = vec![7u8; 290];
+    for _ in 0..3 {
+        a.try_send(NodeId(2), &msg).unwrap();
+    }
+    assert_eq!(
+        a.try_send(NodeId(2), &msg),
+        Err(SendError::QueueFull(NodeId(2)))
+    );
+    let s = a.peer(NodeId(2)).unwrap();
+    assert_eq!(
+        (s.queue_depth, s.queued_bytes, s.queue_bytes_capacity),
+        (3, 3 * 301, 1000)
+    );
+
+    // Point the peer at a live node: the queue drains and the bytes are given back.
+    let b = TcpTransport::<Vec<u8>>::bind(config(2)).await.unwrap();
+    a.add_peer(NodeId(2), b.local_addr());
+    for _ in 0..3 {
+        let got = tokio::time::timeout(Duration::from_secs(10), b.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(got, (NodeId(1), msg.clone()));
+    }
+    wait_until("queue drained", || {
+        a.peer(NodeId(2)).unwrap().queued_bytes == 0
+    })
+    .await;
+    // A message larger than the byte capacity still goes through an empty queue.
+    let big = vec![1u8; 5000];
+    a.send(NodeId(2), &big).await.unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(10), b.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got, (NodeId(1), big));
+}

@@ -145,26 +145,27 @@ async fn simultaneous_dials_settle_on_one_connection() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn killed_peer_is_redialed_after_restart_and_traffic_resumes() {
-    let a = node(1).await;
-    let b = node(2).await;
+/// `survivor` and `victim` are connected; `victim` crashes (is dropped) and restarts on the same
+/// address knowing nobody, so `survivor` has to redial it whichever of the two has the lower id.
+async fn kill_and_restart(survivor_id: u64, victim_id: u64) {
+    let a = node(survivor_id).await;
+    let b = node(victim_id).await;
     let b_addr = b.local_addr();
-    a.add_peer(NodeId(2), b_addr);
-    b.add_peer(NodeId(1), a.local_addr());
+    a.add_peer(NodeId(victim_id), b_addr);
+    b.add_peer(NodeId(survivor_id), a.local_addr());
     exchange(&a, &b, 100, 1).await;
     exchange(&b, &a, 100, 2).await;
 
     drop(b); // a crash: tasks aborted, sockets closed, nothing flushed
-    wait_until("a to see b gone", || {
-        state_of(&a, 2) != Some(ConnectionState::Connected)
+    wait_until("the survivor to see the victim gone", || {
+        state_of(&a, victim_id) != Some(ConnectionState::Connected)
     })
     .await;
-    // Queued while b is down: delivered once b is back.
-    a.try_send(NodeId(2), &(1, 1000)).unwrap();
-    assert_eq!(a.peer(NodeId(2)).unwrap().queue_depth, 1);
+    // Queued while the victim is down: delivered once it is back.
+    a.try_send(NodeId(victim_id), &(survivor_id, 1000)).unwrap();
+    assert_eq!(a.peer(NodeId(victim_id)).unwrap().queue_depth, 1);
 
-    let mut cfg = config(2);
+    let mut cfg = config(victim_id);
     cfg.listen = b_addr;
     let mut restarted = None;
     for _ in 0..100 {
@@ -178,17 +179,29 @@ async fn killed_peer_is_redialed_after_restart_and_traffic_resumes() {
         }
     }
     let b = restarted.expect("could not rebind the old address");
-    // The restarted node does not know a's address: a must redial it.
-    assert_eq!(recv_timeout(&b).await, (NodeId(1), (1, 1000)));
-    wait_until("a connected again", || {
-        state_of(&a, 2) == Some(ConnectionState::Connected)
+    assert_eq!(
+        recv_timeout(&b).await,
+        (NodeId(survivor_id), (survivor_id, 1000))
+    );
+    wait_until("connected again", || {
+        state_of(&a, victim_id) == Some(ConnectionState::Connected)
     })
     .await;
     exchange(&a, &b, 100, 3).await;
     exchange(&b, &a, 100, 4).await;
-    let stats = a.peer(NodeId(2)).unwrap();
+    let stats = a.peer(NodeId(victim_id)).unwrap();
     assert!(stats.reconnects >= 1, "reconnect counted: {stats:?}");
     assert_eq!(stats.queue_depth, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_higher_id_peer_is_redialed_after_restart() {
+    kill_and_restart(1, 2).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_lower_id_peer_is_redialed_after_restart() {
+    kill_and_restart(2, 1).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -214,6 +214,24 @@ mod tests {
         );
     }
 
+    #[test]
+    fn decoded_bytes_never_panic() {
+        use quickcheck::{Arbitrary, Gen};
+        let mut g = Gen::new(40);
+        for _ in 0..2000 {
+            let bytes = Vec::<u8>::arbitrary(&mut g);
+            if let Ok(s) = postcard::from_bytes::<EnableWinsFlag>(&bytes) {
+                if s.validate().is_ok() {
+                    let mut x = EnableWinsFlag::new();
+                    x.enable(r(1));
+                    x.merge(s);
+                    x.disable(r(1));
+                    x.enable(r(1));
+                }
+            }
+        }
+    }
+
     /// true: enable, false: disable.
     fn apply(f: &mut EnableWinsFlag, at: ReplicaId, &on: &bool) -> EnableWinsFlag {
         if on { f.enable(at) } else { f.disable(at) }

@@ -173,6 +173,26 @@ mod tests {
         assert_eq!(a.read(), Some(&"b"));
     }
 
+    #[test]
+    fn decoded_bytes_never_panic() {
+        use quickcheck::{Arbitrary, Gen};
+        let mut g = Gen::new(40);
+        for _ in 0..2000 {
+            let bytes = Vec::<u8>::arbitrary(&mut g);
+            if let Ok(s) = postcard::from_bytes::<LwwRegister<String>>(&bytes) {
+                if s.validate().is_ok() {
+                    let mut clock = Hlc::new(ReplicaId(1));
+                    let mut x = LwwRegister::new();
+                    x.merge(s);
+                    if let Some(t) = x.timestamp() {
+                        clock.observe(t);
+                    }
+                    x.write(clock.now(0), String::new());
+                }
+            }
+        }
+    }
+
     /// Op: (wall-clock reading, value). Each replica's wall clock is skewed differently and
     /// may go backwards; each replica's HLC observes its register before writing.
     type Op = (u16, u8);

@@ -228,7 +228,7 @@ fn gcounter(script: Script<u8>) -> TestResult {
         |mine: &mut [GCounter], theirs: &mut [crdts::GCounter<u64>], at, &by| {
             let d = mine[at].increment(rid(at), u64::from(by)).unwrap();
             let op = theirs[at].inc_many(actor(at), u64::from(by));
-            theirs[at].apply(op.clone());
+            theirs[at].apply(op);
             (d, (by > 0).then_some(op))
         },
         |t, op| op.into_iter().for_each(|op| t.apply(op)),

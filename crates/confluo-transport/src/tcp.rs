@@ -15,7 +15,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::runtime::Handle;
-use tokio::sync::{Notify, Semaphore, TryAcquireError, mpsc, watch};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, TryAcquireError, mpsc, watch};
 use tokio::task::{AbortHandle, JoinSet};
 
 use crate::backoff::{Backoff, BackoffConfig, SplitMix64};
@@ -60,6 +60,9 @@ pub struct TcpConfig {
     pub inbound_capacity: usize,
     /// Time allowed for dialing and for the handshake. Default 5 s.
     pub handshake_timeout: Duration,
+    /// Inbound connections allowed to be in the handshake at once; more are closed at once (so
+    /// a flood of silent connections costs at most this many tasks). Default 256.
+    pub max_pending_handshakes: usize,
     /// Time [`Transport::shutdown`] waits for queued frames to be flushed. Default 5 s.
     pub shutdown_timeout: Duration,
     /// Reconnection backoff. Default 50 ms doubling up to 5 s.
@@ -83,6 +86,7 @@ impl TcpConfig {
             queue_bytes: 64 * 1024 * 1024,
             inbound_capacity: 4096,
             handshake_timeout: Duration::from_secs(5),
+            max_pending_handshakes: 256,
             shutdown_timeout: Duration::from_secs(5),
             backoff: BackoffConfig::default(),
             seed: 0,
@@ -315,6 +319,7 @@ struct Shared<M> {
     writers_done: tokio::sync::Mutex<Option<mpsc::Receiver<()>>>,
     next_generation: AtomicU64,
     rejected: AtomicU64,
+    handshake_slots: Arc<Semaphore>,
 }
 
 /// A [`Transport`] over TCP (tokio).
@@ -412,6 +417,11 @@ where
             writers_done: tokio::sync::Mutex::new(Some(token_rx)),
             next_generation: AtomicU64::new(1),
             rejected: AtomicU64::new(0),
+            handshake_slots: Arc::new(Semaphore::new(
+                config
+                    .max_pending_handshakes
+                    .clamp(1, Semaphore::MAX_PERMITS),
+            )),
             config,
         });
         let accept = Arc::clone(&shared);
@@ -525,8 +535,13 @@ where
             };
             match accepted {
                 Ok((stream, addr)) => {
+                    let Ok(slot) = Arc::clone(&self.handshake_slots).try_acquire_owned() else {
+                        self.rejected.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(%addr, "too many pending handshakes: connection dropped");
+                        continue;
+                    };
                     let shared = Arc::clone(&self);
-                    self.spawn(async move { shared.handle_inbound(stream, addr).await });
+                    self.spawn(async move { shared.handle_inbound(stream, addr, slot).await });
                 }
                 Err(error) => {
                     // E.g. out of file descriptors: back off briefly instead of spinning.
@@ -537,13 +552,19 @@ where
         }
     }
 
-    async fn handle_inbound(self: Arc<Self>, mut stream: TcpStream, addr: SocketAddr) {
+    async fn handle_inbound(
+        self: Arc<Self>,
+        mut stream: TcpStream,
+        addr: SocketAddr,
+        slot: OwnedSemaphorePermit,
+    ) {
         let _ = stream.set_nodelay(true);
         let timeout = self.config.handshake_timeout;
         let result = match tokio::time::timeout(timeout, self.negotiate(&mut stream, None)).await {
             Ok(result) => result,
             Err(_) => Err(HandshakeError::Timeout(timeout)),
         };
+        drop(slot);
         match result {
             Ok(guard) => self.run_connection(stream, guard).await,
             Err(HandshakeError::Duplicate(peer)) => {

@@ -462,3 +462,22 @@ async fn queue_is_bounded_in_bytes_too() {
         .unwrap();
     assert_eq!(got, (NodeId(1), big));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_silent_connections_is_capped() {
+    let mut cfg = config(1);
+    cfg.max_pending_handshakes = 2;
+    cfg.handshake_timeout = Duration::from_secs(2);
+    let a = Arc::new(TcpTransport::<Msg>::bind(cfg).await.unwrap());
+    let addr = a.local_addr();
+    let _silent1 = TcpStream::connect(addr).await.unwrap();
+    let _silent2 = TcpStream::connect(addr).await.unwrap();
+    // Let the server accept both.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The third is closed at once, long before the 2 s handshake timeout.
+    let started = Instant::now();
+    let mut third = TcpStream::connect(addr).await.unwrap();
+    expect_closed(&mut third, "third silent connection").await;
+    assert!(started.elapsed() < Duration::from_secs(1));
+    assert_eq!(a.rejected_connections(), 1);
+}

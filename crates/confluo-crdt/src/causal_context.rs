@@ -41,6 +41,21 @@ impl CausalContext {
         }
     }
 
+    /// The context holding exactly `dot`: a delta's context for one write.
+    pub fn of_dot(dot: Dot) -> Self {
+        if dot.counter == 1 {
+            CausalContext {
+                vv: core::iter::once((dot.replica, 1)).collect(),
+                cloud: Vec::new(),
+            }
+        } else {
+            CausalContext {
+                vv: VersionVector::new(),
+                cloud: vec![dot],
+            }
+        }
+    }
+
     /// A context holding exactly the given dots.
     pub fn from_dots(dots: impl IntoIterator<Item = Dot>) -> Self {
         let mut ctx = CausalContext::new();
@@ -89,9 +104,11 @@ impl CausalContext {
     /// A replica's own events are always seen in order, so the next dot follows the largest
     /// one of `replica` this context has seen, cloud included.
     pub fn next_dot(&mut self, replica: ReplicaId) -> Dot {
-        let in_cloud = if self.cloud.is_empty() {
-            0
-        } else {
+        if self.cloud.is_empty() {
+            // The common case: the replica's dots are a prefix; extend it in place.
+            return self.vv.advance(replica);
+        }
+        let in_cloud = {
             let end = self.cloud.partition_point(|d| d.replica <= replica);
             self.cloud[..end]
                 .last()

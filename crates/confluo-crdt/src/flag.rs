@@ -119,10 +119,11 @@ impl Arbitrary for Causal<FlagStore> {
     fn arbitrary(g: &mut Gen) -> Self {
         use crate::Crdt;
         let mut replicas = [Self::default(), Self::default(), Self::default()];
+        let ids = crate::arbitrary::history_replicas(g);
         let steps = usize::arbitrary(g) % (g.size() + 1);
         for _ in 0..steps {
             let i = usize::from(u8::arbitrary(g) % 3);
-            let at = ReplicaId(i as u64 + 1);
+            let at = ids[i];
             match u8::arbitrary(g) % 3 {
                 0 => {
                     replicas[i].enable(at);

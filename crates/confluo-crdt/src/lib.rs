@@ -99,5 +99,7 @@ pub use pncounter::PNCounter;
 pub use version_vector::VersionVector;
 /// The largest counter a valid state may hold.
 pub const MAX_COUNTER: u64 = u64::MAX >> 1;
+#[cfg(feature = "quickcheck")]
+mod arbitrary;
 #[cfg(test)]
 mod testing;

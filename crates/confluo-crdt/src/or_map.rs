@@ -56,6 +56,11 @@ impl<K, V> Default for MapStore<K, V> {
 }
 
 impl<K: Hash + Eq, V> MapStore<K, V> {
+    #[cfg(feature = "quickcheck")]
+    pub(crate) fn from_entries(entries: HashMap<K, V>) -> Self {
+        MapStore { entries }
+    }
+
     /// The value at `key`.
     pub fn get<Q>(&self, key: &Q) -> Option<&V>
     where

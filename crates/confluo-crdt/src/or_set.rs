@@ -249,8 +249,7 @@ impl<T: Hash + Eq + Clone> Causal<SetStore<T>> {
     /// a replica that merges the delta drops them too.
     pub fn add(&mut self, replica: ReplicaId, elem: T) -> Self {
         let dot = self.ctx.next_dot(replica);
-        let mut ctx = CausalContext::new();
-        ctx.insert(dot);
+        let mut ctx = CausalContext::of_dot(dot);
         let packed = self
             .store
             .intern(replica)
@@ -275,9 +274,16 @@ impl<T: Hash + Eq + Clone> Causal<SetStore<T>> {
         let mut delta = SetStore {
             entries: map_with_capacity(1),
             multi: new_map(),
-            replicas: Vec::with_capacity(1),
+            replicas: vec![replica],
         };
-        delta.put(elem, vec![dot]);
+        match pack(0, dot.counter) {
+            Some(p) => {
+                delta.entries.insert(elem, p);
+            }
+            None => {
+                delta.put(elem, vec![dot]);
+            }
+        }
         Causal::delta(delta, ctx)
     }
 

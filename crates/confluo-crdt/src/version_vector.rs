@@ -83,12 +83,15 @@ impl VersionVector {
     /// [`MAX_COUNTER`](crate::MAX_COUNTER), which at a billion writes a second takes centuries
     /// to reach, so this cannot be triggered by a validated state from a peer.
     pub fn advance(&mut self, replica: ReplicaId) -> Dot {
-        let next = self
-            .get(replica)
-            .checked_add(1)
-            .expect("dot counter overflow");
-        self.raise(replica, next);
-        Dot::new(replica, next)
+        let slot = match self.entries.binary_search_by_key(&replica, |&(r, _)| r) {
+            Ok(i) => &mut self.entries[i].1,
+            Err(i) => {
+                self.entries.insert(i, (replica, 0));
+                &mut self.entries[i].1
+            }
+        };
+        *slot = slot.checked_add(1).expect("dot counter overflow");
+        Dot::new(replica, *slot)
     }
 
     /// Pointwise maximum: afterwards `self` has seen everything either had seen.

@@ -61,17 +61,7 @@ pub enum ValidationError {
         /// The first dot out of order.
         dot: Dot,
     },
-    /// A value in the store holds two dots of one replica; a newer write at a replica always
-    /// replaces that replica's older dot.
-    #[error("a value holds two dots of replica {replica}")]
-    TwoDotsFromOneReplica {
-        /// The replica with two dots.
-        replica: ReplicaId,
-    },
     /// An entry is present but empty, which no sequence of operations produces.
     #[error("an entry is present but holds no dot or value")]
     EmptyEntry,
-    /// A counter's total does not fit its integer type.
-    #[error("counter total overflows")]
-    CounterOverflow,
 }

@@ -1,0 +1,149 @@
+//! Node configuration: identity, role, links (the replication graph) and limits.
+
+use confluo_crdt::ReplicaId;
+use confluo_transport::NodeId;
+
+use crate::storage::Role;
+
+/// An outbound replication link: this node sends its log to `peer`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Link {
+    /// The receiving node.
+    pub peer: NodeId,
+    /// Whether to forward what this node received from others (ring, star, followers), or
+    /// only its own writes (all-to-all, where every leader sends its own to everyone).
+    pub relay: bool,
+}
+
+/// Bounds on memory, batch sizes and timers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// A batch stops growing once it reaches this many bytes of updates.
+    pub max_batch_bytes: usize,
+    /// Bytes sent to one peer and not yet acknowledged, at most (then wait for acks).
+    pub max_inflight_bytes: usize,
+    /// Delta buffer bound, in entries; beyond it the oldest go, and peers behind them get
+    /// state instead.
+    pub max_log_entries: usize,
+    /// Delta buffer bound, in bytes.
+    pub max_log_bytes: usize,
+    /// Updates held for causal order (their past not yet here), at most; a batch that would
+    /// exceed it is refused (counted) and resent later by its sender.
+    pub max_held_updates: usize,
+    /// Dots reserved (persisted) at a time.
+    pub dot_block: u64,
+    /// Writes waiting for a reservation, at most.
+    pub max_queued_writes: usize,
+    /// Resend what a peer has not acknowledged after this long (milliseconds).
+    pub retransmit_ms: u64,
+    /// Probe an unknown peer this often (milliseconds).
+    pub hello_ms: u64,
+    /// Persist a snapshot after this many records (storage can then drop older ones).
+    pub snapshot_every: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_batch_bytes: 16 * 1024,
+            max_inflight_bytes: 256 * 1024,
+            max_log_entries: 100_000,
+            max_log_bytes: 16 * 1024 * 1024,
+            max_held_updates: 10_000,
+            dot_block: 1024,
+            max_queued_writes: 10_000,
+            retransmit_ms: 1_000,
+            hello_ms: 200,
+            snapshot_every: 100_000,
+        }
+    }
+}
+
+/// Everything a node needs to start.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// This node.
+    pub node: NodeId,
+    /// The replica id for its writes. Must never have been used before: a node that lost its
+    /// storage starts with a fresh one (a new incarnation). Ignored by
+    /// [`Node::restore`](crate::Node::restore) when storage names one.
+    pub replica: ReplicaId,
+    /// Leader or follower.
+    pub role: Role,
+    /// Where it sends its log.
+    pub links: Vec<Link>,
+    /// Bounds and timers.
+    pub limits: Limits,
+}
+
+impl Config {
+    /// A leader with default limits and no links.
+    pub fn leader(node: NodeId, replica: ReplicaId) -> Self {
+        Config {
+            node,
+            replica,
+            role: Role::Leader,
+            links: Vec::new(),
+            limits: Limits::default(),
+        }
+    }
+
+    /// A follower of `leader` (the leader links to it).
+    pub fn follower(node: NodeId, replica: ReplicaId, leader: NodeId) -> Self {
+        Config {
+            role: Role::Follower { leader },
+            ..Config::leader(node, replica)
+        }
+    }
+
+    /// Sets the links.
+    pub fn with_links(mut self, links: Vec<Link>) -> Self {
+        self.links = links;
+        self
+    }
+}
+
+/// Ready-made replication graphs between leaders.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Topology {
+    /// Every leader sends its own writes to every other.
+    AllToAll,
+    /// Leaves send to the hub; the hub forwards to every leaf.
+    Star {
+        /// The hub.
+        hub: NodeId,
+    },
+    /// Each node sends to the next (in the order given), forwarding what it received.
+    Ring,
+}
+
+impl Topology {
+    /// The outbound links of `me` among `nodes`.
+    pub fn links(&self, nodes: &[NodeId], me: NodeId) -> Vec<Link> {
+        match *self {
+            Topology::AllToAll => nodes
+                .iter()
+                .filter(|&&n| n != me)
+                .map(|&peer| Link { peer, relay: false })
+                .collect(),
+            Topology::Star { hub } if hub == me => nodes
+                .iter()
+                .filter(|&&n| n != me)
+                .map(|&peer| Link { peer, relay: true })
+                .collect(),
+            Topology::Star { hub } => vec![Link {
+                peer: hub,
+                relay: true,
+            }],
+            Topology::Ring => {
+                let Some(i) = nodes.iter().position(|&n| n == me) else {
+                    return Vec::new();
+                };
+                match nodes.get((i + 1) % nodes.len()) {
+                    Some(&peer) if peer != me => vec![Link { peer, relay: true }],
+                    _ => Vec::new(),
+                }
+            }
+        }
+    }
+}

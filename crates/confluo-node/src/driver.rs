@@ -1,0 +1,1 @@
+//! Async driver (tokio): runs a [`Node`](crate::Node) over a transport and a storage.

@@ -1,0 +1,79 @@
+//! Errors at the node's boundaries: client writes, peer messages, restore, promotion.
+
+use confluo_crdt::ValidationError;
+use confluo_transport::NodeId;
+
+/// Why a client write was refused. Nothing was applied.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WriteError {
+    /// This node is a follower; writes go to its leader.
+    #[error("this node is a follower; write to its leader, node {leader}")]
+    NotLeader {
+        /// The leader this follower replicates from.
+        leader: NodeId,
+    },
+    /// The counter would exceed `u64::MAX` in this replica's increments or decrements.
+    #[error("counter overflow")]
+    CounterOverflow,
+    /// Too many writes are waiting for a dot reservation to become durable.
+    #[error("too many writes waiting for storage")]
+    Backlog,
+}
+
+/// Why a message from a peer was refused. Nothing of it was applied, and nothing was lost:
+/// the sender resends what was not acknowledged.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HandleError {
+    /// The bytes are not a message.
+    #[error("undecodable message from node {from}: {reason}")]
+    Decode {
+        /// The sender.
+        from: NodeId,
+        /// The decoder's complaint.
+        reason: String,
+    },
+    /// A state or delta in the message breaks a CRDT invariant.
+    #[error("invalid state from node {from}: {source}")]
+    InvalidState {
+        /// The sender.
+        from: NodeId,
+        /// The broken invariant.
+        source: ValidationError,
+    },
+    /// The message is well-formed but inconsistent (a replica index out of range, a delta
+    /// naming a dot outside its causal past, a dot that is not the update's own...).
+    #[error("malformed message from node {from}: {reason}")]
+    Malformed {
+        /// The sender.
+        from: NodeId,
+        /// What is wrong.
+        reason: &'static str,
+    },
+}
+
+/// Why a node could not be restored from storage records.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RestoreError {
+    /// The records do not start with the node's identity (or a snapshot holding it).
+    #[error("storage holds no identity record")]
+    NoIdentity,
+    /// The records belong to another node.
+    #[error("storage belongs to node {found}, not {expected}")]
+    WrongNode {
+        /// The node the config names.
+        expected: NodeId,
+        /// The node the records name.
+        found: NodeId,
+    },
+}
+
+/// Why a follower could not be promoted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PromoteError {
+    /// The node is a leader already.
+    #[error("the node is already a leader")]
+    AlreadyLeader,
+    /// The new replica id is one this node's state has already seen: it must be fresh.
+    #[error("replica id is not fresh")]
+    ReplicaNotFresh,
+}

@@ -1,0 +1,436 @@
+//! The replicated state: keys to [`Value`]s sharing one causal context, per-key summaries for
+//! state transfer, and the rules for applying updates in causal order.
+
+use std::collections::BTreeMap;
+
+use confluo_crdt::{
+    CausalContext, Dot, DotStore, HlcTimestamp, MAX_COUNTER, ReplicaId, VersionVector,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::error::WriteError;
+use crate::value::{Bytes, Op, Value};
+
+/// Longest run of dots one skip may retire (bounds the work a peer's skip can cause).
+pub const MAX_SKIP: u64 = 1 << 16;
+
+/// One event of one replica, as replicated.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Update {
+    /// The replica that made the event.
+    pub origin: ReplicaId,
+    /// The event's dot counter (the last one, for a skip).
+    pub counter: u64,
+    /// The origin's version vector before the event, its own entry left out: the event's
+    /// causal past. No replica applies the event before it has applied all of it.
+    pub deps: VersionVector,
+    /// What happened.
+    pub change: Change,
+}
+
+/// The effect of an [`Update`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Change {
+    /// A write to one key: the delta, with its context restricted to the dots of that key.
+    Write {
+        /// The key.
+        key: Bytes,
+        /// The delta's store: holds the update's dot only.
+        delta: Value,
+        /// The delta's context: the update's dot and the dots it removed or replaced.
+        ctx: CausalContext,
+    },
+    /// Dots `first..=counter` of the origin were retired without effect: reserved before a
+    /// crash, never used by a durable write. Keeps every replica's dots contiguous.
+    Skip {
+        /// The first retired counter.
+        first: u64,
+    },
+}
+
+impl Update {
+    fn first(&self) -> u64 {
+        match self.change {
+            Change::Write { .. } => self.counter,
+            Change::Skip { first } => first,
+        }
+    }
+
+    /// Checks what a peer's update may get wrong; see [`Keyspace::apply`] for why each
+    /// matters.
+    pub fn check(&self) -> Result<(), UpdateFault> {
+        self.deps.validate().map_err(UpdateFault::Invalid)?;
+        if self.counter == 0 || self.counter > MAX_COUNTER {
+            return Err(UpdateFault::Malformed("counter out of range"));
+        }
+        if self.deps.get(self.origin) != 0 {
+            return Err(UpdateFault::Malformed("deps name the origin"));
+        }
+        match &self.change {
+            Change::Skip { first } => {
+                if *first == 0 || *first > self.counter || self.counter - first >= MAX_SKIP {
+                    return Err(UpdateFault::Malformed("skip range"));
+                }
+            }
+            Change::Write { delta, ctx, .. } => {
+                ctx.validate().map_err(UpdateFault::Invalid)?;
+                delta.validate(ctx).map_err(UpdateFault::Invalid)?;
+                let dot = Dot::new(self.origin, self.counter);
+                if !ctx.contains(dot) || !delta.only_dot(dot) {
+                    return Err(UpdateFault::Malformed("delta does not hold its own dot"));
+                }
+                // Every other dot the delta names (removes, overwrites) must be in its causal
+                // past: a receiver applies the delta after that past and joins against it; a
+                // dot from outside it would be applied later and survive here but not there.
+                let allowed = |r: ReplicaId| {
+                    if r == self.origin {
+                        self.counter
+                    } else {
+                        self.deps.get(r)
+                    }
+                };
+                let past = ctx.version_vector().iter().all(|(r, n)| n <= allowed(r))
+                    && ctx.cloud().all(|d| d.counter <= allowed(d.replica));
+                if !past {
+                    return Err(UpdateFault::Malformed(
+                        "delta names a dot outside its causal past",
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What is wrong with an update from a peer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UpdateFault {
+    /// A CRDT invariant is broken.
+    Invalid(confluo_crdt::ValidationError),
+    /// The update is inconsistent.
+    Malformed(&'static str),
+}
+
+/// Whether an update can be applied now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// Its causal past is here and it is not: apply it.
+    Ready,
+    /// Already applied.
+    Duplicate,
+    /// Some of its causal past is missing: hold it.
+    Wait,
+}
+
+/// A key's value and its summary: the greatest dot of each replica among the events that
+/// wrote the key (removes included). A peer whose version vector covers the summary has
+/// every event of the key; state transfer sends just the keys whose summary it does not
+/// cover. A deleted key keeps its summary (a few bytes per writing replica), so that the
+/// delete itself can be transferred.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct KeyEntry {
+    /// The key's summary.
+    pub summary: VersionVector,
+    /// The value (empty once deleted).
+    pub value: Value,
+}
+
+/// Keys a peer lacks, with the sender's whole context: see [`Keyspace::diff`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StateChunk {
+    /// The sender's context (its version vector: it has no gaps).
+    pub ctx: CausalContext,
+    /// Every key whose summary the receiver's version vector (as the sender knew it) did not
+    /// cover, sorted by key.
+    pub keys: Vec<(Bytes, KeyEntry)>,
+}
+
+impl StateChunk {
+    /// Checks a chunk from a peer.
+    pub fn check(&self) -> Result<(), UpdateFault> {
+        self.ctx.validate().map_err(UpdateFault::Invalid)?;
+        if self.ctx.cloud_len() != 0 {
+            return Err(UpdateFault::Malformed("state context has gaps"));
+        }
+        let vv = self.ctx.version_vector();
+        for (i, (key, entry)) in self.keys.iter().enumerate() {
+            if i > 0 && self.keys[i - 1].0 >= *key {
+                return Err(UpdateFault::Malformed("state keys not sorted"));
+            }
+            entry.summary.validate().map_err(UpdateFault::Invalid)?;
+            if !entry.summary.is_covered_by(vv) {
+                return Err(UpdateFault::Malformed("key summary beyond the context"));
+            }
+            entry
+                .value
+                .validate(&self.ctx)
+                .map_err(UpdateFault::Invalid)?;
+        }
+        Ok(())
+    }
+}
+
+/// The replicated state of a node.
+///
+/// Invariant: updates are applied in causal order and each origin's dots contiguously, so
+/// the context is a version vector (no dot cloud) and the state reflects every event in it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Keyspace {
+    ctx: CausalContext,
+    keys: BTreeMap<Bytes, KeyEntry>,
+}
+
+impl Keyspace {
+    /// The events applied here.
+    pub fn version_vector(&self) -> &VersionVector {
+        self.ctx.version_vector()
+    }
+
+    /// The value at `key`, if present.
+    pub fn get(&self, key: &[u8]) -> Option<&Value> {
+        self.keys
+            .get(key)
+            .map(|e| &e.value)
+            .filter(|v| !v.is_empty())
+    }
+
+    /// Number of keys with a value.
+    pub fn len(&self) -> usize {
+        self.keys.values().filter(|e| !e.value.is_empty()).count()
+    }
+
+    /// Whether no key has a value.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The present keys, sorted.
+    pub fn keys(&self) -> impl Iterator<Item = &[u8]> + '_ {
+        self.keys
+            .iter()
+            .filter(|(_, e)| !e.value.is_empty())
+            .map(|(k, _)| k.as_slice())
+    }
+
+    /// Number of entries including deleted keys' summaries.
+    pub fn entries(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Applies a local write at `me`; `None` if it changed nothing (no dot used).
+    pub fn write(
+        &mut self,
+        me: ReplicaId,
+        key: &[u8],
+        op: &Op,
+        ts: HlcTimestamp,
+    ) -> Result<Option<Update>, WriteError> {
+        let deps: VersionVector = self
+            .version_vector()
+            .iter()
+            .filter(|(r, _)| *r != me)
+            .collect();
+        let entry = self.keys.entry(key.to_vec()).or_default();
+        let result = entry.value.apply(&mut self.ctx, me, op, ts);
+        let unused = entry.value.is_empty() && entry.summary.is_empty();
+        let (delta, ctx) = match result {
+            Ok(d) if !d.1.is_empty() => d,
+            other => {
+                if unused {
+                    self.keys.remove(key);
+                }
+                return other.map(|_| None);
+            }
+        };
+        let counter = self.ctx.version_vector().get(me);
+        entry.summary.raise(me, counter);
+        Ok(Some(Update {
+            origin: me,
+            counter,
+            deps,
+            change: Change::Write {
+                key: key.to_vec(),
+                delta,
+                ctx,
+            },
+        }))
+    }
+
+    /// Whether `u` can be applied now.
+    pub fn delivery(&self, u: &Update) -> Delivery {
+        let have = self.version_vector().get(u.origin);
+        if have >= u.counter {
+            Delivery::Duplicate
+        } else if have.saturating_add(1) >= u.first() && u.deps.is_covered_by(self.version_vector())
+        {
+            Delivery::Ready
+        } else {
+            Delivery::Wait
+        }
+    }
+
+    /// Applies a checked update whose [`delivery`](Keyspace::delivery) is `Ready`: joins the
+    /// delta into its key only (the delta's context names no other key's dots), so the cost
+    /// is that of the key, not of the keyspace.
+    pub fn apply(&mut self, u: &Update, observe: &mut dyn FnMut(&HlcTimestamp)) {
+        match &u.change {
+            Change::Write { key, delta, ctx } => {
+                delta.for_each_lww_timestamp(observe);
+                let entry = self.keys.entry(key.clone()).or_default();
+                entry.value.join(&self.ctx, delta.clone(), ctx);
+                entry.summary.raise(u.origin, u.counter);
+                self.ctx.insert(Dot::new(u.origin, u.counter));
+            }
+            Change::Skip { .. } => {
+                let from = self.version_vector().get(u.origin).saturating_add(1);
+                for c in from..=u.counter {
+                    self.ctx.insert(Dot::new(u.origin, c));
+                }
+            }
+        }
+    }
+
+    /// The keys a replica whose version vector is `peer` lacks, with this replica's context.
+    ///
+    /// Every event belongs to one key, so every event here and not at the peer is in the
+    /// summary of a key this sends: joining the chunk gives the peer everything this replica
+    /// has. Keys not sent are not touched by the receiver, so the whole context may travel
+    /// with the partial map (DESIGN pitfall 2 is about joining *every* key against it).
+    pub fn diff(&self, peer: &VersionVector) -> StateChunk {
+        let keys = if self.version_vector().is_covered_by(peer) {
+            Vec::new()
+        } else {
+            self.keys
+                .iter()
+                .filter(|(_, e)| !e.summary.is_covered_by(peer))
+                .map(|(k, e)| (k.clone(), e.clone()))
+                .collect()
+        };
+        StateChunk {
+            ctx: self.ctx.clone(),
+            keys,
+        }
+    }
+
+    /// Joins a checked chunk; returns whether anything was new.
+    pub fn apply_state(
+        &mut self,
+        chunk: &StateChunk,
+        observe: &mut dyn FnMut(&HlcTimestamp),
+    ) -> bool {
+        if chunk.ctx.is_covered_by(&self.ctx) {
+            return false;
+        }
+        for (key, theirs) in &chunk.keys {
+            theirs.value.for_each_lww_timestamp(observe);
+            let entry = self.keys.entry(key.clone()).or_default();
+            entry
+                .value
+                .join(&self.ctx, theirs.value.clone(), &chunk.ctx);
+            entry.summary.merge(&theirs.summary);
+        }
+        self.ctx.merge(&chunk.ctx);
+        true
+    }
+
+    /// Calls `observe` with every LWW timestamp (to restore a clock after a restart).
+    pub fn for_each_lww_timestamp(&self, observe: &mut dyn FnMut(&HlcTimestamp)) {
+        for e in self.keys.values() {
+            e.value.for_each_lww_timestamp(observe);
+        }
+    }
+
+    /// The canonical encoding: equal states give equal bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        postcard::to_allocvec(self).unwrap_or_default()
+    }
+
+    /// A 64-bit FNV-1a digest of [`encode`](Keyspace::encode).
+    pub fn digest(&self) -> u64 {
+        fnv1a(&self.encode())
+    }
+}
+
+/// FNV-1a, 64 bits: enough to tell replicas apart in tests and simulations (not a MAC).
+pub fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: ReplicaId = ReplicaId(1);
+    const B: ReplicaId = ReplicaId(2);
+
+    fn ts() -> HlcTimestamp {
+        HlcTimestamp::default()
+    }
+
+    #[test]
+    fn overtaking_update_waits_for_its_past() {
+        let (mut a, mut b, mut c) = (
+            Keyspace::default(),
+            Keyspace::default(),
+            Keyspace::default(),
+        );
+        let insert = a
+            .write(A, b"k", &Op::set_insert(*b"x"), ts())
+            .unwrap()
+            .unwrap();
+        b.apply(&insert, &mut |_| {});
+        let update = b
+            .write(B, b"k", &Op::set_remove(*b"x"), ts())
+            .unwrap()
+            .unwrap();
+        assert_eq!(c.delivery(&update), Delivery::Wait);
+        c.apply(&insert, &mut |_| {});
+        assert_eq!(c.delivery(&update), Delivery::Ready);
+        c.apply(&update, &mut |_| {});
+        assert_eq!(c.delivery(&insert), Delivery::Duplicate);
+        assert_eq!(c.get(b"k"), None);
+        assert_eq!(c, b);
+    }
+
+    #[test]
+    fn diff_sends_only_keys_the_peer_lacks_and_deletes_travel() {
+        let (mut a, mut b) = (Keyspace::default(), Keyspace::default());
+        for k in 0..10u8 {
+            let u = a
+                .write(A, &[k], &Op::counter_add(1), ts())
+                .unwrap()
+                .unwrap();
+            b.apply(&u, &mut |_| {});
+        }
+        a.write(A, &[3], &Op::Delete, ts()).unwrap();
+        a.write(A, &[4], &Op::counter_add(5), ts()).unwrap();
+        let chunk = a.diff(b.version_vector());
+        assert_eq!(chunk.keys.len(), 2);
+        assert!(chunk.check().is_ok());
+        assert!(b.apply_state(&chunk, &mut |_| {}));
+        assert_eq!(a, b);
+        assert_eq!(b.get(&[3]), None);
+        assert_eq!(b.get(&[4]).map(Value::counter), Some(6));
+    }
+
+    #[test]
+    fn check_rejects_a_delta_naming_a_future_dot() {
+        let mut a = Keyspace::default();
+        let mut u = a
+            .write(A, b"k", &Op::counter_add(1), ts())
+            .unwrap()
+            .unwrap();
+        assert!(u.check().is_ok());
+        if let Change::Write { ctx, .. } = &mut u.change {
+            ctx.insert(Dot::new(B, 7));
+        }
+        assert_eq!(
+            u.check(),
+            Err(UpdateFault::Malformed(
+                "delta names a dot outside its causal past"
+            ))
+        );
+    }
+}

@@ -1,0 +1,210 @@
+//! The messages nodes exchange (serde types, encoded with postcard by the transport).
+
+use std::collections::BTreeMap;
+
+use confluo_crdt::{MAX_COUNTER, ReplicaId, VersionVector};
+use confluo_transport::NodeId;
+use serde::{Deserialize, Serialize};
+
+use crate::error::HandleError;
+use crate::keyspace::{Change, StateChunk, Update, UpdateFault};
+
+/// One run of a node's replication log: its replica id and a session number that grows with
+/// every start. Sequence numbers are positions in one stream; a new stream starts at 1.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Stream {
+    /// The sender's replica id (changes with a new incarnation or a promotion).
+    pub replica: ReplicaId,
+    /// The sender's session (changes with every restart).
+    pub session: u64,
+}
+
+/// A message between nodes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Message {
+    /// "Tell me where you are": the receiver answers with an [`Ack`].
+    Hello(Stream),
+    /// Log entries `first_seq..=last_seq` of the sender's stream (those meant for this peer).
+    Batch(Batch),
+    /// State the receiver lacks, standing for the sender's log up to `upto`.
+    State(StateMessage),
+    /// The receiver's position in a sender's stream, and what it has.
+    Ack(Ack),
+}
+
+/// A delta-interval: consecutive log positions, with the updates among them meant for the
+/// receiver, compressed (replica ids once per batch, dependencies as changes).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Batch {
+    /// The sender's stream.
+    pub stream: Stream,
+    /// First log position covered.
+    pub first_seq: u64,
+    /// Last log position covered.
+    pub last_seq: u64,
+    /// The replicas the updates name, indexed by [`WireUpdate`].
+    pub replicas: Vec<ReplicaId>,
+    /// The updates, in log order.
+    pub updates: Vec<WireUpdate>,
+}
+
+/// An [`Update`] inside a [`Batch`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WireUpdate {
+    /// Index of the origin in the batch's replicas.
+    pub origin: u32,
+    /// The dot counter.
+    pub counter: u64,
+    /// Changes to the dependencies relative to the previous update of the batch (the first
+    /// relative to none): (replica index, new entry; 0 removes it).
+    pub deps: Vec<(u32, u64)>,
+    /// The effect.
+    pub change: Change,
+}
+
+/// A state transfer.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StateMessage {
+    /// The sender's stream.
+    pub stream: Stream,
+    /// The log position this state stands for: the next batch starts after it.
+    pub upto: u64,
+    /// The keys the receiver lacks.
+    pub chunk: StateChunk,
+}
+
+/// An acknowledgement: everything of `stream` up to `upto` is applied and durable here.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Ack {
+    /// The stream acknowledged (the receiver of this ack is its sender).
+    pub stream: Stream,
+    /// Position applied and durable (0: none, or the stream is unknown here).
+    pub upto: u64,
+    /// The acknowledging node's replica id.
+    pub replica: ReplicaId,
+    /// The acknowledging node's durable version vector.
+    pub vv: VersionVector,
+}
+
+impl Message {
+    /// Decodes a message from bytes; never panics.
+    pub fn decode(from: NodeId, bytes: &[u8]) -> Result<Message, HandleError> {
+        postcard::from_bytes(bytes).map_err(|e| HandleError::Decode {
+            from,
+            reason: e.to_string(),
+        })
+    }
+
+    /// Encodes the message.
+    pub fn encode(&self) -> Vec<u8> {
+        postcard::to_allocvec(self).unwrap_or_default()
+    }
+
+    /// The encoded size in bytes.
+    pub fn encoded_len(&self) -> usize {
+        encoded_len(self)
+    }
+}
+
+/// Postcard size of `v` without allocating.
+pub(crate) fn encoded_len<T: Serialize>(v: &T) -> usize {
+    postcard::serialize_with_flavor::<T, postcard::ser_flavors::Size, usize>(
+        v,
+        postcard::ser_flavors::Size::default(),
+    )
+    .unwrap_or(0)
+}
+
+impl Batch {
+    /// Builds a batch from updates in log order.
+    pub fn new(stream: Stream, first_seq: u64, last_seq: u64, updates: &[&Update]) -> Batch {
+        let mut replicas: Vec<ReplicaId> = Vec::new();
+        let index = |r: ReplicaId, replicas: &mut Vec<ReplicaId>| -> u32 {
+            match replicas.iter().position(|&x| x == r) {
+                Some(i) => i as u32,
+                None => {
+                    replicas.push(r);
+                    (replicas.len() - 1) as u32
+                }
+            }
+        };
+        let mut prev: BTreeMap<u32, u64> = BTreeMap::new();
+        let mut wire = Vec::with_capacity(updates.len());
+        for u in updates {
+            let origin = index(u.origin, &mut replicas);
+            let mut now: BTreeMap<u32, u64> = BTreeMap::new();
+            for (r, n) in u.deps.iter() {
+                now.insert(index(r, &mut replicas), n);
+            }
+            let mut deps: Vec<(u32, u64)> = now
+                .iter()
+                .filter(|(i, n)| prev.get(i) != Some(n))
+                .map(|(&i, &n)| (i, n))
+                .collect();
+            deps.extend(
+                prev.keys()
+                    .filter(|i| !now.contains_key(i))
+                    .map(|&i| (i, 0)),
+            );
+            wire.push(WireUpdate {
+                origin,
+                counter: u.counter,
+                deps,
+                change: u.change.clone(),
+            });
+            prev = now;
+        }
+        Batch {
+            stream,
+            first_seq,
+            last_seq,
+            replicas,
+            updates: wire,
+        }
+    }
+
+    /// Expands and checks the updates; refuses the whole batch on the first fault.
+    pub fn updates(&self, from: NodeId) -> Result<Vec<Update>, HandleError> {
+        let malformed = |reason| HandleError::Malformed { from, reason };
+        if self.first_seq == 0 || self.first_seq > self.last_seq {
+            return Err(malformed("batch range"));
+        }
+        let replica = |i: u32| {
+            self.replicas
+                .get(i as usize)
+                .copied()
+                .ok_or(malformed("replica index out of range"))
+        };
+        let mut deps: BTreeMap<ReplicaId, u64> = BTreeMap::new();
+        let mut out = Vec::with_capacity(self.updates.len());
+        for w in &self.updates {
+            for &(i, n) in &w.deps {
+                if n > MAX_COUNTER {
+                    return Err(malformed("dependency out of range"));
+                }
+                if n == 0 {
+                    deps.remove(&replica(i)?);
+                } else {
+                    deps.insert(replica(i)?, n);
+                }
+            }
+            let u = Update {
+                origin: replica(w.origin)?,
+                counter: w.counter,
+                deps: deps.iter().map(|(&r, &n)| (r, n)).collect(),
+                change: w.change.clone(),
+            };
+            u.check().map_err(|f| fault(from, f))?;
+            out.push(u);
+        }
+        Ok(out)
+    }
+}
+
+/// The typed error for a faulty update or chunk.
+pub(crate) fn fault(from: NodeId, f: UpdateFault) -> HandleError {
+    match f {
+        UpdateFault::Invalid(source) => HandleError::InvalidState { from, source },
+        UpdateFault::Malformed(reason) => HandleError::Malformed { from, reason },
+    }
+}

@@ -1,0 +1,80 @@
+//! What a node reports about itself and its links.
+
+use confluo_crdt::VersionVector;
+use confluo_transport::NodeId;
+
+/// One outbound link.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerMetrics {
+    /// The peer.
+    pub peer: NodeId,
+    /// Whether the peer's position in this node's stream is known (else it is probed or
+    /// about to get a state transfer).
+    pub known: bool,
+    /// Log position the peer acknowledged (applied and durable there).
+    pub acked: u64,
+    /// Log entries not yet acknowledged.
+    pub lag_ops: u64,
+    /// Age of the oldest unacknowledged log entry, in milliseconds.
+    pub lag_ms: u64,
+    /// Message bytes sent (postcard payloads, without the transport's framing).
+    pub bytes_sent: u64,
+    /// Messages sent.
+    pub messages_sent: u64,
+    /// Updates sent in batches.
+    pub updates_sent: u64,
+    /// State transfers sent.
+    pub state_transfers: u64,
+    /// Keys sent in state transfers.
+    pub state_keys_sent: u64,
+}
+
+impl PeerMetrics {
+    pub(crate) fn new(peer: NodeId) -> Self {
+        PeerMetrics {
+            peer,
+            known: false,
+            acked: 0,
+            lag_ops: 0,
+            lag_ms: 0,
+            bytes_sent: 0,
+            messages_sent: 0,
+            updates_sent: 0,
+            state_transfers: 0,
+            state_keys_sent: 0,
+        }
+    }
+}
+
+/// The node as a whole.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NodeMetrics {
+    /// Events applied here.
+    pub version_vector: VersionVector,
+    /// Keys holding a value.
+    pub keys: usize,
+    /// Delta buffer entries.
+    pub log_entries: usize,
+    /// Delta buffer bytes.
+    pub log_bytes: usize,
+    /// Last log position.
+    pub log_head: u64,
+    /// Updates held for causal order.
+    pub held_updates: usize,
+    /// Batches refused because the causal buffer was full.
+    pub held_refused: u64,
+    /// Writes waiting for a dot reservation.
+    pub queued_writes: usize,
+    /// Outputs waiting for storage.
+    pub awaiting_storage: usize,
+    /// Messages refused as undecodable or invalid.
+    pub invalid_messages: u64,
+    /// Batches dropped because they did not follow what was received (resent later).
+    pub gaps: u64,
+    /// State transfers received.
+    pub states_received: u64,
+    /// Updates from peers applied.
+    pub updates_applied: u64,
+    /// Outbound links.
+    pub peers: Vec<PeerMetrics>,
+}

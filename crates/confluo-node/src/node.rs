@@ -1,0 +1,1079 @@
+//! The sans-IO node: inputs in, outputs drained by polling.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use confluo_crdt::{Dot, Hlc, HlcTimestamp, ReplicaId, VersionVector};
+use confluo_transport::NodeId;
+
+use crate::config::{Config, Limits, Link};
+use crate::error::{HandleError, PromoteError, RestoreError, WriteError};
+use crate::keyspace::{Change, Delivery, Keyspace, Update};
+use crate::log::DeltaLog;
+use crate::message::{Ack, Batch, Message, StateMessage, Stream, fault};
+use crate::metrics::{NodeMetrics, PeerMetrics};
+use crate::storage::{Identity, LinkPosition, Role, Snapshot, StorageWrite};
+use crate::value::{Bytes, Op, Value};
+
+/// Names a client write; its outcome comes back as [`Output::WriteDone`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct WriteId(pub u64);
+
+/// Names a storage write; pass the greatest token made durable to
+/// [`Node::persisted`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PersistToken(pub u64);
+
+/// What the node asks of its environment.
+///
+/// `Send` may go out at once: a message that depends on a storage write (a peer ack, a log
+/// entry, a state transfer holding local writes) is only emitted after
+/// [`Node::persisted`] has covered that write's token. `WriteDone` likewise comes only
+/// after the write is durable.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Output {
+    /// Send `message` to `to` (dropping it is allowed: what is not acknowledged is resent).
+    Send {
+        /// The receiver.
+        to: NodeId,
+        /// The message.
+        message: Message,
+    },
+    /// Append `write` to storage, sync, then call [`Node::persisted`] with `token`.
+    Persist {
+        /// Its token.
+        token: PersistToken,
+        /// The record.
+        write: StorageWrite,
+    },
+    /// A client write finished: durable (with the dot it used; `None` if it changed
+    /// nothing), or refused.
+    WriteDone {
+        /// The write.
+        write: WriteId,
+        /// Its dot, or why it was refused.
+        result: Result<Option<Dot>, WriteError>,
+    },
+}
+
+/// Released once a token is durable.
+#[derive(Clone, Debug)]
+enum Gated {
+    Done(WriteId, Result<Option<Dot>, WriteError>),
+    LogDurable(u64),
+    InDurable(NodeId, Stream, u64),
+    Send(NodeId, Message),
+    Started,
+    Reserved(u64),
+    DurableVv(VersionVector),
+}
+
+/// The sending side of a link.
+#[derive(Clone, Debug)]
+struct OutPeer {
+    relay: bool,
+    /// The peer's replica id as last reported, and ones it has left behind.
+    replica: Option<ReplicaId>,
+    retired: Vec<ReplicaId>,
+    /// The peer's durable version vector as last reported.
+    vv: VersionVector,
+    /// Whether `acked`/`sent` are positions in this node's current stream.
+    known: bool,
+    acked: u64,
+    sent: u64,
+    /// A state transfer sent and not yet acknowledged: its position.
+    pending_state: Option<u64>,
+    last_state_ms: Option<u64>,
+    last_hello_ms: Option<u64>,
+    last_progress_ms: u64,
+    stats: PeerMetrics,
+}
+
+impl OutPeer {
+    fn new(peer: NodeId, relay: bool) -> Self {
+        OutPeer {
+            relay,
+            replica: None,
+            retired: Vec::new(),
+            vv: VersionVector::new(),
+            known: false,
+            acked: 0,
+            sent: 0,
+            pending_state: None,
+            last_state_ms: None,
+            last_hello_ms: None,
+            last_progress_ms: 0,
+            stats: PeerMetrics::new(peer),
+        }
+    }
+}
+
+/// A batch held until its updates' causal past arrives.
+#[derive(Clone, Debug)]
+struct Pending {
+    last_seq: u64,
+    updates: VecDeque<Update>,
+}
+
+/// The receiving side of a link.
+#[derive(Clone, Debug)]
+struct InPeer {
+    stream: Stream,
+    retired: Vec<ReplicaId>,
+    /// Last position queued, applied, applied and durable.
+    received: u64,
+    applied: u64,
+    durable: u64,
+    queue: VecDeque<Pending>,
+    ack_due: bool,
+}
+
+impl InPeer {
+    fn new(stream: Stream) -> Self {
+        InPeer {
+            stream,
+            retired: Vec::new(),
+            received: 0,
+            applied: 0,
+            durable: 0,
+            queue: VecDeque::new(),
+            ack_due: false,
+        }
+    }
+
+    fn held(&self) -> usize {
+        self.queue.iter().map(|p| p.updates.len()).sum()
+    }
+}
+
+/// Counters of the node as a whole.
+#[derive(Clone, Debug, Default)]
+struct Counters {
+    held_refused: u64,
+    invalid_messages: u64,
+    gaps: u64,
+    states_received: u64,
+    updates_applied: u64,
+}
+
+/// A multi-leader replication node as a deterministic state machine.
+///
+/// Feed it [`write`](Node::write), [`handle`](Node::handle), [`tick`](Node::tick) and
+/// [`persisted`](Node::persisted); drain [`poll_output`](Node::poll_output) after each. It
+/// reads no clock and draws no random number: `tick` brings the time, the config brings the
+/// replica id. Cloning a node copies its whole state (for simulators).
+#[derive(Clone, Debug)]
+pub struct Node {
+    id: NodeId,
+    replica: ReplicaId,
+    role: Role,
+    session: u64,
+    limits: Limits,
+    ks: Keyspace,
+    hlc: Hlc,
+    now: u64,
+    /// Dots of `replica` up to `reserved` are durably reserved.
+    reserved: u64,
+    reserving: bool,
+    queued: VecDeque<(WriteId, Bytes, Op)>,
+    started: bool,
+    log: DeltaLog,
+    out: BTreeMap<NodeId, OutPeer>,
+    inb: BTreeMap<NodeId, InPeer>,
+    held: usize,
+    next_write: u64,
+    next_token: u64,
+    persisted: u64,
+    gated: VecDeque<(u64, Gated)>,
+    outputs: VecDeque<Output>,
+    durable_vv: VersionVector,
+    records: u64,
+    counters: Counters,
+}
+
+impl Node {
+    fn blank(config: &Config) -> Node {
+        let mut node = Node {
+            id: config.node,
+            replica: config.replica,
+            role: config.role,
+            session: 1,
+            limits: config.limits.clone(),
+            ks: Keyspace::default(),
+            hlc: Hlc::new(config.replica),
+            now: 0,
+            reserved: 0,
+            reserving: false,
+            queued: VecDeque::new(),
+            started: false,
+            log: DeltaLog::default(),
+            out: BTreeMap::new(),
+            inb: BTreeMap::new(),
+            held: 0,
+            next_write: 1,
+            next_token: 1,
+            persisted: 0,
+            gated: VecDeque::new(),
+            outputs: VecDeque::new(),
+            durable_vv: VersionVector::new(),
+            records: 0,
+            counters: Counters::default(),
+        };
+        node.set_links(&config.links);
+        node
+    }
+
+    /// A node with empty storage. Its replica id must be fresh (see [`Config::replica`]).
+    pub fn new(config: Config) -> Node {
+        let mut node = Node::blank(&config);
+        node.start();
+        node
+    }
+
+    /// A node recovered from its durable records ([`Storage::load`](crate::Storage::load)).
+    /// Empty records give a fresh node, as [`Node::new`].
+    pub fn restore(
+        config: Config,
+        records: impl IntoIterator<Item = StorageWrite>,
+    ) -> Result<Node, RestoreError> {
+        let mut node = Node::blank(&config);
+        let mut identity = None;
+        let mut any = false;
+        for record in records {
+            any = true;
+            match record {
+                StorageWrite::Identity(i) => identity = Some(i),
+                StorageWrite::Reserve(r) => node.reserved = node.reserved.max(r),
+                StorageWrite::Updates { updates, links } => {
+                    for u in &updates {
+                        if node.ks.delivery(u) == Delivery::Ready {
+                            node.ks.apply(u, &mut |_| {});
+                        }
+                    }
+                    node.restore_links(&links);
+                }
+                StorageWrite::State { chunk, link } => {
+                    node.ks.apply_state(&chunk, &mut |_| {});
+                    node.restore_links(&[link]);
+                }
+                StorageWrite::Snapshot(s) => {
+                    let s = *s;
+                    identity = Some(s.identity);
+                    node.reserved = s.reserved;
+                    node.ks = s.keyspace;
+                    node.inb.clear();
+                    node.restore_links(&s.links);
+                }
+            }
+        }
+        if !any {
+            return Ok(Node::new(config));
+        }
+        let identity = identity.ok_or(RestoreError::NoIdentity)?;
+        if identity.node != config.node {
+            return Err(RestoreError::WrongNode {
+                expected: config.node,
+                found: identity.node,
+            });
+        }
+        node.replica = identity.replica;
+        node.role = identity.role;
+        node.session = identity.session + 1;
+        node.hlc = Hlc::new(node.replica);
+        let hlc = &mut node.hlc;
+        node.ks.for_each_lww_timestamp(&mut |t| hlc.observe(t));
+        node.durable_vv = node.ks.version_vector().clone();
+        node.start();
+        Ok(node)
+    }
+
+    fn restore_links(&mut self, links: &[LinkPosition]) {
+        for l in links {
+            let inp = self
+                .inb
+                .entry(l.from)
+                .or_insert_with(|| InPeer::new(l.stream));
+            if inp.stream != l.stream {
+                *inp = InPeer::new(l.stream);
+            }
+            inp.received = inp.received.max(l.upto);
+            inp.applied = inp.received;
+            inp.durable = inp.received;
+        }
+    }
+
+    /// Persists the identity of this run, retires dots reserved before a crash and never
+    /// used by a durable write, and reserves the first block.
+    fn start(&mut self) {
+        let identity = self.identity();
+        let t = self.persist(StorageWrite::Identity(identity));
+        self.gate(t, Gated::Started);
+        let have = self.ks.version_vector().get(self.replica);
+        if self.role == Role::Leader && have < self.reserved {
+            // Writes that used these dots were lost with the crash; nobody saw them (nothing
+            // leaves before it is durable), but retiring them means no dot is ever reused.
+            let deps = self.deps();
+            let skip = Update {
+                origin: self.replica,
+                counter: self.reserved,
+                deps,
+                change: Change::Skip { first: have + 1 },
+            };
+            self.ks.apply(&skip, &mut |_| {});
+            self.append_local(skip, None);
+        }
+    }
+
+    fn identity(&self) -> Identity {
+        Identity {
+            node: self.id,
+            replica: self.replica,
+            session: self.session,
+            role: self.role,
+        }
+    }
+
+    fn stream(&self) -> Stream {
+        Stream {
+            replica: self.replica,
+            session: self.session,
+        }
+    }
+
+    fn deps(&self) -> VersionVector {
+        self.ks
+            .version_vector()
+            .iter()
+            .filter(|(r, _)| *r != self.replica)
+            .collect()
+    }
+
+    // ----- persistence gating -------------------------------------------------------------
+
+    fn persist(&mut self, write: StorageWrite) -> u64 {
+        let token = self.next_token;
+        self.next_token += 1;
+        self.records += 1;
+        self.outputs.push_back(Output::Persist {
+            token: PersistToken(token),
+            write,
+        });
+        token
+    }
+
+    /// The latest token issued: a message gated on it goes out once everything in memory
+    /// now is durable.
+    fn latest(&self) -> u64 {
+        self.next_token - 1
+    }
+
+    fn gate(&mut self, token: u64, g: Gated) {
+        if token <= self.persisted {
+            self.release(g);
+        } else {
+            self.gated.push_back((token, g));
+        }
+    }
+
+    /// Storage has made every write up to `token` durable.
+    pub fn persisted(&mut self, token: PersistToken) {
+        self.persisted = self.persisted.max(token.0);
+        while self
+            .gated
+            .front()
+            .is_some_and(|(t, _)| *t <= self.persisted)
+        {
+            if let Some((_, g)) = self.gated.pop_front() {
+                self.release(g);
+            }
+        }
+        if self.records >= self.limits.snapshot_every {
+            self.snapshot();
+        }
+    }
+
+    fn release(&mut self, g: Gated) {
+        match g {
+            Gated::Done(write, result) => {
+                self.outputs.push_back(Output::WriteDone { write, result })
+            }
+            Gated::LogDurable(seq) => self.log.mark_durable(seq),
+            Gated::InDurable(peer, stream, upto) => {
+                if let Some(inp) = self.inb.get_mut(&peer).filter(|i| i.stream == stream) {
+                    inp.durable = inp.durable.max(upto);
+                    inp.ack_due = true;
+                }
+            }
+            Gated::Send(to, message) => self.send(to, message),
+            Gated::Started => self.started = true,
+            Gated::Reserved(upto) => {
+                self.reserved = self.reserved.max(upto);
+                self.reserving = false;
+                self.run_queued();
+            }
+            Gated::DurableVv(vv) => self.durable_vv.merge(&vv),
+        }
+    }
+
+    fn send(&mut self, to: NodeId, message: Message) {
+        if let Some(p) = self.out.get_mut(&to) {
+            p.stats.bytes_sent += message.encoded_len() as u64;
+            p.stats.messages_sent += 1;
+        }
+        self.outputs.push_back(Output::Send { to, message });
+    }
+
+    fn snapshot(&mut self) {
+        self.records = 0;
+        let snap = Snapshot {
+            identity: self.identity(),
+            reserved: self.reserved,
+            keyspace: self.ks.clone(),
+            links: self.link_positions(),
+        };
+        self.persist(StorageWrite::Snapshot(Box::new(snap)));
+    }
+
+    fn link_positions(&self) -> Vec<LinkPosition> {
+        self.inb
+            .iter()
+            .map(|(&from, i)| LinkPosition {
+                from,
+                stream: i.stream,
+                upto: i.applied,
+            })
+            .collect()
+    }
+
+    /// The next output, if any.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
+    // ----- local writes and reads ---------------------------------------------------------
+
+    /// Accepts a client write of `op` at `key`. Its outcome comes as [`Output::WriteDone`]
+    /// once durable. Refused at once on a follower.
+    pub fn write(&mut self, key: &[u8], op: Op) -> Result<WriteId, WriteError> {
+        if let Role::Follower { leader } = self.role {
+            return Err(WriteError::NotLeader { leader });
+        }
+        if self.queued.len() >= self.limits.max_queued_writes {
+            return Err(WriteError::Backlog);
+        }
+        let id = WriteId(self.next_write);
+        self.next_write += 1;
+        self.queued.push_back((id, key.to_vec(), op));
+        self.run_queued();
+        Ok(id)
+    }
+
+    /// Applies queued writes while reserved dots last; reserves more when they run out.
+    fn run_queued(&mut self) {
+        while !self.queued.is_empty() {
+            if self.ks.version_vector().get(self.replica) >= self.reserved {
+                if !self.reserving {
+                    self.reserving = true;
+                    let upto = self
+                        .reserved
+                        .max(self.ks.version_vector().get(self.replica))
+                        + self.limits.dot_block.max(1);
+                    let t = self.persist(StorageWrite::Reserve(upto));
+                    self.gate(t, Gated::Reserved(upto));
+                }
+                return;
+            }
+            let Some((id, key, op)) = self.queued.pop_front() else {
+                return;
+            };
+            let ts = if op.needs_timestamp() {
+                self.hlc.now(self.now)
+            } else {
+                HlcTimestamp::default()
+            };
+            match self.ks.write(self.replica, &key, &op, ts) {
+                Ok(Some(u)) => {
+                    let dot = Dot::new(u.origin, u.counter);
+                    let t = self.append_local(u, None);
+                    self.gate(t, Gated::Done(id, Ok(Some(dot))));
+                }
+                Ok(None) => self.gate(self.latest(), Gated::Done(id, Ok(None))),
+                Err(e) => self.gate(self.latest(), Gated::Done(id, Err(e))),
+            }
+        }
+    }
+
+    /// Buffers an update applied here, persists it; returns the token.
+    fn append_local(&mut self, u: Update, from: Option<NodeId>) -> u64 {
+        let seq = self.log.append(u.clone(), from, self.now);
+        let t = self.persist(StorageWrite::Updates {
+            updates: vec![u],
+            links: Vec::new(),
+        });
+        self.gate(t, Gated::LogDurable(seq));
+        self.gate(t, Gated::DurableVv(self.ks.version_vector().clone()));
+        t
+    }
+
+    /// The value at `key` (None if absent or deleted). Local and immediate, on leaders and
+    /// followers; it reflects every write applied here, in causal order.
+    pub fn get(&self, key: &[u8]) -> Option<&Value> {
+        self.ks.get(key)
+    }
+
+    // ----- peer messages ------------------------------------------------------------------
+
+    /// Decodes and handles a message's bytes.
+    pub fn handle_bytes(&mut self, from: NodeId, bytes: &[u8]) -> Result<(), HandleError> {
+        let m =
+            Message::decode(from, bytes).inspect_err(|_| self.counters.invalid_messages += 1)?;
+        self.handle(from, m)
+    }
+
+    /// Handles a message from `from`. A message that fails its checks is refused whole
+    /// (nothing of it is applied, and its sender will resend what is unacknowledged).
+    pub fn handle(&mut self, from: NodeId, message: Message) -> Result<(), HandleError> {
+        let r = match message {
+            Message::Hello(stream) => {
+                if let Some(inp) = self.accept_stream(from, stream) {
+                    inp.ack_due = true;
+                }
+                Ok(())
+            }
+            Message::Ack(ack) => {
+                self.on_ack(from, ack);
+                Ok(())
+            }
+            Message::Batch(b) => self.on_batch(from, b),
+            Message::State(s) => self.on_state(from, s),
+        };
+        if r.is_err() {
+            self.counters.invalid_messages += 1;
+        }
+        r
+    }
+
+    /// The inbound link of `from` if `stream` is its current (or a newer) stream.
+    fn accept_stream(&mut self, from: NodeId, stream: Stream) -> Option<&mut InPeer> {
+        accept_stream(&mut self.inb, &mut self.held, from, stream)
+    }
+
+    fn on_ack(&mut self, from: NodeId, ack: Ack) {
+        let stream = self.stream();
+        let now = self.now;
+        let retransmit = self.limits.retransmit_ms;
+        let Some(p) = self.out.get_mut(&from) else {
+            return;
+        };
+        if p.retired.contains(&ack.replica) {
+            return;
+        }
+        if p.replica != Some(ack.replica) {
+            // A new incarnation (or the first word from the peer): what we knew of it is void
+            // (DESIGN pitfall 4).
+            if let Some(old) = p.replica {
+                p.retired.push(old);
+            }
+            p.replica = Some(ack.replica);
+            p.vv = ack.vv;
+            p.known = false;
+            p.pending_state = None;
+        } else {
+            p.vv.merge(&ack.vv);
+        }
+        if ack.stream != stream || !p.known {
+            return;
+        }
+        if ack.upto == 0 {
+            // The peer has nothing of this stream: it needs a state transfer, unless one is on
+            // its way.
+            let recent = p
+                .last_state_ms
+                .is_some_and(|t| now.saturating_sub(t) < retransmit);
+            if !recent {
+                p.known = false;
+                p.pending_state = None;
+            }
+            return;
+        }
+        if ack.upto > p.acked {
+            p.acked = ack.upto;
+            p.sent = p.sent.max(ack.upto);
+            p.last_progress_ms = now;
+            if p.pending_state.is_some_and(|s| ack.upto >= s) {
+                p.pending_state = None;
+            }
+        } else if ack.upto < p.acked {
+            // The peer lost its position (a restart); resume from what it has.
+            p.acked = ack.upto;
+            p.sent = ack.upto;
+        }
+        p.stats.acked = p.acked;
+    }
+
+    fn on_batch(&mut self, from: NodeId, b: Batch) -> Result<(), HandleError> {
+        let updates = b.updates(from)?;
+        let max_held = self.limits.max_held_updates;
+        let held = self.held;
+        let Some(inp) = accept_stream(&mut self.inb, &mut self.held, from, b.stream) else {
+            return Ok(());
+        };
+        inp.ack_due = true;
+        if b.last_seq <= inp.received {
+            return Ok(());
+        }
+        if b.first_seq > inp.received + 1 {
+            self.counters.gaps += 1;
+            return Ok(());
+        }
+        let inp = match self.inb.get_mut(&from) {
+            Some(i) => i,
+            None => return Ok(()),
+        };
+        if held + updates.len() > max_held {
+            self.counters.held_refused += 1;
+            return Ok(());
+        }
+        inp.received = b.last_seq;
+        inp.queue.push_back(Pending {
+            last_seq: b.last_seq,
+            updates: updates.into(),
+        });
+        self.held += inp.queue.back().map_or(0, |p| p.updates.len());
+        self.drain();
+        Ok(())
+    }
+
+    fn on_state(&mut self, from: NodeId, s: StateMessage) -> Result<(), HandleError> {
+        s.chunk.check().map_err(|f| fault(from, f))?;
+        let Some(inp) = accept_stream(&mut self.inb, &mut self.held, from, s.stream) else {
+            return Ok(());
+        };
+        inp.ack_due = true;
+        inp.received = inp.received.max(s.upto);
+        inp.applied = inp.applied.max(s.upto);
+        let mut dropped = 0;
+        while inp.queue.front().is_some_and(|p| p.last_seq <= s.upto) {
+            dropped += inp.queue.pop_front().map_or(0, |p| p.updates.len());
+        }
+        let link = LinkPosition {
+            from,
+            stream: s.stream,
+            upto: inp.applied,
+        };
+        self.held -= dropped;
+        let hlc = &mut self.hlc;
+        let changed = self.ks.apply_state(&s.chunk, &mut |t| hlc.observe(t));
+        self.counters.states_received += 1;
+        let t = self.persist(StorageWrite::State {
+            chunk: s.chunk,
+            link,
+        });
+        self.gate(t, Gated::InDurable(from, s.stream, link.upto));
+        self.gate(t, Gated::DurableVv(self.ks.version_vector().clone()));
+        if changed {
+            // What came as state is in no log entry: peers downstream get it as state too.
+            for (&q, p) in self.out.iter_mut() {
+                if q != from && p.relay {
+                    p.known = false;
+                }
+            }
+        }
+        self.drain();
+        Ok(())
+    }
+
+    /// Applies every held update whose causal past is here, link by link in order, until
+    /// nothing more can be applied; persists what was applied.
+    fn drain(&mut self) {
+        let mut applied: Vec<Update> = Vec::new();
+        let mut moved: Vec<NodeId> = Vec::new();
+        loop {
+            let mut progress = false;
+            for (&peer, inp) in self.inb.iter_mut() {
+                while let Some(front) = inp.queue.front_mut() {
+                    while let Some(u) = front.updates.front() {
+                        match self.ks.delivery(u) {
+                            Delivery::Wait => break,
+                            Delivery::Duplicate => {}
+                            Delivery::Ready => {
+                                let hlc = &mut self.hlc;
+                                self.ks.apply(u, &mut |t| hlc.observe(t));
+                                self.log.append(u.clone(), Some(peer), self.now);
+                                applied.push(u.clone());
+                            }
+                        }
+                        front.updates.pop_front();
+                        self.held -= 1;
+                        progress = true;
+                    }
+                    if !front.updates.is_empty() {
+                        break;
+                    }
+                    inp.applied = front.last_seq;
+                    inp.queue.pop_front();
+                    if !moved.contains(&peer) {
+                        moved.push(peer);
+                    }
+                    progress = true;
+                }
+            }
+            if !progress {
+                break;
+            }
+        }
+        if moved.is_empty() && applied.is_empty() {
+            return;
+        }
+        self.counters.updates_applied += applied.len() as u64;
+        let links: Vec<LinkPosition> = moved
+            .iter()
+            .filter_map(|p| {
+                self.inb.get(p).map(|i| LinkPosition {
+                    from: *p,
+                    stream: i.stream,
+                    upto: i.applied,
+                })
+            })
+            .collect();
+        let t = if applied.is_empty() {
+            self.latest()
+        } else {
+            let t = self.persist(StorageWrite::Updates {
+                updates: applied,
+                links: links.clone(),
+            });
+            self.gate(t, Gated::LogDurable(self.log.head()));
+            self.gate(t, Gated::DurableVv(self.ks.version_vector().clone()));
+            t
+        };
+        for l in links {
+            self.gate(t, Gated::InDurable(l.from, l.stream, l.upto));
+        }
+    }
+
+    // ----- time-driven work ---------------------------------------------------------------
+
+    /// Advances time to `now_ms` (any monotonic-ish wall clock in milliseconds; it feeds the
+    /// hybrid logical clock and the timers) and does what is due: batches, state
+    /// transfers, probes, acknowledgements, buffer garbage collection.
+    pub fn tick(&mut self, now_ms: u64) {
+        self.now = now_ms;
+        if !self.started {
+            return;
+        }
+        let peers: Vec<NodeId> = self.out.keys().copied().collect();
+        for peer in peers {
+            self.flush_peer(peer);
+        }
+        self.send_acks();
+        self.collect_garbage();
+    }
+
+    fn send_acks(&mut self) {
+        let mut acks = Vec::new();
+        for (&peer, inp) in self.inb.iter_mut() {
+            if inp.ack_due {
+                inp.ack_due = false;
+                acks.push((peer, inp.stream, inp.durable));
+            }
+        }
+        for (peer, stream, upto) in acks {
+            let ack = Ack {
+                stream,
+                upto,
+                replica: self.replica,
+                vv: self.durable_vv.clone(),
+            };
+            self.outputs.push_back(Output::Send {
+                to: peer,
+                message: Message::Ack(ack),
+            });
+        }
+    }
+
+    fn flush_peer(&mut self, peer: NodeId) {
+        let now = self.now;
+        let stream = self.stream();
+        let (base, durable) = (self.log.base(), self.log.durable());
+        let limits = self.limits.clone();
+        let Some(p) = self.out.get_mut(&peer) else {
+            return;
+        };
+        if p.replica.is_none() {
+            if p.last_hello_ms
+                .is_none_or(|t| now.saturating_sub(t) >= limits.hello_ms)
+            {
+                p.last_hello_ms = Some(now);
+                self.send(peer, Message::Hello(stream));
+            }
+            return;
+        }
+        if p.known
+            && p.sent > p.acked
+            && now.saturating_sub(p.last_progress_ms) >= limits.retransmit_ms
+        {
+            // No progress: go back to what was acknowledged.
+            p.sent = p.acked;
+            p.last_progress_ms = now;
+            if p.pending_state.is_some() {
+                p.known = false;
+                p.pending_state = None;
+            }
+        }
+        if p.known && p.sent + 1 < base {
+            p.known = false;
+        }
+        if !p.known {
+            self.send_state(peer);
+            return;
+        }
+        let mut inflight: usize = (p.acked + 1..=p.sent)
+            .filter_map(|s| self.log.get(s).map(|e| e.size))
+            .sum();
+        while p.sent < durable && inflight < limits.max_inflight_bytes {
+            let first = p.sent + 1;
+            let mut picked = Vec::new();
+            let mut bytes = 0;
+            let mut last = p.sent;
+            while last < durable && bytes < limits.max_batch_bytes {
+                last += 1;
+                let Some(e) = self.log.get(last) else { break };
+                let u = &e.update;
+                let own = u.origin == self.replica;
+                let wanted = e.from != Some(peer)
+                    && Some(u.origin) != p.replica
+                    && (own || p.relay)
+                    && p.vv.get(u.origin) < u.counter;
+                if wanted {
+                    bytes += e.size;
+                    picked.push(u);
+                }
+            }
+            if p.sent == p.acked {
+                p.last_progress_ms = now;
+            }
+            p.sent = last;
+            inflight += bytes;
+            p.stats.updates_sent += picked.len() as u64;
+            let batch = Batch::new(stream, first, last, &picked);
+            let message = Message::Batch(batch);
+            p.stats.bytes_sent += message.encoded_len() as u64;
+            p.stats.messages_sent += 1;
+            self.outputs.push_back(Output::Send { to: peer, message });
+        }
+    }
+
+    /// Sends `peer` the keys it lacks, standing for this node's log up to its head; the
+    /// message waits for everything in memory now to be durable (it may hold local writes).
+    fn send_state(&mut self, peer: NodeId) {
+        let head = self.log.head();
+        let stream = self.stream();
+        let Some(p) = self.out.get_mut(&peer) else {
+            return;
+        };
+        let chunk = self.ks.diff(&p.vv);
+        p.known = true;
+        p.sent = head;
+        p.pending_state = Some(head);
+        p.last_state_ms = Some(self.now);
+        p.last_progress_ms = self.now;
+        p.stats.state_transfers += 1;
+        p.stats.state_keys_sent += chunk.keys.len() as u64;
+        let message = Message::State(StateMessage {
+            stream,
+            upto: head,
+            chunk,
+        });
+        self.gate(self.latest(), Gated::Send(peer, message));
+    }
+
+    fn collect_garbage(&mut self) {
+        let mut upto = self.log.durable();
+        for p in self.out.values() {
+            if p.known {
+                upto = upto.min(p.acked);
+            }
+        }
+        self.log.drop_through(upto);
+        self.log
+            .enforce(self.limits.max_log_entries, self.limits.max_log_bytes);
+    }
+
+    // ----- reconfiguration ----------------------------------------------------------------
+
+    /// Replaces the outbound links (the replication graph, as seen from this node). New
+    /// peers are probed and brought up to date with a state transfer of the keys they lack;
+    /// removed peers stop receiving. Nothing is lost: state lives in the nodes.
+    pub fn set_links(&mut self, links: &[Link]) {
+        self.out
+            .retain(|peer, _| links.iter().any(|l| l.peer == *peer));
+        for l in links {
+            if l.peer == self.id {
+                continue;
+            }
+            self.out
+                .entry(l.peer)
+                .and_modify(|p| p.relay = l.relay)
+                .or_insert_with(|| OutPeer::new(l.peer, l.relay));
+        }
+    }
+
+    /// Turns this follower into a leader writing as `replica`, which must be fresh (never
+    /// used by any node). Peers see a new stream and catch up by state transfer.
+    pub fn promote(&mut self, replica: ReplicaId) -> Result<(), PromoteError> {
+        if self.role == Role::Leader {
+            return Err(PromoteError::AlreadyLeader);
+        }
+        if self.ks.version_vector().get(replica) != 0 || replica == self.replica {
+            return Err(PromoteError::ReplicaNotFresh);
+        }
+        let (wall, logical) = self.hlc.last();
+        self.hlc = Hlc::new(replica);
+        self.hlc.observe(&HlcTimestamp::new(wall, logical, replica));
+        self.replica = replica;
+        self.role = Role::Leader;
+        self.reserved = 0;
+        self.reserving = false;
+        for p in self.out.values_mut() {
+            p.known = false;
+            p.pending_state = None;
+        }
+        let identity = self.identity();
+        self.persist(StorageWrite::Identity(identity));
+        Ok(())
+    }
+
+    // ----- inspection ---------------------------------------------------------------------
+
+    /// This node's id.
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    /// The replica id its writes use.
+    pub fn replica(&self) -> ReplicaId {
+        self.replica
+    }
+
+    /// Leader or follower.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// The session of this run.
+    pub fn session(&self) -> u64 {
+        self.session
+    }
+
+    /// The events applied here.
+    pub fn version_vector(&self) -> &VersionVector {
+        self.ks.version_vector()
+    }
+
+    /// The replicated state.
+    pub fn keyspace(&self) -> &Keyspace {
+        &self.ks
+    }
+
+    /// The canonical encoding of the replicated state (equal states, equal bytes).
+    pub fn encode_state(&self) -> Vec<u8> {
+        self.ks.encode()
+    }
+
+    /// A digest of [`encode_state`](Node::encode_state).
+    pub fn digest(&self) -> u64 {
+        self.ks.digest()
+    }
+
+    /// The outbound links.
+    pub fn links(&self) -> Vec<Link> {
+        self.out
+            .iter()
+            .map(|(&peer, p)| Link {
+                peer,
+                relay: p.relay,
+            })
+            .collect()
+    }
+
+    /// Whether the node has nothing left to do for its peers: every outbound peer has
+    /// acknowledged the whole log, nothing is held, queued or waiting for storage.
+    pub fn is_idle(&self) -> bool {
+        self.outputs.is_empty()
+            && self.gated.is_empty()
+            && self.queued.is_empty()
+            && self.held == 0
+            && self
+                .out
+                .values()
+                .all(|p| p.known && p.acked >= self.log.head() && p.pending_state.is_none())
+    }
+
+    /// Counters and gauges.
+    pub fn metrics(&self) -> NodeMetrics {
+        let head = self.log.head();
+        let peers = self
+            .out
+            .iter()
+            .map(|(_, p)| {
+                let mut m = p.stats.clone();
+                m.acked = p.acked;
+                m.known = p.known;
+                m.lag_ops = if p.known {
+                    head.saturating_sub(p.acked)
+                } else {
+                    head
+                };
+                m.lag_ms = self
+                    .log
+                    .get(p.acked + 1)
+                    .map_or(0, |e| self.now.saturating_sub(e.at_ms));
+                m
+            })
+            .collect();
+        NodeMetrics {
+            version_vector: self.ks.version_vector().clone(),
+            keys: self.ks.len(),
+            log_entries: self.log.len(),
+            log_bytes: self.log.bytes(),
+            log_head: head,
+            held_updates: self.held,
+            held_refused: self.counters.held_refused,
+            queued_writes: self.queued.len(),
+            awaiting_storage: self.gated.len(),
+            invalid_messages: self.counters.invalid_messages,
+            gaps: self.counters.gaps,
+            states_received: self.counters.states_received,
+            updates_applied: self.counters.updates_applied,
+            peers,
+        }
+    }
+}
+
+/// The inbound link of `from` if `stream` is its current stream, or a newer one (which
+/// resets the link: a restarted or new incarnation of the sender starts over).
+fn accept_stream<'a>(
+    inb: &'a mut BTreeMap<NodeId, InPeer>,
+    held: &mut usize,
+    from: NodeId,
+    stream: Stream,
+) -> Option<&'a mut InPeer> {
+    let inp = inb.entry(from).or_insert_with(|| InPeer::new(stream));
+    if inp.retired.contains(&stream.replica) {
+        return None;
+    }
+    if inp.stream != stream {
+        let newer = inp.stream.replica != stream.replica || stream.session > inp.stream.session;
+        if !newer {
+            return None;
+        }
+        let mut retired = core::mem::take(&mut inp.retired);
+        if inp.stream.replica != stream.replica {
+            retired.push(inp.stream.replica);
+        }
+        *held -= inp.held();
+        *inp = InPeer::new(stream);
+        inp.retired = retired;
+    }
+    Some(inp)
+}

@@ -1,0 +1,486 @@
+//! The values of the keyspace and the operations that write them.
+//!
+//! A [`Value`] is a *product* of typed slots (counter, OR-set, LWW register, MV register, and a
+//! nested OR-map of [`Leaf`] values), each a dot store sharing the key's causal context. A key
+//! written as a counter at one leader and as a set at another concurrently ends up with both
+//! slots filled everywhere: joining is per slot, so the product is a lattice and every replica
+//! resolves it the same way. Reading a key as a type reads that type's slot. ("Pick one
+//! variant" would not be a lattice: two replicas could pick differently.)
+
+use core::mem;
+
+use confluo_crdt::{
+    Causal, CausalContext, Contributions, Dot, DotStore, HlcTimestamp, LwwRegister, MapStore,
+    MvStore, PNCounter, ReplicaId, SetStore, ValidationError,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::error::WriteError;
+
+/// Byte strings: keys, set elements, register values, map fields.
+pub type Bytes = Vec<u8>;
+
+/// The scalar slots of a value, and the value type of a nested map's fields.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Leaf {
+    counter: Contributions<PNCounter>,
+    set: SetStore<Bytes>,
+    lww: Contributions<LwwRegister<Bytes>>,
+    mv: MvStore<Bytes>,
+}
+
+/// The value at one key: the scalar slots plus a nested observed-remove map.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Value {
+    scalar: Leaf,
+    map: MapStore<Bytes, Leaf>,
+}
+
+/// A write to one slot of a [`Leaf`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LeafOp {
+    /// Adds to the counter (negative: subtracts).
+    CounterAdd(i64),
+    /// Adds an element to the OR-set (add wins over a concurrent remove).
+    SetInsert(Bytes),
+    /// Removes the element's adds observed here.
+    SetRemove(Bytes),
+    /// Removes every element observed here.
+    SetClear,
+    /// Writes the LWW register, timestamped by the node's hybrid logical clock.
+    LwwWrite(Bytes),
+    /// Writes the MV register, replacing the siblings observed here.
+    MvWrite(Bytes),
+    /// Clears every slot (observed-remove).
+    Clear,
+}
+
+/// A write to a key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Op {
+    /// A write to the key's scalar slots.
+    Leaf(LeafOp),
+    /// A write to a field of the key's nested map.
+    MapUpdate(Bytes, LeafOp),
+    /// Removes a field of the nested map (observed-remove).
+    MapRemove(Bytes),
+    /// Deletes the key: removes everything observed here, in every slot.
+    Delete,
+}
+
+impl Op {
+    /// Adds `by` to the key's counter.
+    pub fn counter_add(by: i64) -> Self {
+        Op::Leaf(LeafOp::CounterAdd(by))
+    }
+    /// Inserts `elem` into the key's set.
+    pub fn set_insert(elem: impl Into<Bytes>) -> Self {
+        Op::Leaf(LeafOp::SetInsert(elem.into()))
+    }
+    /// Removes `elem` from the key's set.
+    pub fn set_remove(elem: impl Into<Bytes>) -> Self {
+        Op::Leaf(LeafOp::SetRemove(elem.into()))
+    }
+    /// Writes the key's LWW register.
+    pub fn lww_write(value: impl Into<Bytes>) -> Self {
+        Op::Leaf(LeafOp::LwwWrite(value.into()))
+    }
+    /// Writes the key's MV register.
+    pub fn mv_write(value: impl Into<Bytes>) -> Self {
+        Op::Leaf(LeafOp::MvWrite(value.into()))
+    }
+    /// Whether applying the op needs a timestamp from the hybrid logical clock.
+    pub(crate) fn needs_timestamp(&self) -> bool {
+        matches!(
+            self,
+            Op::Leaf(LeafOp::LwwWrite(_)) | Op::MapUpdate(_, LeafOp::LwwWrite(_))
+        )
+    }
+}
+
+/// Runs a mutator of a slot's causal type on `slot` with the key's (really: the node's)
+/// context, without copying either.
+fn with_slot<S: DotStore>(
+    slot: &mut S,
+    ctx: &mut CausalContext,
+    f: impl FnOnce(&mut Causal<S>) -> Causal<S>,
+) -> Causal<S> {
+    let mut c = Causal::from_parts(mem::take(slot), mem::take(ctx));
+    let delta = f(&mut c);
+    let (s, cx) = c.into_parts();
+    *slot = s;
+    *ctx = cx;
+    delta
+}
+
+fn dots_of(store: &impl DotStore) -> Vec<Dot> {
+    let mut dots = Vec::new();
+    store.for_each_dot(&mut |d| dots.push(d));
+    dots
+}
+
+/// The delta of an observed-remove of everything in `store`: its dots plus the remove's own
+/// (so the remove is an event peers can tell they have missed: DESIGN pitfall 1).
+fn remove_all<S: DotStore>(store: &mut S, ctx: &mut CausalContext, me: ReplicaId) -> CausalContext {
+    let mut dots = dots_of(store);
+    *store = S::default();
+    dots.push(ctx.next_dot(me));
+    CausalContext::from_dots(dots)
+}
+
+fn check_counter(
+    counter: &Contributions<PNCounter>,
+    me: ReplicaId,
+    by: i64,
+) -> Result<(), WriteError> {
+    let v = counter.value();
+    let current = if by >= 0 {
+        v.increments().get(me)
+    } else {
+        v.decrements().get(me)
+    };
+    current
+        .checked_add(by.unsigned_abs())
+        .map(|_| ())
+        .ok_or(WriteError::CounterOverflow)
+}
+
+impl Leaf {
+    /// Applies `op` at `me` with the node's context; returns the delta (store and restricted
+    /// context), bottom if the op changed nothing (no dot was used).
+    fn apply(
+        &mut self,
+        ctx: &mut CausalContext,
+        me: ReplicaId,
+        op: &LeafOp,
+        ts: HlcTimestamp,
+    ) -> (Leaf, CausalContext) {
+        let mut delta = Leaf::default();
+        let dctx = match op {
+            LeafOp::CounterAdd(by) => {
+                let by = *by;
+                let d = with_slot(&mut self.counter, ctx, |c| {
+                    c.apply(me, |v| v.add(me, by).unwrap_or_default())
+                });
+                let (s, cx) = d.into_parts();
+                delta.counter = s;
+                cx
+            }
+            LeafOp::SetInsert(e) => {
+                let (s, cx) = with_slot(&mut self.set, ctx, |c| c.add(me, e.clone())).into_parts();
+                delta.set = s;
+                cx
+            }
+            LeafOp::SetRemove(e) => {
+                with_slot(&mut self.set, ctx, |c| c.remove(me, e))
+                    .into_parts()
+                    .1
+            }
+            LeafOp::SetClear => {
+                if self.set.is_empty() {
+                    CausalContext::new()
+                } else {
+                    remove_all(&mut self.set, ctx, me)
+                }
+            }
+            LeafOp::LwwWrite(v) => {
+                let d = with_slot(&mut self.lww, ctx, |c| {
+                    c.apply(me, |r| r.write(ts, v.clone()))
+                });
+                let (s, cx) = d.into_parts();
+                delta.lww = s;
+                cx
+            }
+            LeafOp::MvWrite(v) => {
+                let (s, cx) = with_slot(&mut self.mv, ctx, |c| c.write(me, v.clone())).into_parts();
+                delta.mv = s;
+                cx
+            }
+            LeafOp::Clear => {
+                if self.is_empty() {
+                    CausalContext::new()
+                } else {
+                    remove_all(self, ctx, me)
+                }
+            }
+        };
+        (delta, dctx)
+    }
+
+    /// The counter's value (0 if never written).
+    pub fn counter(&self) -> i64 {
+        self.counter.value().value()
+    }
+    /// The set's elements, sorted.
+    pub fn set(&self) -> Vec<&[u8]> {
+        let mut v: Vec<&[u8]> = self.set.iter().map(Vec::as_slice).collect();
+        v.sort_unstable();
+        v
+    }
+    /// Whether the set holds `elem`.
+    pub fn set_contains(&self, elem: &[u8]) -> bool {
+        self.set.contains(elem)
+    }
+    /// The LWW register's value.
+    pub fn lww(&self) -> Option<Bytes> {
+        self.lww.value().read().cloned()
+    }
+    /// The timestamp of the LWW register's value.
+    pub fn lww_timestamp(&self) -> Option<HlcTimestamp> {
+        self.lww.value().timestamp().copied()
+    }
+    /// The MV register's siblings, in dot order.
+    pub fn mv(&self) -> Vec<&[u8]> {
+        self.mv.values().map(Vec::as_slice).collect()
+    }
+}
+
+impl Value {
+    /// Applies `op` at `me` with the node's context `ctx` (whose next dot of `me` the op
+    /// uses); returns the delta, bottom (empty context) if nothing changed.
+    pub(crate) fn apply(
+        &mut self,
+        ctx: &mut CausalContext,
+        me: ReplicaId,
+        op: &Op,
+        ts: HlcTimestamp,
+    ) -> Result<(Value, CausalContext), WriteError> {
+        let mut delta = Value::default();
+        let dctx = match op {
+            Op::Leaf(op) => {
+                if let LeafOp::CounterAdd(by) = op {
+                    check_counter(&self.scalar.counter, me, *by)?;
+                }
+                let (s, cx) = self.scalar.apply(ctx, me, op, ts);
+                delta.scalar = s;
+                cx
+            }
+            Op::MapUpdate(field, op) => {
+                if let (LeafOp::CounterAdd(by), Some(leaf)) = (op, self.map.get(field)) {
+                    check_counter(&leaf.counter, me, *by)?;
+                }
+                let d = with_slot(&mut self.map, ctx, |m| {
+                    m.update(field.clone(), |leaf| {
+                        let (mut store, mut cx) = mem::take(leaf).into_parts();
+                        let (ds, dcx) = store.apply(&mut cx, me, op, ts);
+                        *leaf = Causal::from_parts(store, cx);
+                        Causal::from_parts(ds, dcx)
+                    })
+                });
+                let (s, cx) = d.into_parts();
+                delta.map = s;
+                cx
+            }
+            Op::MapRemove(field) => {
+                with_slot(&mut self.map, ctx, |m| m.remove(me, field))
+                    .into_parts()
+                    .1
+            }
+            Op::Delete => {
+                if self.is_empty() {
+                    CausalContext::new()
+                } else {
+                    remove_all(self, ctx, me)
+                }
+            }
+        };
+        Ok((delta, dctx))
+    }
+
+    /// The scalar slots.
+    pub fn scalar(&self) -> &Leaf {
+        &self.scalar
+    }
+    /// The counter slot's value.
+    pub fn counter(&self) -> i64 {
+        self.scalar.counter()
+    }
+    /// The set slot's elements, sorted.
+    pub fn set(&self) -> Vec<&[u8]> {
+        self.scalar.set()
+    }
+    /// Whether the set slot holds `elem`.
+    pub fn set_contains(&self, elem: &[u8]) -> bool {
+        self.scalar.set_contains(elem)
+    }
+    /// The LWW slot's value.
+    pub fn lww(&self) -> Option<Bytes> {
+        self.scalar.lww()
+    }
+    /// The MV slot's siblings.
+    pub fn mv(&self) -> Vec<&[u8]> {
+        self.scalar.mv()
+    }
+    /// A field of the nested map.
+    pub fn field(&self, name: &[u8]) -> Option<&Leaf> {
+        self.map.get(name)
+    }
+    /// The nested map's field names, sorted.
+    pub fn fields(&self) -> Vec<&[u8]> {
+        let mut v: Vec<&[u8]> = self.map.keys().map(Vec::as_slice).collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// Calls `f` with the greatest LWW timestamp of every register in the value, so the
+    /// node's clock can observe merged writes (DESIGN pitfall 6).
+    pub(crate) fn for_each_lww_timestamp(&self, f: &mut dyn FnMut(&HlcTimestamp)) {
+        if let Some(t) = self.scalar.lww_timestamp() {
+            f(&t);
+        }
+        for (_, leaf) in self.map.iter() {
+            if let Some(t) = leaf.lww_timestamp() {
+                f(&t);
+            }
+        }
+    }
+
+    /// Whether every dot of the value is the single `dot` (what a one-write delta holds).
+    pub(crate) fn only_dot(&self, dot: Dot) -> bool {
+        let mut ok = true;
+        self.for_each_dot(&mut |d| ok &= d == dot);
+        ok
+    }
+}
+
+/// Fails on a dot that appears twice across the slots of a store.
+fn no_duplicate_dots(store: &impl DotStore) -> Result<(), ValidationError> {
+    let mut dots = dots_of(store);
+    dots.sort_unstable();
+    match dots.windows(2).find(|w| w[0] == w[1]) {
+        Some(w) => Err(ValidationError::DuplicateDot { dot: w[0] }),
+        None => Ok(()),
+    }
+}
+
+impl DotStore for Leaf {
+    fn is_empty(&self) -> bool {
+        self.counter.is_empty() && self.set.is_empty() && self.lww.is_empty() && self.mv.is_empty()
+    }
+
+    fn join(&mut self, ctx: &CausalContext, other: Self, other_ctx: &CausalContext) {
+        self.counter.join(ctx, other.counter, other_ctx);
+        self.set.join(ctx, other.set, other_ctx);
+        self.lww.join(ctx, other.lww, other_ctx);
+        self.mv.join(ctx, other.mv, other_ctx);
+    }
+
+    fn for_each_dot(&self, f: &mut dyn FnMut(Dot)) {
+        self.counter.for_each_dot(f);
+        self.set.for_each_dot(f);
+        self.lww.for_each_dot(f);
+        self.mv.for_each_dot(f);
+    }
+
+    fn validate(&self, ctx: &CausalContext) -> Result<(), ValidationError> {
+        self.counter.validate(ctx)?;
+        self.set.validate(ctx)?;
+        self.lww.validate(ctx)?;
+        self.mv.validate(ctx)?;
+        no_duplicate_dots(self)
+    }
+}
+
+impl DotStore for Value {
+    fn is_empty(&self) -> bool {
+        self.scalar.is_empty() && self.map.is_empty()
+    }
+
+    fn join(&mut self, ctx: &CausalContext, other: Self, other_ctx: &CausalContext) {
+        self.scalar.join(ctx, other.scalar, other_ctx);
+        self.map.join(ctx, other.map, other_ctx);
+    }
+
+    fn for_each_dot(&self, f: &mut dyn FnMut(Dot)) {
+        self.scalar.for_each_dot(f);
+        self.map.for_each_dot(f);
+    }
+
+    fn validate(&self, ctx: &CausalContext) -> Result<(), ValidationError> {
+        self.scalar.validate(ctx)?;
+        self.map.validate(ctx)?;
+        no_duplicate_dots(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: ReplicaId = ReplicaId(1);
+    const B: ReplicaId = ReplicaId(2);
+
+    fn ts(ms: u64, r: ReplicaId) -> HlcTimestamp {
+        HlcTimestamp::new(ms, 0, r)
+    }
+
+    #[test]
+    fn two_types_at_one_key_keep_both_slots() {
+        let (mut va, mut ca) = (Value::default(), CausalContext::new());
+        let (mut vb, mut cb) = (Value::default(), CausalContext::new());
+        let (da, xa) = va.apply(&mut ca, A, &Op::counter_add(3), ts(1, A)).unwrap();
+        let (db, xb) = vb
+            .apply(&mut cb, B, &Op::set_insert(*b"x"), ts(1, B))
+            .unwrap();
+        va.join(&ca, db, &xb);
+        ca.merge(&xb);
+        vb.join(&cb, da, &xa);
+        cb.merge(&xa);
+        assert_eq!(va, vb);
+        assert_eq!(va.counter(), 3);
+        assert_eq!(va.set(), vec![b"x".as_slice()]);
+    }
+
+    #[test]
+    fn clear_delta_names_only_the_slot_dots() {
+        let (mut v, mut c) = (Value::default(), CausalContext::new());
+        let (mut other, mut oc) = (Value::default(), CausalContext::new());
+        other
+            .apply(&mut oc, A, &Op::counter_add(1), ts(1, A))
+            .unwrap();
+        v.apply(&mut c, B, &Op::set_insert(*b"x"), ts(1, B))
+            .unwrap();
+        let (d, dc) = v
+            .apply(&mut c, B, &Op::Leaf(LeafOp::SetClear), ts(2, B))
+            .unwrap();
+        assert_eq!(
+            dc.dots().count(),
+            2,
+            "the removed add and the clear's own dot"
+        );
+        assert!(d.is_empty());
+        let (_, none) = v
+            .apply(&mut c, B, &Op::set_remove(*b"absent"), ts(3, B))
+            .unwrap();
+        assert!(none.is_empty(), "a no-op uses no dot");
+    }
+
+    #[test]
+    fn map_fields_and_delete() {
+        let (mut v, mut c) = (Value::default(), CausalContext::new());
+        v.apply(
+            &mut c,
+            A,
+            &Op::MapUpdate(b"f".to_vec(), LeafOp::CounterAdd(2)),
+            ts(1, A),
+        )
+        .unwrap();
+        v.apply(
+            &mut c,
+            A,
+            &Op::MapUpdate(b"g".to_vec(), LeafOp::MvWrite(b"v".to_vec())),
+            ts(1, A),
+        )
+        .unwrap();
+        assert_eq!(v.fields(), vec![b"f".as_slice(), b"g".as_slice()]);
+        assert_eq!(v.field(b"f").map(Leaf::counter), Some(2));
+        let (_, dc) = v
+            .apply(&mut c, A, &Op::MapRemove(b"f".to_vec()), ts(2, A))
+            .unwrap();
+        assert_eq!(dc.dots().count(), 2);
+        let (_, dc) = v.apply(&mut c, A, &Op::Delete, ts(3, A)).unwrap();
+        assert_eq!(dc.dots().count(), 2);
+        assert!(v.is_empty());
+        assert!(v.validate(&c).is_ok());
+    }
+}

@@ -82,6 +82,9 @@ struct OutPeer {
     sent: u64,
     /// A state transfer sent and not yet acknowledged: its position.
     pending_state: Option<u64>,
+    /// Events arrived here by state transfer, so in no log entry: send the peer a state
+    /// transfer (rate-limited) while batches go on.
+    force_state: bool,
     last_state_ms: Option<u64>,
     last_hello_ms: Option<u64>,
     last_progress_ms: u64,
@@ -99,6 +102,7 @@ impl OutPeer {
             acked: 0,
             sent: 0,
             pending_state: None,
+            force_state: false,
             last_state_ms: None,
             last_hello_ms: None,
             last_progress_ms: 0,
@@ -595,13 +599,13 @@ impl Node {
             }
             return;
         }
+        if p.pending_state.is_some_and(|s| ack.upto >= s) {
+            p.pending_state = None;
+        }
         if ack.upto > p.acked {
             p.acked = ack.upto;
             p.sent = p.sent.max(ack.upto);
             p.last_progress_ms = now;
-            if p.pending_state.is_some_and(|s| ack.upto >= s) {
-                p.pending_state = None;
-            }
         } else if ack.upto < p.acked {
             // The peer lost its position (a restart); resume from what it has.
             p.acked = ack.upto;
@@ -674,7 +678,7 @@ impl Node {
             // What came as state is in no log entry: peers downstream get it as state too.
             for (&q, p) in self.out.iter_mut() {
                 if q != from && p.relay {
-                    p.known = false;
+                    p.force_state = true;
                 }
             }
         }
@@ -823,7 +827,11 @@ impl Node {
         if p.known && p.sent + 1 < base {
             p.known = false;
         }
-        if !p.known {
+        let forced = p.force_state
+            && p.last_state_ms
+                .is_none_or(|t| now.saturating_sub(t) >= limits.retransmit_ms);
+        if !p.known || forced {
+            p.force_state = false;
             self.send_state(peer);
             return;
         }
@@ -1003,10 +1011,9 @@ impl Node {
             && self.gated.is_empty()
             && self.queued.is_empty()
             && self.held == 0
-            && self
-                .out
-                .values()
-                .all(|p| p.known && p.acked >= self.log.head() && p.pending_state.is_none())
+            && self.out.values().all(|p| {
+                p.known && p.acked >= self.log.head() && p.pending_state.is_none() && !p.force_state
+            })
     }
 
     /// Counters and gauges.

@@ -106,6 +106,16 @@ impl FrameCodec {
         Ok(())
     }
 
+    /// The 9-byte header of a frame carrying `payload`: the caller writes it followed by the
+    /// payload. Fails with [`CodecError::FrameTooLarge`] if the payload is too large.
+    pub fn encode_header(&self, payload: &[u8]) -> Result<[u8; FRAME_HEADER_LEN], CodecError> {
+        let len = self.check_len(payload.len())?.to_le_bytes();
+        let crc = checksum(PROTOCOL_VERSION, payload).to_le_bytes();
+        let [l0, l1, l2, l3] = len;
+        let [c0, c1, c2, c3] = crc;
+        Ok([l0, l1, l2, l3, PROTOCOL_VERSION, c0, c1, c2, c3])
+    }
+
     /// Encodes a frame in place: `buf` must start with [`FRAME_HEADER_LEN`] bytes reserved for
     /// the header, followed by the payload. The header is filled in.
     ///

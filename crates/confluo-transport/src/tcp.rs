@@ -11,11 +11,11 @@ use std::time::Duration;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::runtime::Handle;
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, TryAcquireError, mpsc, watch};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio::task::{AbortHandle, JoinSet};
 
 use crate::backoff::{Backoff, BackoffConfig, SplitMix64};
@@ -29,8 +29,6 @@ use crate::{NodeId, Transport};
 
 /// Bytes requested from the socket per read when no larger frame is pending.
 const READ_CHUNK: usize = 64 * 1024;
-/// Frames moved from a peer queue to the socket buffer per wake-up.
-const WRITE_BATCH: usize = 256;
 /// Messages moved from the inbound channel to the receiver per wake-up.
 const RECV_BATCH: usize = 256;
 /// Largest per-thread serialization buffer kept between messages.
@@ -69,7 +67,8 @@ pub struct TcpConfig {
     pub backoff: BackoffConfig,
     /// Seed of the jitter generator (mixed with each peer's id).
     pub seed: u64,
-    /// Size of each connection's write buffer. Default 64 KiB.
+    /// Frames are queued in chunks of this many bytes, and each system call writes one chunk.
+    /// Default 64 KiB.
     pub write_buffer_size: usize,
 }
 
@@ -115,15 +114,40 @@ enum Link {
     Up { generation: u64, kill: Arc<Notify> },
 }
 
+/// Encoded frames back to back, in chunks of about `chunk_size` bytes: the writer takes one
+/// chunk per system call, and emptied chunks are reused, so steady traffic allocates nothing.
+#[derive(Debug, Default)]
+struct OutQueue {
+    chunks: VecDeque<Chunk>,
+    /// Emptied chunk buffers, for reuse.
+    pool: Vec<Vec<u8>>,
+    frames: usize,
+    bytes: usize,
+}
+
+#[derive(Debug, Default)]
+struct Chunk {
+    buf: Vec<u8>,
+    frames: usize,
+}
+
+/// Emptied chunk buffers kept per peer.
+const CHUNK_POOL: usize = 4;
+
 struct Peer {
     id: NodeId,
     addr: Mutex<Option<SocketAddr>>,
-    tx: mpsc::Sender<Vec<u8>>,
-    rx: Arc<tokio::sync::Mutex<mpsc::Receiver<Vec<u8>>>>,
-    /// One permit per queued byte (a frame takes at most `bytes_capacity`), returned as soon as
-    /// the frame leaves the queue.
-    bytes: Semaphore,
+    /// The outbound queue: encoded frames back to back.
+    out: Mutex<OutQueue>,
+    /// Notified when the queue goes from empty to non-empty (wakes the writer).
+    out_ready: Notify,
+    /// Notified when the writer takes the queue (wakes `send` callers waiting for room).
+    out_space: Notify,
+    /// Held by the connection writing this peer's queue, so a replacement waits for the old one.
+    writer_lock: tokio::sync::Mutex<()>,
+    queue_capacity: usize,
     bytes_capacity: usize,
+    chunk_size: usize,
     counters: PeerCounters,
     link: Mutex<Link>,
     /// Notified whenever the link goes down (wakes the dialer).
@@ -137,18 +161,17 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Peer {
-    fn new(id: NodeId, queue_capacity: usize, queue_bytes: usize) -> Self {
-        let (tx, rx) = mpsc::channel(queue_capacity.max(1));
-        let bytes_capacity = queue_bytes
-            .clamp(1, u32::MAX as usize)
-            .min(Semaphore::MAX_PERMITS);
+    fn new(id: NodeId, queue_capacity: usize, queue_bytes: usize, chunk_size: usize) -> Self {
         Self {
             id,
             addr: Mutex::new(None),
-            tx,
-            rx: Arc::new(tokio::sync::Mutex::new(rx)),
-            bytes: Semaphore::new(bytes_capacity),
-            bytes_capacity,
+            out: Mutex::new(OutQueue::default()),
+            out_ready: Notify::new(),
+            out_space: Notify::new(),
+            writer_lock: tokio::sync::Mutex::new(()),
+            queue_capacity: queue_capacity.max(1),
+            bytes_capacity: queue_bytes.max(1),
+            chunk_size: chunk_size.max(FRAME_HEADER_LEN),
             counters: PeerCounters::new(ConnectionState::Disconnected),
             link: Mutex::new(Link::Idle),
             changed: Notify::new(),
@@ -230,54 +253,87 @@ impl Peer {
         }
     }
 
-    /// Byte permits a frame of `len` bytes holds while queued.
-    fn permits(&self, len: usize) -> u32 {
-        // `bytes_capacity` fits in u32 (clamped in `new`).
-        len.min(self.bytes_capacity) as u32
-    }
-
-    /// Queues a frame without waiting.
-    fn try_enqueue(&self, frame: Vec<u8>) -> Result<(), SendError> {
-        let permit = match self.bytes.try_acquire_many(self.permits(frame.len())) {
-            Ok(permit) => permit,
-            Err(TryAcquireError::NoPermits) => return Err(SendError::QueueFull(self.id)),
-            Err(TryAcquireError::Closed) => return Err(SendError::Closed),
-        };
-        match self.tx.try_send(frame) {
-            Ok(()) => {
-                permit.forget();
-                Ok(())
-            }
-            Err(mpsc::error::TrySendError::Full(_)) => Err(SendError::QueueFull(self.id)),
-            Err(mpsc::error::TrySendError::Closed(_)) => Err(SendError::Closed),
+    /// Appends a frame carrying `payload` to the queue without waiting.
+    fn try_push(&self, codec: &FrameCodec, payload: &[u8]) -> Result<(), SendError> {
+        // Checksum outside the lock.
+        let header = codec.encode_header(payload)?;
+        let len = FRAME_HEADER_LEN + payload.len();
+        let mut guard = lock(&self.out);
+        let q = &mut *guard;
+        // A frame larger than the byte capacity is accepted into an empty queue only.
+        if q.frames >= self.queue_capacity
+            || (q.frames > 0 && q.bytes.saturating_add(len) > self.bytes_capacity)
+        {
+            return Err(SendError::QueueFull(self.id));
         }
-    }
-
-    /// Queues a frame, waiting for room.
-    async fn enqueue(&self, frame: Vec<u8>) -> Result<(), SendError> {
-        let permit = self
-            .bytes
-            .acquire_many(self.permits(frame.len()))
-            .await
-            .map_err(|_| SendError::Closed)?;
-        self.tx.send(frame).await.map_err(|_| SendError::Closed)?;
-        permit.forget();
+        let fits = q
+            .chunks
+            .back()
+            .is_some_and(|c| c.buf.len().saturating_add(len) <= self.chunk_size);
+        if !fits {
+            let buf = q.pool.pop().unwrap_or_default();
+            q.chunks.push_back(Chunk { buf, frames: 0 });
+        }
+        if let Some(chunk) = q.chunks.back_mut() {
+            chunk.buf.reserve(len);
+            chunk.buf.extend_from_slice(&header);
+            chunk.buf.extend_from_slice(payload);
+            chunk.frames += 1;
+        }
+        q.frames += 1;
+        q.bytes += len;
+        let was_empty = q.frames == 1;
+        drop(guard);
+        if was_empty {
+            // Stores a permit if the writer is not waiting yet, so the wake-up is not lost.
+            self.out_ready.notify_one();
+        }
         Ok(())
     }
 
-    /// Frames left the queue: give their bytes back.
-    fn dequeued(&self, frames: &[Vec<u8>]) {
-        let bytes: usize = frames.iter().map(|f| self.permits(f.len()) as usize).sum();
-        self.bytes.add_permits(bytes);
+    /// Appends a frame, waiting for room.
+    async fn push(&self, codec: &FrameCodec, payload: &[u8]) -> Result<(), SendError> {
+        loop {
+            let mut space = pin!(self.out_space.notified());
+            space.as_mut().enable();
+            match self.try_push(codec, payload) {
+                Err(SendError::QueueFull(_)) => space.await,
+                other => return other,
+            }
+        }
+    }
+
+    /// Takes the oldest chunk of queued frames, if any.
+    fn take(&self) -> Option<Chunk> {
+        let mut guard = lock(&self.out);
+        let q = &mut *guard;
+        let chunk = q.chunks.pop_front()?;
+        q.frames = q.frames.saturating_sub(chunk.frames);
+        q.bytes = q.bytes.saturating_sub(chunk.buf.len());
+        drop(guard);
+        self.out_space.notify_waiters();
+        Some(chunk)
+    }
+
+    /// Returns a written chunk's buffer for reuse.
+    fn recycle(&self, mut buf: Vec<u8>) {
+        if buf.capacity() > self.chunk_size.saturating_mul(2) {
+            return; // grown by one large frame: let it go
+        }
+        buf.clear();
+        let mut q = lock(&self.out);
+        if q.pool.len() < CHUNK_POOL {
+            q.pool.push(buf);
+        }
     }
 
     fn stats(&self) -> PeerStats {
-        let capacity = self.tx.max_capacity();
-        let depth = capacity.saturating_sub(self.tx.capacity());
-        let mut stats = self.counters.snapshot(self.id, depth, capacity);
-        stats.queued_bytes = self
-            .bytes_capacity
-            .saturating_sub(self.bytes.available_permits());
+        let (depth, bytes) = {
+            let q = lock(&self.out);
+            (q.frames, q.bytes)
+        };
+        let mut stats = self.counters.snapshot(self.id, depth, self.queue_capacity);
+        stats.queued_bytes = bytes;
         stats.queue_bytes_capacity = self.bytes_capacity;
         stats
     }
@@ -328,7 +384,9 @@ struct Shared<M> {
 /// pair of nodes: both sides may dial, and the node with the lower id decides which
 /// connection is used (its own dial wins a simultaneous dial), before any frame is sent. Lost
 /// connections are redialed with exponential backoff and seeded jitter. Writes are batched:
-/// frames go through a buffered writer that is flushed when the peer's queue runs empty.
+/// messages are encoded straight into the peer's queue, in chunks of
+/// [`TcpConfig::write_buffer_size`] bytes, and each system call writes one chunk; the writer only
+/// waits when the queue is empty.
 ///
 /// Dropping the transport aborts all its tasks and closes its sockets at once (like a crash);
 /// [`Transport::shutdown`] flushes first.
@@ -350,30 +408,30 @@ thread_local! {
     static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Serializes `msg` into a complete frame, with one allocation of the exact size.
-fn encode_frame<M: Serialize>(codec: &FrameCodec, msg: &M) -> Result<Vec<u8>, SendError> {
-    fn seal(
-        codec: &FrameCodec,
+/// Serializes `msg` with postcard into a reused per-thread buffer and hands the bytes to `f`.
+fn with_payload<M: Serialize, R>(
+    msg: &M,
+    f: impl FnOnce(&[u8]) -> Result<R, SendError>,
+) -> Result<R, SendError> {
+    fn run<R>(
         scratch: &mut Vec<u8>,
         msg: &impl Serialize,
-    ) -> Result<Vec<u8>, SendError> {
+        f: impl FnOnce(&[u8]) -> Result<R, SendError>,
+    ) -> Result<R, SendError> {
         scratch.clear();
         let taken = std::mem::take(scratch);
-        let encoded = postcard::to_extend(msg, taken).map_err(SendError::Encode);
-        encoded.and_then(|payload| {
-            let mut frame = Vec::with_capacity(FRAME_HEADER_LEN + payload.len());
-            let sealed = codec.encode(&payload, &mut frame);
-            // Keep the buffer for the next message, unless one huge message blew it up.
-            if payload.capacity() <= SCRATCH_KEEP {
-                *scratch = payload;
-            }
-            sealed.map(|()| frame).map_err(SendError::from)
-        })
+        let payload = postcard::to_extend(msg, taken).map_err(SendError::Encode)?;
+        let result = f(&payload);
+        // Keep the buffer for the next message, unless one huge message blew it up.
+        if payload.capacity() <= SCRATCH_KEEP {
+            *scratch = payload;
+        }
+        result
     }
     SCRATCH.with(|cell| match cell.try_borrow_mut() {
-        Ok(mut scratch) => seal(codec, &mut scratch, msg),
+        Ok(mut scratch) => run(&mut scratch, msg, f),
         // Re-entrant use (a Serialize impl that sends): fall back to a fresh buffer.
-        Err(_) => seal(codec, &mut Vec::new(), msg),
+        Err(_) => run(&mut Vec::new(), msg, f),
     })
 }
 
@@ -501,6 +559,7 @@ where
                 id,
                 self.config.queue_capacity,
                 self.config.queue_bytes,
+                self.config.write_buffer_size,
             ))
         }))
     }
@@ -759,56 +818,38 @@ where
         }
     }
 
-    async fn write_loop(&self, peer: &Peer, writer: OwnedWriteHalf) -> Result<(), ConnectionError> {
+    /// Writes the peer's queue to the socket. Each wake-up takes everything queued and writes
+    /// it with one `write_all`, so a busy queue sends many frames per system call while a
+    /// single message on an idle link goes out at once.
+    async fn write_loop(
+        &self,
+        peer: &Peer,
+        mut writer: OwnedWriteHalf,
+    ) -> Result<(), ConnectionError> {
         let Some(_token) = lock(&self.writer_tokens).clone() else {
             return Ok(());
         };
-        let mut rx = Arc::clone(&peer.rx).lock_owned().await;
-        let mut out = BufWriter::with_capacity(self.config.write_buffer_size, writer);
-        let mut batch = Vec::with_capacity(WRITE_BATCH);
+        let _exclusive = peer.writer_lock.lock().await;
         let mut closing = self.closing.subscribe();
         loop {
             let closing_now = *closing.borrow_and_update();
+            if let Some(chunk) = peer.take() {
+                writer.write_all(&chunk.buf).await?;
+                PeerCounters::add(&peer.counters.messages_sent, chunk.frames as u64);
+                PeerCounters::add(&peer.counters.bytes_sent, chunk.buf.len() as u64);
+                peer.recycle(chunk.buf);
+                continue;
+            }
             if closing_now {
-                while let Ok(frame) = rx.try_recv() {
-                    batch.push(frame);
-                }
-                peer.dequeued(&batch);
-                self.write_batch(peer, &mut out, &mut batch).await?;
-                out.shutdown().await?;
+                // Everything queued has been written: half-close so the peer sees the end.
+                writer.shutdown().await?;
                 return Ok(());
             }
             tokio::select! {
-                n = rx.recv_many(&mut batch, WRITE_BATCH) => {
-                    if n == 0 {
-                        return Ok(());
-                    }
-                    peer.dequeued(&batch);
-                }
-                _ = closing.changed() => continue,
-            }
-            self.write_batch(peer, &mut out, &mut batch).await?;
-            if rx.is_empty() {
-                out.flush().await?;
+                () = peer.out_ready.notified() => {}
+                _ = closing.changed() => {}
             }
         }
-    }
-
-    async fn write_batch(
-        &self,
-        peer: &Peer,
-        out: &mut BufWriter<OwnedWriteHalf>,
-        batch: &mut Vec<Vec<u8>>,
-    ) -> Result<(), ConnectionError> {
-        let mut bytes = 0u64;
-        let messages = batch.len() as u64;
-        for frame in batch.drain(..) {
-            bytes += frame.len() as u64;
-            out.write_all(&frame).await?;
-        }
-        PeerCounters::add(&peer.counters.messages_sent, messages);
-        PeerCounters::add(&peer.counters.bytes_sent, bytes);
-        Ok(())
     }
 }
 
@@ -822,20 +863,21 @@ where
 
     fn try_send(&self, to: NodeId, msg: &M) -> Result<(), SendError> {
         let peer = self.peer_handle(to)?;
-        let frame = encode_frame(&self.shared.codec, msg)?;
-        peer.try_enqueue(frame)
+        with_payload(msg, |payload| peer.try_push(&self.shared.codec, payload))
     }
 
     fn send(&self, to: NodeId, msg: &M) -> impl Future<Output = Result<(), SendError>> + Send {
         // Encode before the future starts, so the future does not hold `&M` (M need not be Sync).
-        let prepared = self
-            .peer_handle(to)
-            .and_then(|peer| Ok((peer, encode_frame(&self.shared.codec, msg)?)));
+        let prepared = self.peer_handle(to).and_then(|peer| {
+            let payload = postcard::to_allocvec(msg).map_err(SendError::Encode)?;
+            Ok((peer, payload))
+        });
+        let codec = self.shared.codec;
         let mut closing = self.shared.closing.subscribe();
         async move {
-            let (peer, frame) = prepared?;
+            let (peer, payload) = prepared?;
             tokio::select! {
-                sent = peer.enqueue(frame) => sent,
+                sent = peer.push(&codec, &payload) => sent,
                 _ = closing.wait_for(|c| *c) => Err(SendError::Closed),
             }
         }

@@ -68,6 +68,18 @@ fn seal_in_place_matches_encode() {
 }
 
 #[test]
+fn encode_header_matches_encode() {
+    let codec = FrameCodec::new(8);
+    let mut framed = codec.encode_header(b"abc").unwrap().to_vec();
+    framed.extend_from_slice(b"abc");
+    assert_eq!(framed, frame(b"abc"));
+    assert_eq!(
+        codec.encode_header(&[0; 9]),
+        Err(CodecError::FrameTooLarge { len: 9, max: 8 })
+    );
+}
+
+#[test]
 fn oversize_length_is_rejected_from_the_header_alone() {
     let codec = FrameCodec::new(1024);
     // Only the 9 header bytes are present: the error comes before any payload is buffered.

@@ -1,0 +1,111 @@
+//! OR-set: full-state merge, merge of a covered state, merge of a 1% delta (for `crdts`,
+//! applying the same operations), and single adds, for confluo and `crdts` side by side.
+
+mod common;
+
+use std::hint::black_box;
+
+use confluo_benches::or_set;
+use confluo_crdt::Crdt;
+use crdts::{CmRDT, CvRDT};
+use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+
+fn merges(c: &mut Criterion) {
+    for n in common::set_sizes() {
+        let mine = or_set::confluo_sets(n);
+        let theirs = or_set::crdts_sets(n);
+
+        let mut g = c.benchmark_group("or_set/full_merge");
+        common::configure(&mut g, n);
+        g.throughput(Throughput::Elements(n as u64));
+        g.bench_function(BenchmarkId::new("confluo", n), |b| {
+            b.iter_batched(
+                || (mine.x.clone(), mine.y.clone()),
+                |(mut x, y)| {
+                    x.merge(y);
+                    x
+                },
+                BatchSize::LargeInput,
+            )
+        });
+        g.bench_function(BenchmarkId::new("crdts", n), |b| {
+            b.iter_batched(
+                || (theirs.x.clone(), theirs.y.clone()),
+                |(mut x, y)| {
+                    x.merge(y);
+                    x
+                },
+                BatchSize::LargeInput,
+            )
+        });
+        g.finish();
+
+        let mut g = c.benchmark_group("or_set/covered_merge");
+        common::configure(&mut g, n);
+        g.bench_function(BenchmarkId::new("confluo", n), |b| {
+            b.iter_batched(
+                || (mine.merged.clone(), mine.y.clone()),
+                |(mut x, y)| {
+                    x.merge(y);
+                    x
+                },
+                BatchSize::LargeInput,
+            )
+        });
+        g.bench_function(BenchmarkId::new("crdts", n), |b| {
+            b.iter_batched(
+                || (theirs.merged.clone(), theirs.y.clone()),
+                |(mut x, y)| {
+                    x.merge(y);
+                    x
+                },
+                BatchSize::LargeInput,
+            )
+        });
+        g.finish();
+
+        let mut g = c.benchmark_group("or_set/delta_merge");
+        common::configure(&mut g, n);
+        g.bench_function(BenchmarkId::new("confluo", n), |b| {
+            b.iter_batched(
+                || (mine.x.clone(), mine.y_delta.clone()),
+                |(mut x, d)| {
+                    x.merge(d);
+                    x
+                },
+                BatchSize::LargeInput,
+            )
+        });
+        g.bench_function(BenchmarkId::new("crdts_ops", n), |b| {
+            b.iter_batched(
+                || (theirs.x.clone(), theirs.y_ops.clone()),
+                |(mut x, ops)| {
+                    for op in ops {
+                        x.apply(op);
+                    }
+                    x
+                },
+                BatchSize::LargeInput,
+            )
+        });
+        g.finish();
+    }
+}
+
+fn adds(c: &mut Criterion) {
+    for n in common::set_sizes() {
+        let mut g = c.benchmark_group("or_set/single_adds");
+        common::configure(&mut g, n / 4);
+        g.throughput(Throughput::Elements(n as u64));
+        g.bench_function(BenchmarkId::new("confluo", n), |b| {
+            b.iter(|| or_set::confluo_adds(black_box(n)))
+        });
+        g.bench_function(BenchmarkId::new("crdts", n), |b| {
+            b.iter(|| or_set::crdts_adds(black_box(n)))
+        });
+        g.finish();
+    }
+}
+
+criterion_group!(benches, merges, adds);
+criterion_main!(benches);

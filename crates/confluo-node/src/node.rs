@@ -538,6 +538,7 @@ impl Node {
     pub fn handle(&mut self, from: NodeId, message: Message) -> Result<(), HandleError> {
         let r = match message {
             Message::Hello(stream) => {
+                self.observe_replica(from, stream.replica);
                 if let Some(inp) = self.accept_stream(from, stream) {
                     inp.ack_due = true;
                 }
@@ -616,8 +617,7 @@ impl Node {
 
     fn on_batch(&mut self, from: NodeId, b: Batch) -> Result<(), HandleError> {
         let updates = b.updates(from)?;
-        let max_held = self.limits.max_held_updates;
-        let held = self.held;
+        self.observe_replica(from, b.stream.replica);
         let Some(inp) = accept_stream(&mut self.inb, &mut self.held, from, b.stream) else {
             return Ok(());
         };
@@ -629,14 +629,6 @@ impl Node {
             self.counters.gaps += 1;
             return Ok(());
         }
-        let inp = match self.inb.get_mut(&from) {
-            Some(i) => i,
-            None => return Ok(()),
-        };
-        if held + updates.len() > max_held {
-            self.counters.held_refused += 1;
-            return Ok(());
-        }
         inp.received = b.last_seq;
         inp.queue.push_back(Pending {
             last_seq: b.last_seq,
@@ -644,11 +636,49 @@ impl Node {
         });
         self.held += inp.queue.back().map_or(0, |p| p.updates.len());
         self.drain();
+        self.trim_held();
         Ok(())
+    }
+
+    /// Keeps the causal buffer within its bound by dropping the newest held batches of the
+    /// link holding most (after applying what could be applied, so the batch that unblocks
+    /// the others always gets in). Their senders resend them: they were never acknowledged.
+    fn trim_held(&mut self) {
+        while self.held > self.limits.max_held_updates {
+            let Some(inp) = self.inb.values_mut().max_by_key(|i| i.held()) else {
+                return;
+            };
+            let Some(dropped) = inp.queue.pop_back() else {
+                return;
+            };
+            inp.received = inp.queue.back().map_or(inp.applied, |p| p.last_seq);
+            self.held -= dropped.updates.len();
+            self.counters.held_refused += 1;
+        }
+    }
+
+    /// A message from `from` names its replica id: if `from` is one of our peers and the id
+    /// is new, the peer is a new incarnation (it lost its state, or was promoted), and
+    /// everything we knew of it is void (DESIGN pitfall 4). Probe it afresh.
+    fn observe_replica(&mut self, from: NodeId, replica: ReplicaId) {
+        if let Some(p) = self.out.get_mut(&from) {
+            if let Some(old) = p
+                .replica
+                .filter(|&r| r != replica && !p.retired.contains(&replica))
+            {
+                p.retired.push(old);
+                p.replica = None;
+                p.vv = VersionVector::new();
+                p.known = false;
+                p.pending_state = None;
+                p.last_hello_ms = None;
+            }
+        }
     }
 
     fn on_state(&mut self, from: NodeId, s: StateMessage) -> Result<(), HandleError> {
         s.chunk.check().map_err(|f| fault(from, f))?;
+        self.observe_replica(from, s.stream.replica);
         let Some(inp) = accept_stream(&mut self.inb, &mut self.held, from, s.stream) else {
             return Ok(());
         };

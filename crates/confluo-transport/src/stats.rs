@@ -59,7 +59,7 @@ pub struct PeerStats {
     pub messages_sent: u64,
     /// Bytes of frames received from the peer (headers included).
     pub bytes_received: u64,
-    /// Messages received from the peer and handed to the receiver.
+    /// Messages received from the peer, decoded and queued for the receiver.
     pub messages_received: u64,
     /// Connections established after the first one (each recovery from a lost connection).
     pub reconnects: u64,

@@ -56,6 +56,10 @@ pub struct TcpConfig {
     /// Capacity of the inbound channel towards the receiver, in messages. Default 4096. When it
     /// is full, connections stop reading and TCP flow control pushes back on the senders.
     pub inbound_capacity: usize,
+    /// Bytes of frames decoded but not yet received, over all connections. Default 64 MiB. When
+    /// the budget is used up, connections stop decoding and reading until the receiver catches
+    /// up; a single frame larger than the budget waits for all of it.
+    pub inbound_bytes: usize,
     /// Time allowed for dialing and for the handshake. Default 5 s.
     pub handshake_timeout: Duration,
     /// Inbound connections allowed to be in the handshake at once; more are closed at once (so
@@ -84,6 +88,7 @@ impl TcpConfig {
             queue_capacity: 4096,
             queue_bytes: 64 * 1024 * 1024,
             inbound_capacity: 4096,
+            inbound_bytes: 64 * 1024 * 1024,
             handshake_timeout: Duration::from_secs(5),
             max_pending_handshakes: 256,
             shutdown_timeout: Duration::from_secs(5),
@@ -353,10 +358,13 @@ impl Drop for LinkGuard {
     }
 }
 
+/// A decoded message on its way to the receiver, with the inbound budget it holds.
+type Delivery<M> = (NodeId, M, u32);
+
 struct Inbox<M> {
-    rx: mpsc::Receiver<(NodeId, M)>,
-    ready: VecDeque<(NodeId, M)>,
-    scratch: Vec<(NodeId, M)>,
+    rx: mpsc::Receiver<Delivery<M>>,
+    ready: VecDeque<Delivery<M>>,
+    scratch: Vec<Delivery<M>>,
 }
 
 struct Shared<M> {
@@ -366,7 +374,10 @@ struct Shared<M> {
     local_addr: SocketAddr,
     runtime: Handle,
     peers: Mutex<BTreeMap<NodeId, Arc<Peer>>>,
-    inbound_tx: Mutex<Option<mpsc::Sender<(NodeId, M)>>>,
+    inbound_tx: Mutex<Option<mpsc::Sender<Delivery<M>>>>,
+    /// One permit per byte of frame between the socket and the receiver.
+    inbound_budget: Semaphore,
+    inbound_budget_capacity: usize,
     tasks: Mutex<JoinSet<()>>,
     closed: AtomicBool,
     closing: watch::Sender<bool>,
@@ -460,6 +471,10 @@ where
         let local_addr = listener.local_addr().map_err(bind_err)?;
 
         let (inbound_tx, inbound_rx) = mpsc::channel(config.inbound_capacity.max(1));
+        let inbound_budget_capacity = config
+            .inbound_bytes
+            .clamp(1, u32::MAX as usize)
+            .min(Semaphore::MAX_PERMITS);
         let (token_tx, token_rx) = mpsc::channel(1);
         let shared = Arc::new(Shared {
             codec: FrameCodec::new(config.max_frame_size),
@@ -468,6 +483,8 @@ where
             runtime: Handle::current(),
             peers: Mutex::new(BTreeMap::new()),
             inbound_tx: Mutex::new(Some(inbound_tx)),
+            inbound_budget: Semaphore::new(inbound_budget_capacity),
+            inbound_budget_capacity,
             tasks: Mutex::new(JoinSet::new()),
             closed: AtomicBool::new(false),
             closing: watch::Sender::new(false),
@@ -783,25 +800,30 @@ where
         &self,
         peer: &Peer,
         mut reader: OwnedReadHalf,
-        inbound: mpsc::Sender<(NodeId, M)>,
+        inbound: mpsc::Sender<Delivery<M>>,
     ) -> Result<(), ConnectionError> {
         let mut buf: Vec<u8> = Vec::with_capacity(READ_CHUNK);
         loop {
             let mut consumed = 0usize;
-            let mut messages = 0u64;
             while let Some((frame, used)) = self.codec.decode(buf.get(consumed..).unwrap_or(&[]))? {
+                // Wait for the receiver to make room before decoding (and allocating) more.
+                // A frame larger than the whole budget waits for all of it.
+                let cost = used.min(self.inbound_budget_capacity) as u32;
+                let Ok(budget) = self.inbound_budget.acquire_many(cost).await else {
+                    return Ok(());
+                };
                 let msg: M =
                     postcard::from_bytes(frame.payload).map_err(ConnectionError::Decode)?;
                 consumed += used;
-                messages += 1;
-                if inbound.send((peer.id, msg)).await.is_err() {
+                budget.forget();
+                PeerCounters::add(&peer.counters.messages_received, 1);
+                PeerCounters::add(&peer.counters.bytes_received, used as u64);
+                if inbound.send((peer.id, msg, cost)).await.is_err() {
                     // The transport is gone: nobody will receive.
                     return Ok(());
                 }
             }
-            if messages > 0 {
-                PeerCounters::add(&peer.counters.messages_received, messages);
-                PeerCounters::add(&peer.counters.bytes_received, consumed as u64);
+            if consumed > 0 {
                 buf.drain(..consumed);
             }
             // The header (if complete) has been validated by `decode`, so the announced length
@@ -886,14 +908,15 @@ where
     async fn recv(&self) -> Result<(NodeId, M), RecvError> {
         let mut inbox = self.inbox.lock().await;
         let inbox = &mut *inbox;
-        if let Some(next) = inbox.ready.pop_front() {
-            return Ok(next);
+        if inbox.ready.is_empty() {
+            if inbox.rx.recv_many(&mut inbox.scratch, RECV_BATCH).await == 0 {
+                return Err(RecvError::Closed);
+            }
+            inbox.ready.extend(inbox.scratch.drain(..));
         }
-        if inbox.rx.recv_many(&mut inbox.scratch, RECV_BATCH).await == 0 {
-            return Err(RecvError::Closed);
-        }
-        inbox.ready.extend(inbox.scratch.drain(..));
-        inbox.ready.pop_front().ok_or(RecvError::Closed)
+        let (from, msg, cost) = inbox.ready.pop_front().ok_or(RecvError::Closed)?;
+        self.shared.inbound_budget.add_permits(cost as usize);
+        Ok((from, msg))
     }
 
     fn peer_stats(&self) -> Vec<PeerStats> {

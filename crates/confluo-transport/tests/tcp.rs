@@ -481,3 +481,34 @@ async fn a_flood_of_silent_connections_is_capped() {
     assert!(started.elapsed() < Duration::from_secs(1));
     assert_eq!(a.rejected_connections(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_receiver_bounds_decoded_bytes() {
+    let mut cfg = config(2);
+    cfg.inbound_bytes = 1000;
+    let b = TcpTransport::<Vec<u8>>::bind(cfg).await.unwrap();
+    let a = TcpTransport::<Vec<u8>>::bind(config(1)).await.unwrap();
+    a.add_peer(NodeId(2), b.local_addr());
+    // 301-byte frames: three fit in the 1000-byte budget, the fourth waits for the receiver.
+    for i in 0..50u8 {
+        a.send(NodeId(2), &vec![i; 290]).await.unwrap();
+    }
+    wait_until("first frames decoded", || {
+        b.peer(NodeId(1)).is_some_and(|s| s.messages_received == 3)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        b.peer(NodeId(1)).unwrap().messages_received,
+        3,
+        "no decoding past the budget"
+    );
+    for i in 0..50u8 {
+        let got = tokio::time::timeout(Duration::from_secs(10), b.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(got, (NodeId(1), vec![i; 290]));
+    }
+    assert_eq!(b.peer(NodeId(1)).unwrap().messages_received, 50);
+}

@@ -14,7 +14,8 @@ use crate::metrics::{NodeMetrics, PeerMetrics};
 use crate::storage::{Identity, LinkPosition, Role, Snapshot, StorageWrite};
 use crate::value::{Bytes, Op, Value};
 
-/// Names a client write; its outcome comes back as [`Output::WriteDone`].
+/// Names a client write; its outcome comes back as [`Output::WriteDone`]. Unique per node
+/// across restarts (the session is in the high bits).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct WriteId(pub u64);
 
@@ -286,6 +287,8 @@ impl Node {
         let hlc = &mut node.hlc;
         node.ks.for_each_lww_timestamp(&mut |t| hlc.observe(t));
         node.durable_vv = node.ks.version_vector().clone();
+        // Write ids stay unique across restarts of one node (for simulators' bookkeeping).
+        node.next_write = (node.session << 32) + 1;
         node.start();
         Ok(node)
     }

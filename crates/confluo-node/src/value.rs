@@ -211,6 +211,12 @@ impl Leaf {
     pub fn counter(&self) -> i64 {
         self.counter.value().value()
     }
+    /// The increments and decrements `replica` contributed to the counter.
+    pub fn counter_of(&self, replica: ReplicaId) -> (u64, u64) {
+        let v = self.counter.value();
+        (v.increments().get(replica), v.decrements().get(replica))
+    }
+
     /// The set's elements, sorted.
     pub fn set(&self) -> Vec<&[u8]> {
         let mut v: Vec<&[u8]> = self.set.iter().map(Vec::as_slice).collect();

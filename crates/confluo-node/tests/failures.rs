@@ -125,7 +125,7 @@ fn follower_is_promoted_after_its_leader_dies() {
     let w = net.write(4, b"c", Op::counter_add(10));
     assert!(net.settle(100));
     assert!(net.converged(), "{:?}", net.digests());
-    let done = net.done.get(&(NodeId(4), w)).cloned();
+    let done = net.result(4, w);
     let dot = done.and_then(Result::ok).flatten().expect("acknowledged");
     assert_eq!(
         dot.replica, fresh,
@@ -151,7 +151,7 @@ fn restart_from_storage_keeps_acknowledged_writes_and_never_reuses_a_dot() {
     }
     assert!(net.settle(50));
     for w in &acked {
-        assert!(matches!(net.done.get(&(NodeId(1), *w)), Some(Ok(Some(_)))));
+        assert!(matches!(net.result(1, *w), Some(Ok(Some(_)))));
     }
     // Writes that never become durable: applied in memory (and readable there), never
     // acknowledged, never sent.
@@ -182,9 +182,9 @@ fn restart_from_storage_keeps_acknowledged_writes_and_never_reuses_a_dot() {
     }
     let w = net.write(1, b"after", Op::counter_add(1));
     assert!(net.settle(50));
-    let dot = net.done[&(NodeId(1), w)]
-        .clone()
-        .ok()
+    let dot = net
+        .result(1, w)
+        .and_then(Result::ok)
         .flatten()
         .expect("acked");
     assert!(
@@ -220,9 +220,9 @@ fn node_that_lost_its_storage_rejoins_as_a_new_incarnation() {
             "peers resent everything"
         );
     }
-    let dot = net.done[&(NodeId(2), w)]
-        .clone()
-        .ok()
+    let dot = net
+        .result(2, w)
+        .and_then(Result::ok)
         .flatten()
         .expect("acked");
     assert_eq!(dot.replica, ReplicaId(20));

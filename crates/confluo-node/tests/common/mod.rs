@@ -24,11 +24,17 @@ pub struct Net {
     pub cut: BTreeSet<(NodeId, NodeId)>,
     /// Links whose messages are held back (delivered later, out of order).
     pub held: BTreeSet<(NodeId, NodeId)>,
-    pub done: BTreeMap<(NodeId, WriteId), Result<Option<Dot>, WriteError>>,
+    /// Write outcomes by (node, run of the node, write).
+    pub done: BTreeMap<(NodeId, u64, WriteId), Result<Option<Dot>, WriteError>>,
+    /// How many times each node was started.
+    pub epoch: BTreeMap<NodeId, u64>,
     pub bytes: u64,
     pub messages: u64,
     pub rng: u64,
     pub duplicate_pct: u64,
+    pub drop_pct: u64,
+    /// Per node, the last token appended and not yet synced.
+    pub unsynced: BTreeMap<NodeId, confluo_node::PersistToken>,
     pub reorder: bool,
     pub sync_storage: bool,
 }
@@ -44,10 +50,13 @@ impl Net {
             cut: BTreeSet::new(),
             held: BTreeSet::new(),
             done: BTreeMap::new(),
+            epoch: BTreeMap::new(),
             bytes: 0,
             messages: 0,
             rng: 0x9E37_79B9_7F4A_7C15,
             duplicate_pct: 0,
+            drop_pct: 0,
+            unsynced: BTreeMap::new(),
             reorder: false,
             sync_storage: true,
         }
@@ -66,6 +75,7 @@ impl Net {
 
     pub fn add(&mut self, config: Config) {
         let id = config.node;
+        *self.epoch.entry(id).or_insert(0) += 1;
         self.nodes.insert(id, Node::new(config));
         self.storage.insert(id, MemoryStorage::new());
     }
@@ -84,6 +94,17 @@ impl Net {
         x.wrapping_mul(0x2545_F491_4F6C_DD1D)
     }
 
+    /// The outcome of write `w` of node `id`'s current run.
+    pub fn result(&self, id: u64, w: WriteId) -> Option<Result<Option<Dot>, WriteError>> {
+        let epoch = self.epoch.get(&NodeId(id)).copied().unwrap_or(0);
+        self.done.get(&(NodeId(id), epoch, w)).cloned()
+    }
+
+    /// The current run of node `id`.
+    pub fn epoch(&self, id: u64) -> u64 {
+        self.epoch.get(&NodeId(id)).copied().unwrap_or(0)
+    }
+
     pub fn write(&mut self, id: u64, key: &[u8], op: confluo_node::Op) -> WriteId {
         let w = self.node(id).write(key, op).expect("write accepted");
         self.pump();
@@ -99,7 +120,7 @@ impl Net {
                 if self.down.contains(&id) {
                     continue;
                 }
-                let mut last_token = None;
+                let mut last_token = self.unsynced.remove(&id);
                 while let Some(out) = self.nodes.get_mut(&id).and_then(Node::poll_output) {
                     any = true;
                     match out {
@@ -118,17 +139,25 @@ impl Net {
                             last_token = Some(token);
                         }
                         Output::WriteDone { write, result } => {
-                            self.done.insert((id, write), result);
+                            let epoch = self.epoch.get(&id).copied().unwrap_or(0);
+                            self.done.insert((id, epoch, write), result);
                         }
                     }
                 }
-                if let (Some(t), true) = (last_token, self.sync_storage) {
-                    if let Some(s) = self.storage.get_mut(&id) {
-                        s.sync().expect("memory storage");
+                match (last_token, self.sync_storage) {
+                    (Some(t), true) => {
+                        if let Some(s) = self.storage.get_mut(&id) {
+                            s.sync().expect("memory storage");
+                        }
+                        if let Some(n) = self.nodes.get_mut(&id) {
+                            n.persisted(t);
+                        }
+                        any = true;
                     }
-                    if let Some(n) = self.nodes.get_mut(&id) {
-                        n.persisted(t);
+                    (Some(t), false) => {
+                        self.unsynced.insert(id, t);
                     }
+                    (None, _) => {}
                 }
             }
             if !any {
@@ -230,9 +259,13 @@ impl Net {
         let id = NodeId(id);
         self.down.insert(id);
         self.wire.retain(|m| m.0 != id && m.1 != id);
-        if lose_unsynced {
-            if let Some(s) = self.storage.get(&id) {
+        self.unsynced.remove(&id);
+        if let Some(s) = self.storage.get(&id) {
+            if lose_unsynced {
                 s.lose_unsynced();
+            } else {
+                let mut s = s.clone();
+                s.sync().expect("memory storage");
             }
         }
     }
@@ -242,6 +275,7 @@ impl Net {
         let nid = NodeId(id);
         let records = self.storage[&nid].load().expect("load");
         let node = Node::restore(config, records).expect("restore");
+        *self.epoch.entry(nid).or_insert(0) += 1;
         self.nodes.insert(nid, node);
         self.down.remove(&nid);
         self.pump();

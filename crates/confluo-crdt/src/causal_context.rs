@@ -1,6 +1,7 @@
 //! Causal contexts: exactly which events a state has seen, gaps included.
 
 use serde::{Deserialize, Serialize};
+use smallvec::SmallVec;
 
 use crate::{Dot, ReplicaId, ValidationError, VersionVector};
 
@@ -29,7 +30,7 @@ pub struct CausalContext {
     vv: VersionVector,
     /// Sorted, and every dot is beyond its replica's prefix + 1 (compact). A sorted vector:
     /// clouds are small and short-lived, and one allocation beats a tree's nodes.
-    cloud: Vec<Dot>,
+    cloud: SmallVec<[Dot; 1]>,
 }
 
 impl CausalContext {
@@ -37,7 +38,7 @@ impl CausalContext {
     pub const fn new() -> Self {
         CausalContext {
             vv: VersionVector::new(),
-            cloud: Vec::new(),
+            cloud: SmallVec::new_const(),
         }
     }
 
@@ -46,12 +47,12 @@ impl CausalContext {
         if dot.counter == 1 {
             CausalContext {
                 vv: core::iter::once((dot.replica, 1)).collect(),
-                cloud: Vec::new(),
+                cloud: SmallVec::new_const(),
             }
         } else {
             CausalContext {
                 vv: VersionVector::new(),
-                cloud: vec![dot],
+                cloud: smallvec::smallvec![dot],
             }
         }
     }
@@ -129,7 +130,7 @@ impl CausalContext {
         }
         // Merge the two sorted clouds, dropping what the (merged) prefix already covers.
         let (mine, theirs) = (core::mem::take(&mut self.cloud), &other.cloud);
-        let mut merged = Vec::with_capacity(mine.len() + theirs.len());
+        let mut merged = SmallVec::with_capacity(mine.len() + theirs.len());
         let (mut i, mut j) = (0, 0);
         while i < mine.len() || j < theirs.len() {
             let next = match (mine.get(i), theirs.get(j)) {

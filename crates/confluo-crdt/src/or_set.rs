@@ -7,8 +7,9 @@ use hashbrown::hash_map::Entry;
 use serde::de::{Deserializer, Error as _};
 use serde::ser::Serializer;
 use serde::{Deserialize, Serialize};
+use smallvec::SmallVec;
 
-use crate::hash::{HashMap, map_with_capacity, new_map};
+use crate::hash::{HashMap, new_map};
 use crate::{Causal, CausalContext, Dot, DotStore, ReplicaId, ValidationError};
 
 /// An add-wins observed-remove set.
@@ -42,12 +43,15 @@ pub type OrSet<T> = Causal<SetStore<T>>;
 /// Built for merge speed and memory: an element with one dot (almost all of them) costs one
 /// hash-table slot holding the element and a packed 8-byte dot (a 15-bit index into this set's
 /// table of replicas, and a 48-bit counter). Elements with several dots, or dots that do not
-/// pack, live in a side table.
+/// pack, live in a side table. A store of exactly one element with one dot (every add's
+/// delta) holds it inline, with no table at all, so creating a delta allocates nothing.
 #[derive(Clone)]
 pub struct SetStore<T> {
+    /// Set only when the store is that single element: then the tables below are empty.
+    one: Option<(T, Dot)>,
     entries: HashMap<T, u64>,
     multi: HashMap<T, Vec<Dot>>,
-    replicas: Vec<ReplicaId>,
+    replicas: SmallVec<[ReplicaId; 1]>,
 }
 
 /// Packed dot layout: `mark (1) | replica index (15) | counter (48)`.
@@ -77,9 +81,10 @@ fn counter_of(packed: u64) -> u64 {
 impl<T> Default for SetStore<T> {
     fn default() -> Self {
         SetStore {
+            one: None,
             entries: new_map(),
             multi: new_map(),
-            replicas: Vec::new(),
+            replicas: SmallVec::new(),
         }
     }
 }
@@ -91,23 +96,29 @@ impl<T: Hash + Eq> SetStore<T> {
         T: core::borrow::Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        self.entries.contains_key(elem)
+        match &self.one {
+            Some((one, _)) => one.borrow() == elem,
+            None => self.entries.contains_key(elem),
+        }
     }
 
     /// Number of elements.
     pub fn len(&self) -> usize {
-        self.entries.len()
+        usize::from(self.one.is_some()) + self.entries.len()
     }
 
     /// Whether the set has no element.
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.one.is_none() && self.entries.is_empty()
     }
 
     /// The elements, in an order that depends only on the set's history (not on the process:
     /// the hasher is fixed). Sort them if you need an order that only depends on the contents.
     pub fn iter(&self) -> impl Iterator<Item = &T> + '_ {
-        self.entries.keys()
+        self.one
+            .iter()
+            .map(|(elem, _)| elem)
+            .chain(self.entries.keys())
     }
 
     /// The dots that keep `elem` present, sorted (empty if absent).
@@ -116,6 +127,13 @@ impl<T: Hash + Eq> SetStore<T> {
         T: core::borrow::Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
+        if let Some((one, dot)) = &self.one {
+            return if one.borrow() == elem {
+                vec![*dot]
+            } else {
+                Vec::new()
+            };
+        }
         match self.entries.get(elem) {
             None => Vec::new(),
             Some(&p) if index_of(p) == MULTI_INDEX => {
@@ -155,10 +173,31 @@ impl<T: Hash + Eq> SetStore<T> {
         T: core::borrow::Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
+        if self
+            .one
+            .as_ref()
+            .is_some_and(|(one, _)| one.borrow() == elem)
+        {
+            return self
+                .one
+                .take()
+                .map(|(_, dot)| vec![dot])
+                .unwrap_or_default();
+        }
         match self.entries.remove(elem) {
             None => Vec::new(),
             Some(p) if index_of(p) == MULTI_INDEX => self.multi.remove(elem).unwrap_or_default(),
             Some(p) => vec![self.unpack(p)],
+        }
+    }
+
+    /// Moves an inline single element into the tables, before anything else is stored.
+    fn spill(&mut self)
+    where
+        T: Clone,
+    {
+        if let Some((elem, dot)) = self.one.take() {
+            self.put(elem, vec![dot]);
         }
     }
 
@@ -167,6 +206,7 @@ impl<T: Hash + Eq> SetStore<T> {
     where
         T: Clone,
     {
+        self.spill();
         if let [dot] = dots[..] {
             if let Some(p) = self.intern(dot.replica).and_then(|i| pack(i, dot.counter)) {
                 self.multi.remove(&elem);
@@ -196,6 +236,9 @@ impl<T: Hash + Eq> SetStore<T> {
             rank_of[i] = pos as u64;
         }
         let mut keyed: Vec<(u64, &T)> = Vec::with_capacity(self.entries.len());
+        if let Some((elem, dot)) = &self.one {
+            pairs.push((*dot, elem));
+        }
         for (elem, &p) in &self.entries {
             if index_of(p) == MULTI_INDEX {
                 for &dot in self.multi.get(elem).map_or(&[][..], |v| &v[..]) {
@@ -250,6 +293,7 @@ impl<T: Hash + Eq + Clone> Causal<SetStore<T>> {
     pub fn add(&mut self, replica: ReplicaId, elem: T) -> Self {
         let dot = self.ctx.next_dot(replica);
         let mut ctx = CausalContext::of_dot(dot);
+        self.store.spill();
         let packed = self
             .store
             .intern(replica)
@@ -271,19 +315,10 @@ impl<T: Hash + Eq + Clone> Causal<SetStore<T>> {
                 self.store.put(elem.clone(), vec![dot]);
             }
         }
-        let mut delta = SetStore {
-            entries: map_with_capacity(1),
-            multi: new_map(),
-            replicas: vec![replica],
+        let delta = SetStore {
+            one: Some((elem, dot)),
+            ..SetStore::default()
         };
-        match pack(0, dot.counter) {
-            Some(p) => {
-                delta.entries.insert(elem, p);
-            }
-            None => {
-                delta.put(elem, vec![dot]);
-            }
-        }
         Causal::delta(delta, ctx)
     }
 
@@ -324,10 +359,12 @@ impl<T: Hash + Eq + Clone> Causal<SetStore<T>> {
 
 impl<T: Hash + Eq + Clone + fmt::Debug> DotStore for SetStore<T> {
     fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.one.is_none() && self.entries.is_empty()
     }
 
     fn join(&mut self, ctx: &CausalContext, mut other: Self, other_ctx: &CausalContext) {
+        self.spill();
+        other.spill();
         // Map the other side's replica indices onto ours, then precompute, per index of ours,
         // how far each context's version vector reaches: the hot loops below then test a dot
         // with an array lookup and one compare.
@@ -345,6 +382,7 @@ impl<T: Hash + Eq + Clone + fmt::Debug> DotStore for SetStore<T> {
             .collect();
         let clouds = ctx.cloud_len() + other_ctx.cloud_len() > 0;
         let SetStore {
+            one: _,
             entries,
             multi,
             replicas,
@@ -449,6 +487,9 @@ impl<T: Hash + Eq + Clone + fmt::Debug> DotStore for SetStore<T> {
     }
 
     fn for_each_dot(&self, f: &mut dyn FnMut(Dot)) {
+        if let Some((_, dot)) = &self.one {
+            f(*dot);
+        }
         for (elem, &p) in &self.entries {
             if index_of(p) == MULTI_INDEX {
                 self.multi
@@ -463,6 +504,12 @@ impl<T: Hash + Eq + Clone + fmt::Debug> DotStore for SetStore<T> {
     }
 
     fn validate(&self, ctx: &CausalContext) -> Result<(), ValidationError> {
+        if let Some((_, dot)) = &self.one {
+            // Decoding never builds this shape; mutators only build it valid.
+            if !ctx.contains(*dot) {
+                return Err(ValidationError::DotNotInContext { dot: *dot });
+            }
+        }
         let mut seen = std::collections::HashSet::with_capacity(self.entries.len());
         for (elem, &p) in &self.entries {
             let dots = if index_of(p) == MULTI_INDEX {
@@ -496,6 +543,9 @@ impl<T: Hash + Eq + Clone + fmt::Debug> DotStore for SetStore<T> {
 impl<T: Hash + Eq> PartialEq for SetStore<T> {
     /// Equal elements with equal dots; how the dots are packed does not matter.
     fn eq(&self, other: &Self) -> bool {
+        if self.one.is_some() || other.one.is_some() {
+            return self.len() == other.len() && self.iter().all(|e| self.dots(e) == other.dots(e));
+        }
         self.entries.len() == other.entries.len()
             && self.entries.iter().all(|(elem, &p)| {
                 other.entries.get(elem).is_some_and(|&q| {
@@ -697,6 +747,27 @@ mod tests {
         let back: OrSet<u32> = postcard::from_bytes(&bytes).unwrap();
         assert_eq!(back, x);
         back.validate().unwrap();
+    }
+
+    #[test]
+    fn an_add_delta_is_an_ordinary_one_element_set() {
+        // Deltas of adds keep their element inline (no table); nothing else may tell.
+        let mut x: OrSet<u32> = OrSet::new();
+        let delta = x.add(A, 7);
+        assert_eq!((delta.len(), delta.contains(&7)), (1, true));
+        assert_eq!(delta.dots(&7), vec![Dot::new(A, 1)]);
+        let mut table: OrSet<u32> = OrSet::new();
+        table.merge(delta.clone());
+        assert_eq!(table, delta);
+        assert_eq!(
+            postcard::to_allocvec(&table).unwrap(),
+            postcard::to_allocvec(&delta).unwrap()
+        );
+        let mut grown = delta.clone();
+        grown.add(B, 8);
+        assert_eq!(grown.len(), 2);
+        grown.remove(B, &7);
+        assert_eq!(grown.iter().copied().collect::<Vec<_>>(), vec![8]);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 use core::cmp::Ordering;
 
 use serde::{Deserialize, Serialize};
+use smallvec::SmallVec;
 
 use crate::{Dot, MAX_COUNTER, ReplicaId, ValidationError};
 
@@ -29,14 +30,15 @@ use crate::{Dot, MAX_COUNTER, ReplicaId, ValidationError};
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct VersionVector {
-    entries: Vec<(ReplicaId, u64)>,
+    /// Inline room for one entry: the context of a single write's delta needs no allocation.
+    entries: SmallVec<[(ReplicaId, u64); 1]>,
 }
 
 impl VersionVector {
     /// The empty vector: no events seen.
     pub const fn new() -> Self {
         VersionVector {
-            entries: Vec::new(),
+            entries: SmallVec::new_const(),
         }
     }
 
@@ -116,7 +118,7 @@ impl VersionVector {
             }
             return;
         }
-        let mut merged = Vec::with_capacity(self.entries.len() + other.entries.len());
+        let mut merged = SmallVec::with_capacity(self.entries.len() + other.entries.len());
         let (mut i, mut j) = (0, 0);
         let (a, b) = (&self.entries, &other.entries);
         while i < a.len() && j < b.len() {
@@ -237,7 +239,7 @@ mod tests {
     #[test]
     fn validate_rejects_unsorted_and_zero() {
         let unsorted = VersionVector {
-            entries: vec![(ReplicaId(2), 1), (ReplicaId(1), 1)],
+            entries: smallvec::smallvec![(ReplicaId(2), 1), (ReplicaId(1), 1)],
         };
         assert_eq!(
             unsorted.validate(),
@@ -246,7 +248,7 @@ mod tests {
             })
         );
         let zero = VersionVector {
-            entries: vec![(ReplicaId(2), 0)],
+            entries: smallvec::smallvec![(ReplicaId(2), 0)],
         };
         assert_eq!(
             zero.validate(),

@@ -1,0 +1,148 @@
+//! What the run did, as the checkers see it: client writes and their acknowledgements,
+//! reads with what they observed, and every update any node made durable.
+
+use std::collections::BTreeMap;
+
+use confluo_crdt::{Dot, ReplicaId, VersionVector};
+use confluo_node::{Change, Op, Update, Value};
+use confluo_transport::NodeId;
+
+use crate::queue::Millis;
+
+/// A client write.
+#[derive(Clone, Debug)]
+pub struct WriteRecord {
+    /// Where it was submitted.
+    pub node: NodeId,
+    /// The key's index in the workload's key set.
+    pub key: usize,
+    /// The operation.
+    pub op: Op,
+    /// When it was submitted.
+    pub at: Millis,
+    /// The dot it used, once applied (`None`: not applied yet, lost in a crash, or a no-op).
+    pub dot: Option<Dot>,
+    /// Whether the node acknowledged it (durable, with `dot`).
+    pub acked: bool,
+}
+
+/// A client read.
+#[derive(Clone, Debug)]
+pub struct ReadRecord {
+    /// Where it was served.
+    pub node: NodeId,
+    /// The key's index.
+    pub key: usize,
+    /// When.
+    pub at: Millis,
+    /// The events the node had applied when it answered.
+    pub vv: VersionVector,
+    /// The value it returned, kept for a sample of reads (the replay check is costly).
+    pub value: Option<Option<Value>>,
+}
+
+/// An update some node emitted for storage, and where it is durable.
+#[derive(Clone, Debug)]
+pub struct UpdateRecord {
+    /// The update.
+    pub update: Update,
+    /// Nodes (by bit `id - 1`) holding it in synced storage now.
+    pub holders: u64,
+    /// Whether it was ever durable anywhere (an update lost in a crash before any sync was
+    /// never seen by anyone, and its dot is retired).
+    pub durable: bool,
+}
+
+/// Everything the checkers need.
+#[derive(Clone, Debug, Default)]
+pub struct History {
+    /// Client writes in submission order.
+    pub writes: Vec<WriteRecord>,
+    /// Client reads in order.
+    pub reads: Vec<ReadRecord>,
+    /// Updates by (origin, counter).
+    pub updates: BTreeMap<(ReplicaId, u64), UpdateRecord>,
+    /// Dots that were used by two different updates, both made durable (DESIGN pitfall 5).
+    pub reused_dots: Vec<Dot>,
+    /// Acknowledged writes whose every durable copy went with a lost disk.
+    pub lost_with_disk: usize,
+}
+
+/// A node's bit in a holder mask (ids above 64 are not tracked).
+pub(crate) fn bit(node: NodeId) -> u64 {
+    node.0
+        .checked_sub(1)
+        .and_then(|i| 1u64.checked_shl(u32::try_from(i).ok()?))
+        .unwrap_or(0)
+}
+
+impl History {
+    /// Notes an update emitted for storage (not yet durable).
+    pub(crate) fn seen(&mut self, u: &Update) {
+        let key = (u.origin, u.counter);
+        match self.updates.get_mut(&key) {
+            Some(rec) if rec.update == *u => {}
+            Some(rec) => {
+                if rec.durable {
+                    self.reused_dots.push(Dot::new(u.origin, u.counter));
+                }
+                rec.update = u.clone();
+                rec.durable = false;
+            }
+            None => {
+                self.updates.insert(
+                    key,
+                    UpdateRecord {
+                        update: u.clone(),
+                        holders: 0,
+                        durable: false,
+                    },
+                );
+            }
+        }
+    }
+
+    /// Notes that `node` synced these updates.
+    pub(crate) fn synced(&mut self, node: NodeId, keys: &[(ReplicaId, u64)]) {
+        for k in keys {
+            if let Some(rec) = self.updates.get_mut(k) {
+                rec.holders |= bit(node);
+                rec.durable = true;
+            }
+        }
+    }
+
+    /// `node` lost its disk.
+    pub(crate) fn disk_lost(&mut self, node: NodeId) {
+        let b = bit(node);
+        for rec in self.updates.values_mut() {
+            rec.holders &= !b;
+        }
+    }
+
+    /// The durable update with the greatest counter of `origin` up to `upto`.
+    pub fn latest_upto(&self, origin: ReplicaId, upto: u64) -> Option<&UpdateRecord> {
+        self.updates
+            .range((origin, 0)..=(origin, upto))
+            .rev()
+            .find(|(_, r)| r.durable)
+            .map(|(_, r)| r)
+    }
+
+    /// Whether the durable write `dot` is among the events of `vv`.
+    pub fn durable_write_in(&self, dot: Dot, vv: &VersionVector) -> bool {
+        vv.get(dot.replica) >= dot.counter
+            && self
+                .updates
+                .get(&(dot.replica, dot.counter))
+                .is_some_and(|r| r.durable && matches!(r.update.change, Change::Write { .. }))
+    }
+
+    /// The durable updates among the events of `vv`, by origin then counter.
+    pub fn durable_in<'a>(&'a self, vv: &'a VersionVector) -> impl Iterator<Item = &'a Update> {
+        self.updates
+            .iter()
+            .filter(move |((r, c), rec)| rec.durable && vv.get(*r) >= *c)
+            .map(|(_, rec)| &rec.update)
+    }
+}

@@ -36,7 +36,7 @@ pub enum Change {
         /// The key.
         key: Bytes,
         /// The delta's store: holds the update's dot only.
-        delta: Value,
+        delta: Box<Value>,
         /// The delta's context: the update's dot and the dots it removed or replaced.
         ctx: CausalContext,
     },
@@ -250,7 +250,7 @@ impl Keyspace {
             deps,
             change: Change::Write {
                 key: key.to_vec(),
-                delta,
+                delta: Box::new(delta),
                 ctx,
             },
         }))
@@ -277,7 +277,7 @@ impl Keyspace {
             Change::Write { key, delta, ctx } => {
                 delta.for_each_lww_timestamp(observe);
                 let entry = self.keys.entry(key.clone()).or_default();
-                entry.value.join(&self.ctx, delta.clone(), ctx);
+                entry.value.join(&self.ctx, (**delta).clone(), ctx);
                 entry.summary.raise(u.origin, u.counter);
                 self.ctx.insert(Dot::new(u.origin, u.counter));
             }

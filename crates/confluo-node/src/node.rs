@@ -1054,8 +1054,8 @@ impl Node {
         let head = self.log.head();
         let peers = self
             .out
-            .iter()
-            .map(|(_, p)| {
+            .values()
+            .map(|p| {
                 let mut m = p.stats.clone();
                 m.acked = p.acked;
                 m.known = p.known;

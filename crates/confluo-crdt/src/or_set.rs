@@ -52,6 +52,13 @@ pub struct SetStore<T> {
     entries: HashMap<T, u64>,
     multi: HashMap<T, Vec<Dot>>,
     replicas: SmallVec<[ReplicaId; 1]>,
+    /// Per replica index, bounds `(lo, hi)` on the counters of the live dots of that replica
+    /// (never tightened on removal, so always safe). A merge whose other context names no dot
+    /// inside them cannot remove anything here, and skips the sweep over every element: that
+    /// makes merging an add's delta O(1) rather than O(elements).
+    bounds: SmallVec<[(u64, u64); 1]>,
+    /// A live dot's replica has no index (the table is full): bounds say nothing.
+    unbounded: bool,
 }
 
 /// Packed dot layout: `mark (1) | replica index (15) | counter (48)`.
@@ -85,6 +92,8 @@ impl<T> Default for SetStore<T> {
             entries: new_map(),
             multi: new_map(),
             replicas: SmallVec::new(),
+            bounds: SmallVec::new(),
+            unbounded: false,
         }
     }
 }
@@ -164,7 +173,46 @@ impl<T: Hash + Eq> SetStore<T> {
             return None;
         }
         self.replicas.push(replica);
+        self.bounds.push((u64::MAX, 0));
         Some(self.replicas.len() - 1)
+    }
+
+    /// Records that a live dot of replica index `index` has counter `counter`.
+    #[inline]
+    fn note(bounds: &mut [(u64, u64)], index: usize, counter: u64) {
+        if let Some((lo, hi)) = bounds.get_mut(index) {
+            *lo = (*lo).min(counter);
+            *hi = (*hi).max(counter);
+        }
+    }
+
+    /// Records the live dots of a side-table entry.
+    fn note_all(&mut self, dots: &[Dot]) {
+        for dot in dots {
+            match self.replicas.iter().position(|&r| r == dot.replica) {
+                Some(i) => Self::note(&mut self.bounds, i, dot.counter),
+                None => self.unbounded = true,
+            }
+        }
+    }
+
+    /// Whether `ctx` may name a live dot of this store: if not, no merge with a state of that
+    /// context can remove anything here.
+    fn may_cover_live(&self, ctx: &CausalContext) -> bool {
+        let bounds_of = |r: ReplicaId| {
+            self.replicas
+                .iter()
+                .position(|&x| x == r)
+                .and_then(|i| self.bounds.get(i).copied())
+        };
+        self.unbounded
+            || ctx
+                .version_vector()
+                .iter()
+                .any(|(r, n)| bounds_of(r).is_some_and(|(lo, hi)| lo <= hi && lo <= n))
+            || ctx.cloud().any(|d| {
+                bounds_of(d.replica).is_some_and(|(lo, hi)| lo <= d.counter && d.counter <= hi)
+            })
     }
 
     /// Removes `elem` and returns its dots.
@@ -208,12 +256,19 @@ impl<T: Hash + Eq> SetStore<T> {
     {
         self.spill();
         if let [dot] = dots[..] {
-            if let Some(p) = self.intern(dot.replica).and_then(|i| pack(i, dot.counter)) {
-                self.multi.remove(&elem);
-                self.entries.insert(elem, p);
-                return p;
+            if let Some(i) = self.intern(dot.replica) {
+                if let Some(p) = pack(i, dot.counter) {
+                    Self::note(&mut self.bounds, i, dot.counter);
+                    self.multi.remove(&elem);
+                    self.entries.insert(elem, p);
+                    return p;
+                }
             }
         }
+        for dot in &dots {
+            self.intern(dot.replica);
+        }
+        self.note_all(&dots);
         self.multi.insert(elem.clone(), dots);
         self.entries.insert(elem, MULTI);
         MULTI
@@ -302,10 +357,12 @@ impl<T: Hash + Eq + Clone> Causal<SetStore<T>> {
             // Fast path: a new element, or one whose only dot packs; one hash lookup.
             (Entry::Vacant(slot), Some(p)) => {
                 slot.insert(p);
+                SetStore::<T>::note(&mut self.store.bounds, index_of(p), dot.counter);
             }
             (Entry::Occupied(mut slot), Some(p)) if index_of(*slot.get()) != MULTI_INDEX => {
                 let old = core::mem::replace(slot.get_mut(), p);
                 ctx.insert(self.store.unpack(old));
+                SetStore::<T>::note(&mut self.store.bounds, index_of(p), dot.counter);
             }
             (slot, _) => {
                 drop(slot);
@@ -381,11 +438,18 @@ impl<T: Hash + Eq + Clone + fmt::Debug> DotStore for SetStore<T> {
             .map(|&r| other_ctx.version_vector().get(r))
             .collect();
         let clouds = ctx.cloud_len() + other_ctx.cloud_len() > 0;
+        // Decided before anything of the other side is stored here: does the other context
+        // name any dot live here? If not, elements only here all survive, and no sweep (and so
+        // no marking) is needed.
+        let sweep = self.may_cover_live(other_ctx);
+        let mark = if sweep { MARK } else { 0 };
         let SetStore {
             one: _,
             entries,
             multi,
             replicas,
+            bounds,
+            unbounded,
         } = self;
         let covered = |seen: &[u64], c: &CausalContext, index: usize, counter: u64| {
             counter <= seen[index] || (clouds && c.contains(Dot::new(replicas[index], counter)))
@@ -400,11 +464,12 @@ impl<T: Hash + Eq + Clone + fmt::Debug> DotStore for SetStore<T> {
             match (entries.entry(elem), single) {
                 (Entry::Occupied(mut slot), Some(theirs)) if *slot.get() == theirs => {
                     // The same single dot on both sides: the common case.
-                    *slot.get_mut() = theirs | MARK;
+                    *slot.get_mut() = theirs | mark;
                 }
                 (Entry::Vacant(slot), Some(theirs)) => {
                     if !covered(&seen_here, ctx, index_of(theirs), counter_of(theirs)) {
-                        slot.insert(theirs | MARK);
+                        slot.insert(theirs | mark);
+                        SetStore::<T>::note(bounds, index_of(theirs), counter_of(theirs));
                     }
                 }
                 (slot, _) => {
@@ -440,10 +505,17 @@ impl<T: Hash + Eq + Clone + fmt::Debug> DotStore for SetStore<T> {
                         }
                         (Entry::Vacant(_), _, true) => {}
                         (slot, Some(p), false) => {
-                            slot.insert(p | MARK);
+                            slot.insert(p | mark);
+                            SetStore::<T>::note(bounds, index_of(p), counter_of(p));
                         }
                         (slot, None, false) => {
-                            let e = slot.insert(MULTI | MARK);
+                            for dot in &joined {
+                                match replicas.iter().position(|&r| r == dot.replica) {
+                                    Some(i) => SetStore::<T>::note(bounds, i, dot.counter),
+                                    None => *unbounded = true,
+                                }
+                            }
+                            let e = slot.insert(MULTI | mark);
                             multi.insert(e.key().clone(), joined);
                         }
                     }
@@ -453,6 +525,9 @@ impl<T: Hash + Eq + Clone + fmt::Debug> DotStore for SetStore<T> {
 
         // Pass 2: elements only here survive unless the other side saw their dots (and so
         // removed them). Marks are cleared on the way.
+        if !sweep {
+            return;
+        }
         entries.retain(|elem, p| {
             if *p & MARK != 0 {
                 *p &= !MARK;

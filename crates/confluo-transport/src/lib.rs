@@ -54,6 +54,15 @@
 //! - [`TcpTransport`]: listener, dialer with exponential backoff and seeded jitter, one
 //!   connection per pair of nodes, batched writes, graceful shutdown.
 //!
+//! # Memory bounds
+//!
+//! Nothing grows with what the network sends: a frame's length is checked against
+//! `max_frame_size` (default 4 MiB) before its payload is buffered; each peer's outbound queue
+//! is bounded in messages and bytes ([`TcpConfig::queue_capacity`], [`TcpConfig::queue_bytes`]);
+//! decoded messages waiting for [`Transport::recv`] are bounded in messages and bytes
+//! ([`TcpConfig::inbound_capacity`], [`TcpConfig::inbound_bytes`]); and at most
+//! [`TcpConfig::max_pending_handshakes`] inbound handshakes run at once.
+//!
 //! The byte-by-byte wire format is in `docs/protocol.md` in the repository.
 //!
 //! # Error contract

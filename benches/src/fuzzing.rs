@@ -38,15 +38,17 @@ impl Bundle {
         self.flag.merge(other.flag);
     }
 
-    fn validate(&self) -> Result<(), ValidationError> {
-        self.set.validate()?;
-        self.map_sets.validate()?;
-        self.map_counters.validate()?;
-        self.gcounter.validate()?;
-        self.pncounter.validate()?;
-        self.lww.validate()?;
-        self.mv.validate()?;
-        self.flag.validate()
+    /// Validates every part; the error names the type that failed.
+    fn validate(&self) -> Result<(), (&'static str, ValidationError)> {
+        let named = |name, r: Result<(), ValidationError>| r.map_err(|e| (name, e));
+        named("set", self.set.validate())?;
+        named("map of sets", self.map_sets.validate())?;
+        named("map of counters", self.map_counters.validate())?;
+        named("gcounter", self.gcounter.validate())?;
+        named("pncounter", self.pncounter.validate())?;
+        named("lww", self.lww.validate())?;
+        named("mv", self.mv.validate())?;
+        named("flag", self.flag.validate())
     }
 
     /// Each type encoded on its own, as a peer would ship it.
@@ -262,8 +264,8 @@ impl Cluster {
             replica.hlc.observe(ts);
         }
         replica.state.merge(incoming);
-        if let Err(e) = replica.state.validate() {
-            panic!("merged state of replica {to} is invalid: {e}");
+        if let Err((what, e)) = replica.state.validate() {
+            panic!("merged {what} of replica {to} is invalid: {e}");
         }
     }
 
@@ -408,10 +410,33 @@ const MAX_ACTIONS: usize = 512;
 /// replicas; at the end every sync path must have brought every replica to the join of all
 /// deltas, equal by value and by encoded bytes.
 pub fn merge_ops(data: &[u8]) {
-    let mut u = Unstructured::new(data);
-    let Ok(extra) = u.int_in_range(0..=3u8) else {
+    let Some((ids, actions)) = decode_script(data) else {
         return;
     };
+    let mut cluster = Cluster::new(&ids);
+    for action in actions {
+        cluster.apply(action);
+    }
+    cluster.converge_and_check();
+}
+
+/// The replica ids and actions `merge_ops` makes of `data`, written out for triage.
+pub fn describe_merge_ops(data: &[u8]) -> String {
+    match decode_script(data) {
+        None => "no replicas (input too short)".to_owned(),
+        Some((ids, actions)) => {
+            let mut out = format!("replicas {ids:?}\n");
+            for a in actions {
+                out.push_str(&format!("  {a:?}\n"));
+            }
+            out
+        }
+    }
+}
+
+fn decode_script(data: &[u8]) -> Option<(Vec<ReplicaId>, Vec<Action>)> {
+    let mut u = Unstructured::new(data);
+    let extra = u.int_in_range(0..=3u8).ok()?;
     let count = 2 + usize::from(extra);
     // Distinct ids, small or large. Small ones are 1 to 5; large ones have bit 3 set (so
     // they never equal a small one) and the replica's index in the low bits (so they never
@@ -427,17 +452,14 @@ pub fn merge_ops(data: &[u8]) {
         };
         ids.push(ReplicaId(id));
     }
-    let mut cluster = Cluster::new(&ids);
-    for _ in 0..MAX_ACTIONS {
-        if u.is_empty() {
-            break;
-        }
+    let mut actions = Vec::new();
+    while actions.len() < MAX_ACTIONS && !u.is_empty() {
         let Ok(action) = Action::arbitrary(&mut u) else {
             break;
         };
-        cluster.apply(action);
+        actions.push(action);
     }
-    cluster.converge_and_check();
+    Some((ids, actions))
 }
 
 /// A replica of each decodable type, with some history, for decoded states to merge into.

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use confluo_benches::fuzzing::{decode_state, merge_ops};
+use confluo_benches::fuzzing::{decode_state, describe_merge_ops, merge_ops};
 use confluo_crdt::{CausalContext, Dot, OrSet, ReplicaId};
 
 fn saved_inputs(target: &str) -> Vec<PathBuf> {
@@ -24,6 +24,9 @@ fn replay(target: &str, run: fn(&[u8])) -> usize {
     for file in &files {
         let bytes = std::fs::read(file).expect("readable regression file");
         eprintln!("replaying {}", file.display());
+        if target == "merge_ops" {
+            eprintln!("{}", describe_merge_ops(&bytes));
+        }
         run(&bytes);
     }
     files.len()

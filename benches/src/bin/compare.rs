@@ -30,21 +30,44 @@ fn live_bytes() -> usize {
 struct Options {
     quick: bool,
     json: bool,
+    /// Sections to run (all when empty): for profiling one of them.
+    only: Vec<String>,
 }
+
+/// The sections `--only` accepts.
+const SECTIONS: [&str; 7] = [
+    "or_set",
+    "adds",
+    "counters",
+    "registers",
+    "or_map",
+    "encoding",
+    "memory",
+];
 
 impl Options {
     fn parse() -> Result<Self, String> {
         let mut opts = Options {
             quick: false,
             json: false,
+            only: Vec::new(),
         };
-        for arg in std::env::args().skip(1) {
+        let mut args = std::env::args().skip(1);
+        while let Some(arg) = args.next() {
             match arg.as_str() {
                 "--quick" => opts.quick = true,
                 "--json" => opts.json = true,
+                "--only" => match args.next() {
+                    Some(s) if SECTIONS.contains(&s.as_str()) => opts.only.push(s),
+                    _ => return Err(format!("--only takes one of {SECTIONS:?}")),
+                },
                 // `cargo bench` passes this to every bench target; accept it harmlessly.
                 "--bench" => {}
-                other => return Err(format!("unknown argument {other:?}; use --quick, --json")),
+                other => {
+                    return Err(format!(
+                        "unknown argument {other:?}; use --quick, --json, --only SECTION"
+                    ));
+                }
             }
         }
         Ok(opts)
@@ -59,6 +82,10 @@ impl Options {
             (false, _) => 15,
         };
         Plan { warmup: 1, reps }
+    }
+
+    fn runs(&self, section: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|s| s == section)
     }
 }
 
@@ -119,15 +146,30 @@ fn main() {
         &[1_000, 100_000, 1_000_000]
     };
     for &n in sizes {
-        or_set_rows(&opts, &mut out, n);
+        if opts.runs("or_set") {
+            or_set_rows(&opts, &mut out, n);
+        }
+        if opts.runs("adds") {
+            add_rows(&opts, &mut out, n);
+        }
     }
-    counter_rows(&opts, &mut out);
-    register_rows(&opts, &mut out);
-    map_rows(&opts, &mut out, 100_000);
-    encoding_rows(&opts, &mut out, 100_000);
-    for &n in &[100_000, 1_000_000] {
-        let (a, b) = footprint::or_set_heap_per_member(&live_bytes, n);
-        out.bytes(format!("or_set heap bytes per member, n={n}"), a, b);
+    if opts.runs("counters") {
+        counter_rows(&opts, &mut out);
+    }
+    if opts.runs("registers") {
+        register_rows(&opts, &mut out);
+    }
+    if opts.runs("or_map") {
+        map_rows(&opts, &mut out, 100_000);
+    }
+    if opts.runs("encoding") {
+        encoding_rows(&opts, &mut out, 100_000);
+    }
+    if opts.runs("memory") {
+        for &n in &[100_000, 1_000_000] {
+            let (a, b) = footprint::or_set_heap_per_member(&live_bytes, n);
+            out.bytes(format!("or_set heap bytes per member, n={n}"), a, b);
+        }
     }
     if !opts.json {
         println!("{}", report::markdown(&out.rows));
@@ -190,11 +232,14 @@ fn or_set_rows(opts: &Options, out: &mut Out, n: usize) {
             },
         ),
     );
-    drop((c, b));
+}
+
+fn add_rows(opts: &Options, out: &mut Out, n: usize) {
+    let slow_ms = n as f64 / 5_000.0;
     out.time(
         format!("or_set single add (per op), n={n}"),
         interleaved(
-            opts.plan(slow_ms / 5.0),
+            opts.plan(slow_ms),
             || time_per_unit(n, || or_set::confluo_adds(n)),
             || time_per_unit(n, || or_set::crdts_adds(n)),
         ),

@@ -38,6 +38,10 @@ pub struct Limits {
     pub retransmit_ms: u64,
     /// Probe an unknown peer this often (milliseconds).
     pub hello_ms: u64,
+    /// Anti-entropy period (milliseconds): events this node had a period ago that a peer
+    /// still lacks (they reach it through no log: an origin that died, a link removed, a
+    /// non-relaying link) are probed for, then sent as a state transfer.
+    pub anti_entropy_ms: u64,
     /// Persist a snapshot after this many records (storage can then drop older ones).
     pub snapshot_every: u64,
 }
@@ -54,6 +58,7 @@ impl Default for Limits {
             max_queued_writes: 10_000,
             retransmit_ms: 1_000,
             hello_ms: 200,
+            anti_entropy_ms: 2_000,
             snapshot_every: 100_000,
         }
     }

@@ -13,6 +13,8 @@ pub struct PeerMetrics {
     pub known: bool,
     /// Log position the peer acknowledged (applied and durable there).
     pub acked: u64,
+    /// The peer's durable version vector, as it last reported it.
+    pub vv: VersionVector,
     /// Log entries not yet acknowledged.
     pub lag_ops: u64,
     /// Age of the oldest unacknowledged log entry, in milliseconds.
@@ -35,6 +37,7 @@ impl PeerMetrics {
             peer,
             known: false,
             acked: 0,
+            vv: VersionVector::new(),
             lag_ops: 0,
             lag_ms: 0,
             bytes_sent: 0,

@@ -89,6 +89,12 @@ struct OutPeer {
     last_state_ms: Option<u64>,
     last_hello_ms: Option<u64>,
     last_progress_ms: u64,
+    last_ack_ms: u64,
+    /// Anti-entropy: this node's version vector at the last check, when that was, and
+    /// whether the check probed the peer.
+    ae_vv: VersionVector,
+    ae_at: u64,
+    ae_probed_at: Option<u64>,
     stats: PeerMetrics,
 }
 
@@ -107,6 +113,10 @@ impl OutPeer {
             last_state_ms: None,
             last_hello_ms: None,
             last_progress_ms: 0,
+            last_ack_ms: 0,
+            ae_vv: VersionVector::new(),
+            ae_at: 0,
+            ae_probed_at: None,
             stats: PeerMetrics::new(peer),
         }
     }
@@ -130,6 +140,10 @@ struct InPeer {
     durable: u64,
     queue: VecDeque<Pending>,
     ack_due: bool,
+    /// The durable version vector last reported to this sender (as a change count), and
+    /// when: senders need it fresh to know what the node has.
+    vv_reported: u64,
+    reported_ms: u64,
 }
 
 impl InPeer {
@@ -142,6 +156,8 @@ impl InPeer {
             durable: 0,
             queue: VecDeque::new(),
             ack_due: false,
+            vv_reported: 0,
+            reported_ms: 0,
         }
     }
 
@@ -175,6 +191,10 @@ pub struct Node {
     limits: Limits,
     ks: Keyspace,
     hlc: Hlc,
+    /// The last wall-clock time given to `tick` (for the hybrid logical clock).
+    wall: u64,
+    /// Time for timers: advances by the forward steps of the wall clock only, so a clock
+    /// stepped backwards stalls no timer and one stepped forwards only fires them early.
     now: u64,
     /// Dots of `replica` up to `reserved` are durably reserved.
     reserved: u64,
@@ -191,6 +211,8 @@ pub struct Node {
     gated: VecDeque<(u64, Gated)>,
     outputs: VecDeque<Output>,
     durable_vv: VersionVector,
+    /// Number of changes of `durable_vv`.
+    durable_vv_changes: u64,
     records: u64,
     counters: Counters,
 }
@@ -205,6 +227,7 @@ impl Node {
             limits: config.limits.clone(),
             ks: Keyspace::default(),
             hlc: Hlc::new(config.replica),
+            wall: 0,
             now: 0,
             reserved: 0,
             reserving: false,
@@ -220,6 +243,7 @@ impl Node {
             gated: VecDeque::new(),
             outputs: VecDeque::new(),
             durable_vv: VersionVector::new(),
+            durable_vv_changes: 0,
             records: 0,
             counters: Counters::default(),
         };
@@ -417,7 +441,12 @@ impl Node {
                 self.reserving = false;
                 self.run_queued();
             }
-            Gated::DurableVv(vv) => self.durable_vv.merge(&vv),
+            Gated::DurableVv(vv) => {
+                if !vv.is_covered_by(&self.durable_vv) {
+                    self.durable_vv.merge(&vv);
+                    self.durable_vv_changes += 1;
+                }
+            }
         }
     }
 
@@ -493,7 +522,7 @@ impl Node {
                 return;
             };
             let ts = if op.needs_timestamp() {
-                self.hlc.now(self.now)
+                self.hlc.now(self.wall)
             } else {
                 HlcTimestamp::default()
             };
@@ -575,6 +604,7 @@ impl Node {
         if p.retired.contains(&ack.replica) {
             return;
         }
+        p.last_ack_ms = now;
         if p.replica != Some(ack.replica) {
             // A new incarnation (or the first word from the peer): what we knew of it is void
             // (DESIGN pitfall 4).
@@ -794,7 +824,8 @@ impl Node {
     /// hybrid logical clock and the timers) and does what is due: batches, state
     /// transfers, probes, acknowledgements, buffer garbage collection.
     pub fn tick(&mut self, now_ms: u64) {
-        self.now = now_ms;
+        self.now += now_ms.saturating_sub(self.wall);
+        self.wall = now_ms;
         if !self.started {
             return;
         }
@@ -808,9 +839,14 @@ impl Node {
 
     fn send_acks(&mut self) {
         let mut acks = Vec::new();
+        let (now, changes, every) = (self.now, self.durable_vv_changes, self.limits.hello_ms);
         for (&peer, inp) in self.inb.iter_mut() {
-            if inp.ack_due {
+            // Also tell senders, now and then, what arrived here from elsewhere.
+            let stale = inp.vv_reported != changes && now.saturating_sub(inp.reported_ms) >= every;
+            if inp.ack_due || stale {
                 inp.ack_due = false;
+                inp.vv_reported = changes;
+                inp.reported_ms = now;
                 acks.push((peer, inp.stream, inp.durable));
             }
         }
@@ -860,9 +896,34 @@ impl Node {
         if p.known && p.sent + 1 < base {
             p.known = false;
         }
-        let forced = p.force_state
+        let mut forced = p.force_state
             && p.last_state_ms
                 .is_none_or(|t| now.saturating_sub(t) >= limits.retransmit_ms);
+        if p.known && now.saturating_sub(p.ae_at) >= limits.anti_entropy_ms {
+            // Events we had a period ago and the peer still lacks reach it through no log
+            // (their origin died, a link changed, this link does not relay). First make sure
+            // the peer's version vector is fresh (probe), then send state.
+            let stuck = !p.ae_vv.is_covered_by(&p.vv);
+            match p.ae_probed_at {
+                Some(t) if stuck && p.last_ack_ms >= t => forced = true,
+                _ if stuck => {
+                    p.ae_probed_at = Some(now);
+                    let hello = Message::Hello(stream);
+                    p.stats.messages_sent += 1;
+                    p.stats.bytes_sent += hello.encoded_len() as u64;
+                    self.outputs.push_back(Output::Send {
+                        to: peer,
+                        message: hello,
+                    });
+                }
+                _ => p.ae_probed_at = None,
+            }
+            if forced {
+                p.ae_probed_at = None;
+            }
+            p.ae_vv = self.ks.version_vector().clone();
+            p.ae_at = now;
+        }
         if !p.known || forced {
             p.force_state = false;
             self.send_state(peer);
@@ -980,7 +1041,11 @@ impl Node {
             p.pending_state = None;
         }
         let identity = self.identity();
-        self.persist(StorageWrite::Identity(identity));
+        // Say nothing under the new identity until it is durable: a crash before that
+        // restarts the node as the follower it was, and peers must not have retired it.
+        self.started = false;
+        let t = self.persist(StorageWrite::Identity(identity));
+        self.gate(t, Gated::Started);
         Ok(())
     }
 
@@ -1045,7 +1110,11 @@ impl Node {
             && self.queued.is_empty()
             && self.held == 0
             && self.out.values().all(|p| {
-                p.known && p.acked >= self.log.head() && p.pending_state.is_none() && !p.force_state
+                p.known
+                    && p.acked >= self.log.head()
+                    && p.pending_state.is_none()
+                    && !p.force_state
+                    && self.ks.version_vector().is_covered_by(&p.vv)
             })
     }
 
@@ -1059,6 +1128,7 @@ impl Node {
                 let mut m = p.stats.clone();
                 m.acked = p.acked;
                 m.known = p.known;
+                m.vv = p.vv.clone();
                 m.lag_ops = if p.known {
                     head.saturating_sub(p.acked)
                 } else {

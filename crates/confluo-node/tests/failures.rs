@@ -354,3 +354,39 @@ fn causal_buffer_is_bounded_and_counted() {
     assert!(net.settle(200));
     assert!(net.converged());
 }
+
+#[test]
+fn restart_from_a_snapshot() {
+    let limits = Limits {
+        snapshot_every: 7,
+        ..Limits::default()
+    };
+    let mut net = with_limits(2, Topology::AllToAll, limits.clone());
+    assert!(net.settle(20));
+    for i in 0..40 {
+        net.write(
+            1 + i % 2,
+            &key(i % 10),
+            Op::set_insert(i.to_be_bytes().to_vec()),
+        );
+    }
+    net.write(1, &key(3), Op::Delete);
+    assert!(net.settle(50));
+    let records = net.storage[&NodeId(1)].durable_records();
+    assert!(
+        records < 10,
+        "snapshots let storage drop old records: {records}"
+    );
+    let before: Vec<_> = (0..10).map(|i| net.node(1).get(&key(i)).cloned()).collect();
+    net.crash(1, false);
+    let mut config = Config::leader(NodeId(1), ReplicaId(1))
+        .with_links(Topology::AllToAll.links(&[NodeId(1), NodeId(2)], NodeId(1)));
+    config.limits = limits;
+    net.restart(1, config);
+    let after: Vec<_> = (0..10).map(|i| net.node(1).get(&key(i)).cloned()).collect();
+    assert_eq!(after, before);
+    assert!(before[4].is_some());
+    net.write(1, &key(3), Op::counter_add(1));
+    assert!(net.settle(50));
+    assert!(net.converged());
+}

@@ -406,6 +406,11 @@ fn check_counters(history: &History, ks: &Keyspace, v: &mut Vec<Violation>) {
     }
 }
 
+/// An LWW register: its key and nested-map field (`None`: the key's own register).
+type Slot<'a> = (&'a [u8], Option<Vec<u8>>);
+/// The greatest timestamp seen for a register, and the value written with it.
+type Latest = (HlcTimestamp, Option<Vec<u8>>);
+
 /// An LWW write in the history: its key, slot (None: the scalar slot) and timestamp.
 struct LwwWrite<'a> {
     key: &'a [u8],
@@ -453,19 +458,28 @@ fn lww_writes(history: &History) -> Vec<LwwWrite<'_>> {
 /// timestamp, whatever the wall clocks said.
 fn check_lww_causality(history: &History, v: &mut Vec<Violation>) {
     let writes = lww_writes(history);
-    let mut by_slot: BTreeMap<(&[u8], Option<Vec<u8>>), Vec<&LwwWrite<'_>>> = BTreeMap::new();
+    let mut by_slot: BTreeMap<Slot<'_>, Vec<&LwwWrite<'_>>> = BTreeMap::new();
     for w in &writes {
         by_slot.entry((w.key, w.field.clone())).or_default().push(w);
     }
+    let in_past = |w: &LwwWrite<'_>, r: ReplicaId, c: u64| {
+        if r == w.origin {
+            c < w.counter
+        } else {
+            w.deps.get(r) >= c
+        }
+    };
     for ((key, field), ws) in by_slot {
         for later in &ws {
             for earlier in &ws {
-                let observed = if earlier.origin == later.origin {
-                    earlier.counter < later.counter
-                } else {
-                    later.deps.get(earlier.origin) >= earlier.counter
-                };
-                if observed && later.ts <= earlier.ts {
+                let observed = in_past(later, earlier.origin, earlier.counter);
+                // An earlier write that something in the later write's past had already
+                // removed or replaced no longer competes with it (a restarted node's clock
+                // only knows the timestamps still in its state).
+                if observed
+                    && later.ts <= earlier.ts
+                    && !superseded_before(history, key, earlier, |r, c| in_past(later, r, c))
+                {
                     let k = String::from_utf8_lossy(key).into_owned();
                     v.push(Violation {
                         checker: Checker::LwwSkew,
@@ -492,11 +506,26 @@ fn check_lww_causality(history: &History, v: &mut Vec<Violation>) {
     }
 }
 
+/// Whether an update at `key` for which `past` holds removed or replaced `w`'s dot.
+fn superseded_before(
+    history: &History,
+    key: &[u8],
+    w: &LwwWrite<'_>,
+    past: impl Fn(ReplicaId, u64) -> bool,
+) -> bool {
+    let dot = Dot::new(w.origin, w.counter);
+    history.updates.iter().any(|((r, c), rec)| {
+        (*r, *c) != (w.origin, w.counter)
+            && rec.durable
+            && past(*r, *c)
+            && matches!(&rec.update.change, Change::Write { key: k, ctx, .. } if k.as_slice() == key && ctx.contains(dot))
+    })
+}
+
 /// On the stable keys, each LWW register holds the value of the applied write with the
 /// greatest timestamp.
 fn check_lww_final(history: &History, vv: &VersionVector, ks: &Keyspace, v: &mut Vec<Violation>) {
-    let mut best: BTreeMap<(Vec<u8>, Option<Vec<u8>>), (HlcTimestamp, Option<Vec<u8>>)> =
-        BTreeMap::new();
+    let mut best: BTreeMap<(Vec<u8>, Option<Vec<u8>>), Latest> = BTreeMap::new();
     for w in lww_writes(history) {
         if vv.get(w.origin) < w.counter {
             continue;
@@ -530,7 +559,8 @@ fn check_lww_final(history: &History, vv: &VersionVector, ks: &Keyspace, v: &mut
                             .map(|f| format!(".{}", String::from_utf8_lossy(f)))
                             .unwrap_or_default(),
                         got.map(|g| String::from_utf8_lossy(&g).into_owned()),
-                        want.as_ref().map(|g| String::from_utf8_lossy(g).into_owned()),
+                        want.as_ref()
+                            .map(|g| String::from_utf8_lossy(g).into_owned()),
                     ),
                 ));
             }

@@ -96,6 +96,7 @@ impl Default for SimConfig {
                 retransmit_ms: 300,
                 hello_ms: 100,
                 snapshot_every: 400,
+                ..Limits::default()
             },
             trace_keep: 0,
         }

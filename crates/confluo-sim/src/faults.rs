@@ -140,7 +140,11 @@ impl FaultSettings {
             jitter_ms: if kinds.reorder { jitter_ms } else { 0 },
             reorder_ppm: on(kinds.reorder, reorder_ppm),
             reorder_delay_ms,
-            partition_every_ms: if kinds.partition { partition_every_ms } else { 0 },
+            partition_every_ms: if kinds.partition {
+                partition_every_ms
+            } else {
+                0
+            },
             partition_max_ms,
             one_way_ppm,
             crash_every_ms: if kinds.crash { crash_every_ms } else { 0 },

@@ -138,7 +138,10 @@ mod tests {
         let mut rng = SimRng::new(1);
         assert_eq!(net.route(&mut rng, 0, NodeId(1), NodeId(3)), Route::Cut);
         net.heal();
-        assert_eq!(net.route(&mut rng, 0, NodeId(1), NodeId(3)), Route::Deliver(vec![1]));
+        assert_eq!(
+            net.route(&mut rng, 0, NodeId(1), NodeId(3)),
+            Route::Deliver(vec![1])
+        );
     }
 
     #[test]

@@ -106,6 +106,9 @@ pub struct SeedReport {
     pub trace: Vec<Record>,
     /// Broken properties.
     pub violations: Vec<Violation>,
+    /// One line per node at the end of a failing run: role, replica, version vector, buffers
+    /// and links (empty when the run passed).
+    pub final_nodes: Vec<String>,
 }
 
 impl SeedReport {
@@ -119,7 +122,12 @@ impl SeedReport {
     /// topology changes), at most `max_lines` of the last ones.
     pub fn explain(&self, max_lines: usize) -> String {
         let mut s = String::new();
-        let _ = writeln!(s, "seed {} FAILED ({} violations)", self.seed, self.violations.len());
+        let _ = writeln!(
+            s,
+            "seed {} FAILED ({} violations)",
+            self.seed,
+            self.violations.len()
+        );
         let _ = writeln!(s, "  faults: {}", self.settings);
         for v in self.violations.iter().take(10) {
             let _ = writeln!(s, "  {v}");
@@ -157,6 +165,12 @@ impl SeedReport {
         );
         for r in picked.into_iter().skip(skip) {
             let _ = writeln!(s, "    {r}");
+        }
+        if !self.final_nodes.is_empty() {
+            let _ = writeln!(s, "  nodes at the end:");
+            for n in &self.final_nodes {
+                let _ = writeln!(s, "    {n}");
+            }
         }
         let _ = writeln!(s, "  replay: confluo sim --seed {}", self.seed);
         s
@@ -224,7 +238,12 @@ impl fmt::Display for Summary {
             "events: {}, messages: {}, writes: {} ({} acknowledged), reads: {}",
             self.events, self.messages, self.writes, self.acked, self.reads
         )?;
-        writeln!(f, "faults injected: {} ({})", self.faults.total(), self.faults)?;
+        writeln!(
+            f,
+            "faults injected: {} ({})",
+            self.faults.total(),
+            self.faults
+        )?;
         writeln!(
             f,
             "slowest convergence after heal: {} ms virtual; acknowledged writes lost only with a lost disk: {}",

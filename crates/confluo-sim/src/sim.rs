@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use confluo_crdt::ReplicaId;
 use confluo_node::{
-    Change, Config, Link, Message, MemoryStorage, Node, Output, PersistToken, Storage,
+    Change, Config, Link, MemoryStorage, Message, Node, Output, PersistToken, Storage,
     StorageWrite, Topology, WriteError, WriteId,
 };
 use confluo_transport::NodeId;
@@ -334,7 +334,9 @@ impl Simulation {
                         let id = self.nodes[i].id;
                         self.violation(
                             Checker::Protocol,
-                            format!("node {id} made a local write no client asked for: dot {dot:?}"),
+                            format!(
+                                "node {id} made a local write no client asked for: dot {dot:?}"
+                            ),
                             vec![id],
                         );
                     }
@@ -563,10 +565,16 @@ impl Simulation {
         let id = self.nodes[i].id;
         let mut over = Vec::new();
         if m.log_entries > l.max_log_entries {
-            over.push(format!("delta buffer {} entries > {}", m.log_entries, l.max_log_entries));
+            over.push(format!(
+                "delta buffer {} entries > {}",
+                m.log_entries, l.max_log_entries
+            ));
         }
         if m.log_bytes > l.max_log_bytes {
-            over.push(format!("delta buffer {} bytes > {}", m.log_bytes, l.max_log_bytes));
+            over.push(format!(
+                "delta buffer {} bytes > {}",
+                m.log_bytes, l.max_log_bytes
+            ));
         }
         if m.held_updates > l.max_held_updates {
             over.push(format!(
@@ -575,7 +583,10 @@ impl Simulation {
             ));
         }
         if m.queued_writes > l.max_queued_writes {
-            over.push(format!("{} queued writes > {}", m.queued_writes, l.max_queued_writes));
+            over.push(format!(
+                "{} queued writes > {}",
+                m.queued_writes, l.max_queued_writes
+            ));
         }
         for o in over {
             self.violation(Checker::Resources, format!("node {id}: {o}"), vec![id]);
@@ -776,10 +787,7 @@ impl Simulation {
         if self.nodes[i].node.is_some() {
             return;
         }
-        let records = match self.nodes[i].storage.load() {
-            Ok(r) => r,
-            Err(_) => Vec::new(),
-        };
+        let records = self.nodes[i].storage.load().unwrap_or_default();
         // A node whose disk is empty is a new incarnation: a fresh replica id (DESIGN
         // pitfall 4). With records, restore takes the id from them.
         let fresh = if records.is_empty() {
@@ -926,7 +934,8 @@ impl Simulation {
         for i in 0..self.nodes.len() {
             self.restart(i);
         }
-        self.queue.push(self.now() + CONVERGENCE_POLL_MS, Event::Poll);
+        self.queue
+            .push(self.now() + CONVERGENCE_POLL_MS, Event::Poll);
     }
 
     fn poll_convergence(&mut self) {
@@ -947,7 +956,8 @@ impl Simulation {
         if done {
             self.converged_at = Some(self.now());
         } else {
-            self.queue.push(self.now() + CONVERGENCE_POLL_MS, Event::Poll);
+            self.queue
+                .push(self.now() + CONVERGENCE_POLL_MS, Event::Poll);
         }
     }
 
@@ -970,6 +980,11 @@ impl Simulation {
         let checked = check::check_all(&self.history, &nodes, self.cfg.replayed_reads);
         violations.extend(checked.violations);
         let acked = self.history.writes.iter().filter(|w| w.acked).count();
+        let final_nodes = if violations.is_empty() {
+            Vec::new()
+        } else {
+            self.nodes.iter().map(describe_node).collect()
+        };
         SeedReport {
             seed: self.seed,
             settings: self.settings,
@@ -981,13 +996,53 @@ impl Simulation {
             faults: self.faults,
             lost_with_disk: checked.lost_with_disk,
             virtual_ms: self.queue.now() - START,
-            converged_after_heal_ms: self
-                .converged_at
-                .zip(self.healed_at)
-                .map(|(c, h)| c - h),
+            converged_after_heal_ms: self.converged_at.zip(self.healed_at).map(|(c, h)| c - h),
             trace_hash: self.trace.hash(),
             trace: self.trace.recent().copied().collect(),
             violations,
+            final_nodes,
         }
     }
+}
+
+fn describe_node(sn: &SimNode) -> String {
+    let Some(node) = sn.node.as_ref() else {
+        return format!("n{}: down", sn.id);
+    };
+    let m = node.metrics();
+    let vv: Vec<String> = m
+        .version_vector
+        .iter()
+        .map(|(r, n)| format!("r{}:{n}", r.0))
+        .collect();
+    let peers: Vec<String> = m
+        .peers
+        .iter()
+        .map(|p| {
+            format!(
+                "->n{} {}acked {} lag {}",
+                p.peer,
+                if p.known { "" } else { "unknown " },
+                p.acked,
+                p.lag_ops
+            )
+        })
+        .collect();
+    format!(
+        "n{} {:?} replica r{} session {} vv [{}] log {}..{} ({} entries) held {} refused {} gaps {} states {} idle {} | {}",
+        sn.id,
+        node.role(),
+        node.replica().0,
+        node.session(),
+        vv.join(" "),
+        m.log_head + 1 - m.log_entries as u64,
+        m.log_head,
+        m.log_entries,
+        m.held_updates,
+        m.held_refused,
+        m.gaps,
+        m.states_received,
+        node.is_idle(),
+        peers.join(", ")
+    )
 }

@@ -96,7 +96,11 @@ impl fmt::Display for Record {
             Kind::Partition => write!(
                 f,
                 "PARTITION side mask {a:#b}{}",
-                if c == 1 { " (one-way, outbound cut)" } else { "" }
+                if c == 1 {
+                    " (one-way, outbound cut)"
+                } else {
+                    ""
+                }
             ),
             Kind::PartitionEnd => write!(f, "partition side mask {a:#b} ends"),
             Kind::Topology => match c {

@@ -21,7 +21,8 @@ pub struct Shape {
 impl FromStr for Shape {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        let bad = || format!("expected DATACENTERS or DATACENTERSxNODES_PER_DC (like 3x2), got {s:?}");
+        let bad =
+            || format!("expected DATACENTERS or DATACENTERSxNODES_PER_DC (like 3x2), got {s:?}");
         let (d, p) = match s.split_once('x') {
             Some((d, p)) => (d, p),
             None => (s, "2"),
@@ -29,9 +30,14 @@ impl FromStr for Shape {
         let datacenters: usize = d.parse().map_err(|_| bad())?;
         let per_dc: usize = p.parse().map_err(|_| bad())?;
         if datacenters == 0 || per_dc == 0 || datacenters * per_dc > 32 {
-            return Err(format!("{s:?}: between 1 and 32 nodes in all, at least one per datacenter"));
+            return Err(format!(
+                "{s:?}: between 1 and 32 nodes in all, at least one per datacenter"
+            ));
         }
-        Ok(Shape { datacenters, per_dc })
+        Ok(Shape {
+            datacenters,
+            per_dc,
+        })
     }
 }
 
@@ -66,6 +72,9 @@ pub struct SimArgs {
     /// Worker threads (each seed runs on one thread; the result does not depend on this).
     #[arg(long)]
     threads: Option<usize>,
+    /// With --seed: print every trace record of the run, not just those near the violation.
+    #[arg(long)]
+    full_trace: bool,
     /// Trace lines printed per failing seed.
     #[arg(long, default_value_t = 60)]
     trace_lines: usize,
@@ -115,7 +124,12 @@ pub fn run(args: SimArgs) -> ExitCode {
         println!("seed {seed}: faults: {}", report.settings);
         println!(
             "  {} events, {} messages, {} writes ({} acknowledged), {} reads, faults injected: {}",
-            report.events, report.messages, report.writes, report.acked, report.reads, report.faults
+            report.events,
+            report.messages,
+            report.writes,
+            report.acked,
+            report.reads,
+            report.faults
         );
         println!(
             "  converged {} after heal; trace hash {:#018x}",
@@ -124,6 +138,11 @@ pub fn run(args: SimArgs) -> ExitCode {
                 .map_or("never".to_string(), |ms| format!("{ms} ms")),
             report.trace_hash
         );
+        if args.full_trace {
+            for r in &report.trace {
+                println!("    {r}");
+            }
+        }
         if report.passed() {
             println!("  all checks passed");
             return ExitCode::SUCCESS;

@@ -30,6 +30,10 @@ pub struct Limits {
     /// Updates held for causal order (their past not yet here), at most; a batch that would
     /// exceed it is refused (counted) and resent later by its sender.
     pub max_held_updates: usize,
+    /// A state transfer is split into parts of about this many bytes.
+    pub max_state_part_bytes: usize,
+    /// A state transfer may have at most this many parts (bounds what a receiver stages).
+    pub max_state_parts: u32,
     /// Dots reserved (persisted) at a time.
     pub dot_block: u64,
     /// Writes waiting for a reservation, at most.
@@ -54,6 +58,8 @@ impl Default for Limits {
             max_log_entries: 100_000,
             max_log_bytes: 16 * 1024 * 1024,
             max_held_updates: 10_000,
+            max_state_part_bytes: 1024 * 1024,
+            max_state_parts: 1024,
             dot_block: 1024,
             max_queued_writes: 10_000,
             retransmit_ms: 1_000,

@@ -62,14 +62,23 @@ pub struct WireUpdate {
     pub change: Change,
 }
 
-/// A state transfer.
+/// A state transfer, or one part of one (a large transfer is split so that each message
+/// stays well under the transport's frame limit; the receiver applies it once every part
+/// is there, atomically).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StateMessage {
     /// The sender's stream.
     pub stream: Stream,
     /// The log position this state stands for: the next batch starts after it.
     pub upto: u64,
-    /// The keys the receiver lacks.
+    /// Names the transfer among the sender's transfers (parts of different transfers must
+    /// never be mixed: they may hold different contexts).
+    pub transfer: u64,
+    /// This part's index, from 0.
+    pub part: u32,
+    /// Number of parts.
+    pub parts: u32,
+    /// The keys the receiver lacks (this part's share), with the sender's context.
     pub chunk: StateChunk,
 }
 

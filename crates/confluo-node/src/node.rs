@@ -7,7 +7,7 @@ use confluo_transport::NodeId;
 
 use crate::config::{Config, Limits, Link};
 use crate::error::{HandleError, PromoteError, RestoreError, WriteError};
-use crate::keyspace::{Change, Delivery, Keyspace, Update};
+use crate::keyspace::{Change, Delivery, KeyEntry, Keyspace, StateChunk, Update};
 use crate::log::DeltaLog;
 use crate::message::{Ack, Batch, Message, StateMessage, Stream, fault};
 use crate::metrics::{NodeMetrics, PeerMetrics};
@@ -166,6 +166,16 @@ impl InPeer {
     }
 }
 
+/// Parts of a state transfer received so far.
+#[derive(Clone, Debug)]
+struct Staged {
+    stream: Stream,
+    transfer: u64,
+    upto: u64,
+    parts: u32,
+    got: BTreeMap<u32, StateChunk>,
+}
+
 /// Counters of the node as a whole.
 #[derive(Clone, Debug, Default)]
 struct Counters {
@@ -204,6 +214,9 @@ pub struct Node {
     log: DeltaLog,
     out: BTreeMap<NodeId, OutPeer>,
     inb: BTreeMap<NodeId, InPeer>,
+    staged: BTreeMap<NodeId, Staged>,
+    /// State transfers sent (names them).
+    transfers: u64,
     held: usize,
     next_write: u64,
     next_token: u64,
@@ -236,6 +249,8 @@ impl Node {
             log: DeltaLog::default(),
             out: BTreeMap::new(),
             inb: BTreeMap::new(),
+            staged: BTreeMap::new(),
+            transfers: 0,
             held: 0,
             next_write: 1,
             next_token: 1,
@@ -710,7 +725,73 @@ impl Node {
     }
 
     fn on_state(&mut self, from: NodeId, s: StateMessage) -> Result<(), HandleError> {
+        if s.parts == 0 || s.part >= s.parts || s.parts > self.limits.max_state_parts {
+            return Err(HandleError::Malformed {
+                from,
+                reason: "state part out of range",
+            });
+        }
         s.chunk.check().map_err(|f| fault(from, f))?;
+        if s.parts == 1 {
+            return self.apply_state_message(from, s.stream, s.upto, s.chunk);
+        }
+        let fresh = |st: &Staged| {
+            st.stream != s.stream
+                || st.transfer != s.transfer
+                || st.upto != s.upto
+                || st.parts != s.parts
+        };
+        if self.staged.get(&from).is_none_or(fresh) {
+            self.staged.insert(
+                from,
+                Staged {
+                    stream: s.stream,
+                    transfer: s.transfer,
+                    upto: s.upto,
+                    parts: s.parts,
+                    got: BTreeMap::new(),
+                },
+            );
+        }
+        let Some(staged) = self.staged.get_mut(&from) else {
+            return Ok(());
+        };
+        staged.got.insert(s.part, s.chunk);
+        if staged.got.len() < staged.parts as usize {
+            return Ok(());
+        }
+        let Some(staged) = self.staged.remove(&from) else {
+            return Ok(());
+        };
+        let mut ctx = None;
+        let mut keys = Vec::new();
+        for (_, part) in staged.got {
+            keys.extend(part.keys);
+            ctx = Some(part.ctx);
+        }
+        let chunk = StateChunk {
+            ctx: ctx.unwrap_or_default(),
+            keys,
+        };
+        chunk.check().map_err(|f| fault(from, f))?;
+        self.apply_state_message(from, staged.stream, staged.upto, chunk)
+    }
+
+    fn apply_state_message(
+        &mut self,
+        from: NodeId,
+        stream: Stream,
+        upto: u64,
+        chunk: StateChunk,
+    ) -> Result<(), HandleError> {
+        let s = StateMessage {
+            stream,
+            upto,
+            transfer: 0,
+            part: 0,
+            parts: 1,
+            chunk,
+        };
         self.observe_replica(from, s.stream.replica);
         let Some(inp) = accept_stream(&mut self.inb, &mut self.held, from, s.stream) else {
             return Ok(());
@@ -981,12 +1062,38 @@ impl Node {
         p.last_progress_ms = self.now;
         p.stats.state_transfers += 1;
         p.stats.state_keys_sent += chunk.keys.len() as u64;
-        let message = Message::State(StateMessage {
-            stream,
-            upto: head,
-            chunk,
-        });
-        self.gate(self.latest(), Gated::Send(peer, message));
+        // Split by encoded size so that every message stays under the frame limit.
+        let mut parts: Vec<Vec<(Bytes, KeyEntry)>> = vec![Vec::new()];
+        let mut bytes = 0;
+        for entry in chunk.keys {
+            let size = crate::message::encoded_len(&entry);
+            if bytes + size > self.limits.max_state_part_bytes
+                && parts.last().is_some_and(|p| !p.is_empty())
+            {
+                parts.push(Vec::new());
+                bytes = 0;
+            }
+            bytes += size;
+            if let Some(last) = parts.last_mut() {
+                last.push(entry);
+            }
+        }
+        let n = parts.len() as u32;
+        self.transfers += 1;
+        for (i, keys) in parts.into_iter().enumerate() {
+            let message = Message::State(StateMessage {
+                stream,
+                upto: head,
+                transfer: self.transfers,
+                part: i as u32,
+                parts: n,
+                chunk: StateChunk {
+                    ctx: chunk.ctx.clone(),
+                    keys,
+                },
+            });
+            self.gate(self.latest(), Gated::Send(peer, message));
+        }
     }
 
     fn collect_garbage(&mut self) {

@@ -16,6 +16,7 @@ const PROMOTED: ReplicaId = ReplicaId(44);
 
 struct Cluster {
     topology: Topology,
+    limits: confluo_node::Limits,
     leaders: Vec<NodeId>,
     promoted: bool,
 }
@@ -33,7 +34,9 @@ impl Cluster {
     }
 
     fn config(&self, id: NodeId) -> Config {
-        Config::leader(id, ReplicaId(id.0)).with_links(self.links(id))
+        let mut config = Config::leader(id, ReplicaId(id.0)).with_links(self.links(id));
+        config.limits = self.limits.clone();
+        config
     }
 
     fn replica(&self, id: NodeId) -> ReplicaId {
@@ -80,15 +83,29 @@ fn run(seed: u64) {
         1 => Topology::Ring,
         _ => Topology::Star { hub: NodeId(2) },
     };
+    // Half the seeds: tiny buffers and state parts, so state transfers and multi-part
+    // transfers happen often.
+    let limits = if seed % 2 == 0 {
+        confluo_node::Limits {
+            max_log_entries: 8,
+            max_state_part_bytes: 120,
+            ..confluo_node::Limits::default()
+        }
+    } else {
+        confluo_node::Limits::default()
+    };
     let mut cluster = Cluster {
         topology,
+        limits: limits.clone(),
         leaders: vec![NodeId(1), NodeId(2), NodeId(3)],
         promoted: false,
     };
     for id in 1..=3 {
         net.add(cluster.config(NodeId(id)));
     }
-    net.add(Config::follower(FOLLOWER, ReplicaId(4), NodeId(1)));
+    let mut follower = Config::follower(FOLLOWER, ReplicaId(4), NodeId(1));
+    follower.limits = limits;
+    net.add(follower);
     net.drop_pct = net.random() % 30;
     net.duplicate_pct = net.random() % 20;
     net.reorder = net.random() % 2 == 0;

@@ -390,3 +390,41 @@ fn restart_from_a_snapshot() {
     assert!(net.settle(50));
     assert!(net.converged());
 }
+
+#[test]
+fn large_state_transfers_travel_in_parts_and_apply_atomically() {
+    let limits = Limits {
+        max_log_entries: 20,
+        max_state_part_bytes: 300,
+        ..Limits::default()
+    };
+    let mut net = with_limits(3, Topology::AllToAll, limits);
+    net.reorder = true;
+    net.duplicate_pct = 20;
+    assert!(net.settle(20));
+    net.down.insert(NodeId(3));
+    for i in 0..200 {
+        net.write(1 + i % 2, &key(i), Op::set_insert(b"x".to_vec()));
+        if i % 10 == 0 {
+            net.round();
+        }
+    }
+    for _ in 0..10 {
+        net.round();
+    }
+    net.down.remove(&NodeId(3));
+    assert!(net.settle(300));
+    assert!(net.converged(), "{:?}", net.digests());
+    assert_eq!(net.node(3).keyspace().len(), 200);
+    let sent: u64 = [1u64, 2]
+        .iter()
+        .map(|&id| {
+            let m = net.node(id).metrics();
+            m.peers
+                .iter()
+                .find(|p| p.peer == NodeId(3))
+                .map_or(0, |p| p.messages_sent)
+        })
+        .sum();
+    assert!(sent > 20, "the transfers were split: {sent} messages");
+}

@@ -611,6 +611,7 @@ impl Node {
 
     fn on_ack(&mut self, from: NodeId, ack: Ack) {
         let stream = self.stream();
+        let head = self.log.head();
         let now = self.now;
         let retransmit = self.limits.retransmit_ms;
         let Some(p) = self.out.get_mut(&from) else {
@@ -633,7 +634,8 @@ impl Node {
         } else {
             p.vv.merge(&ack.vv);
         }
-        if ack.stream != stream || !p.known {
+        if ack.stream != stream || !p.known || ack.upto > head {
+            // Another stream's ack, or a position this stream never reached (bogus).
             return;
         }
         if ack.upto == 0 {
@@ -673,7 +675,7 @@ impl Node {
         if b.last_seq <= inp.received {
             return Ok(());
         }
-        if b.first_seq > inp.received + 1 {
+        if b.first_seq > inp.received.saturating_add(1) {
             self.counters.gaps += 1;
             return Ok(());
         }

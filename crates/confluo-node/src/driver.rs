@@ -68,6 +68,9 @@ impl Default for DriverOptions {
 
 type Reply<T> = oneshot::Sender<T>;
 
+/// How long a state transfer may wait for room in a peer's queue.
+const BULK_SEND_TIMEOUT: Duration = Duration::from_secs(10);
+
 enum Command {
     Write(Bytes, Op, Reply<Result<Option<Dot>, DriverError>>),
     Read(Bytes, Reply<Option<Value>>),
@@ -193,6 +196,20 @@ impl<T: Transport<Message>, S: Storage> Task<T, S> {
             let mut synced_upto = None;
             while let Some(out) = self.node.poll_output() {
                 match out {
+                    Output::Send { to, message } if matches!(message, Message::State(_)) => {
+                        // Bulk: wait for room in the peer's queue, on a task of its own so
+                        // that no other peer waits (the node resends it if this fails).
+                        let transport = Arc::clone(&self.transport);
+                        tokio::spawn(async move {
+                            let sent = tokio::time::timeout(
+                                BULK_SEND_TIMEOUT,
+                                transport.send(to, &message),
+                            );
+                            if !matches!(sent.await, Ok(Ok(()))) {
+                                tracing::debug!(%to, "state transfer not sent; it will be resent");
+                            }
+                        });
+                    }
                     Output::Send { to, message } => {
                         if let Err(e) = self.transport.try_send(to, &message) {
                             tracing::debug!(%to, error = %e, "message dropped; it will be resent");

@@ -6,6 +6,7 @@ use core::hash::Hash;
 use serde::de::{Deserializer, Error as _};
 use serde::ser::Serializer;
 use serde::{Deserialize, Serialize};
+use smallvec::SmallVec;
 
 use crate::hash::{HashMap, map_with_capacity, new_map};
 use crate::{Causal, CausalContext, Dot, DotStore, ReplicaId, ValidationError};
@@ -47,18 +48,70 @@ pub type OrMap<K, V> = Causal<MapStore<K, V>>;
 #[derive(Clone)]
 pub struct MapStore<K, V> {
     entries: HashMap<K, V>,
+    /// Bounds on the live dots of all values, so merges that cannot remove anything here skip
+    /// the pass over every key (see [`LiveBounds`]).
+    bounds: LiveBounds,
 }
 
 impl<K, V> Default for MapStore<K, V> {
     fn default() -> Self {
-        MapStore { entries: new_map() }
+        MapStore {
+            entries: new_map(),
+            bounds: LiveBounds::default(),
+        }
+    }
+}
+
+/// Per replica, bounds `(lo, hi)` on the counters of the live dots in a store, widened when a
+/// dot arrives and never tightened (so always safe). A context that names no dot inside them
+/// cannot remove anything from the store.
+#[derive(Clone, Debug, Default)]
+struct LiveBounds {
+    by_replica: SmallVec<[(ReplicaId, u64, u64); 2]>,
+}
+
+impl LiveBounds {
+    fn note(&mut self, dot: Dot) {
+        match self.by_replica.iter_mut().find(|(r, ..)| *r == dot.replica) {
+            Some((_, lo, hi)) => {
+                *lo = (*lo).min(dot.counter);
+                *hi = (*hi).max(dot.counter);
+            }
+            None => self
+                .by_replica
+                .push((dot.replica, dot.counter, dot.counter)),
+        }
+    }
+
+    fn note_store<S: DotStore>(&mut self, store: &S) {
+        store.for_each_dot(&mut |d| self.note(d));
+    }
+
+    fn may_cover(&self, ctx: &CausalContext) -> bool {
+        let range = |r: ReplicaId| {
+            self.by_replica
+                .iter()
+                .find(|(x, ..)| *x == r)
+                .map(|&(_, lo, hi)| (lo, hi))
+        };
+        ctx.version_vector()
+            .iter()
+            .any(|(r, n)| range(r).is_some_and(|(lo, _)| lo <= n))
+            || ctx.cloud().any(|d| {
+                range(d.replica).is_some_and(|(lo, hi)| lo <= d.counter && d.counter <= hi)
+            })
     }
 }
 
 impl<K: Hash + Eq, V> MapStore<K, V> {
     #[cfg(feature = "quickcheck")]
-    pub(crate) fn from_entries(entries: HashMap<K, V>) -> Self {
-        MapStore { entries }
+    pub(crate) fn from_entries(entries: HashMap<K, V>) -> Self
+    where
+        V: DotStore,
+    {
+        let mut bounds = LiveBounds::default();
+        entries.values().for_each(|v| bounds.note_store(v));
+        MapStore { entries, bounds }
     }
 
     /// The value at `key`.
@@ -139,6 +192,12 @@ where
             relevant.extend((from.saturating_add(1)..=n).map(|c| Dot::new(replica, c)));
         }
         relevant.extend(after.cloud().filter(|&d| !before.contains(d)));
+        // The value's new live dots are among the new dots.
+        for &d in &relevant {
+            if !before.contains(d) {
+                self.store.bounds.note(d);
+            }
+        }
         self.ctx = after;
         if !store.is_empty() {
             self.store.entries.insert(key.clone(), store);
@@ -146,10 +205,12 @@ where
         let (delta_store, delta_ctx) = delta.into_parts();
         let ctx = CausalContext::from_dots(relevant.into_iter().filter(|&d| delta_ctx.contains(d)));
         let mut entries = map_with_capacity(1);
+        let mut bounds = LiveBounds::default();
         if !delta_store.is_empty() {
+            bounds.note_store(&delta_store);
             entries.insert(key, delta_store);
         }
-        Causal::delta(MapStore { entries }, ctx)
+        Causal::delta(MapStore { entries, bounds }, ctx)
     }
 
     /// Removes `key` at `replica` and returns the delta; removing an absent key returns the
@@ -193,16 +254,21 @@ where
     }
 
     fn join(&mut self, ctx: &CausalContext, other: Self, other_ctx: &CausalContext) {
-        // Keys only here: drop the dots the other side has seen (and so removed).
-        self.entries.retain(|key, value| {
-            if other.entries.contains_key(key) {
-                return true;
-            }
-            value.join(ctx, V::default(), other_ctx);
-            !value.is_empty()
-        });
+        // Keys only here: drop the dots the other side has seen (and so removed). Skipped
+        // when the other context names no live dot here: merging an update's delta then costs
+        // O(the delta), not O(keys).
+        if self.bounds.may_cover(other_ctx) {
+            self.entries.retain(|key, value| {
+                if other.entries.contains_key(key) {
+                    return true;
+                }
+                value.join(ctx, V::default(), other_ctx);
+                !value.is_empty()
+            });
+        }
         // Keys there: join values pairwise (absent here means bottom here).
         for (key, theirs) in other.entries {
+            self.bounds.note_store(&theirs);
             match self.entries.entry(key) {
                 hashbrown::hash_map::Entry::Occupied(mut slot) => {
                     slot.get_mut().join(ctx, theirs, other_ctx);
@@ -276,7 +342,7 @@ impl<K: Hash + Eq + Ord + Serialize, V: Serialize> Serialize for MapStore<K, V> 
 impl<'de, K, V> Deserialize<'de> for MapStore<K, V>
 where
     K: Hash + Eq + Deserialize<'de>,
-    V: Deserialize<'de>,
+    V: DotStore + Deserialize<'de>,
 {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let pairs = Vec::<(K, V)>::deserialize(deserializer)?;
@@ -286,7 +352,9 @@ where
                 return Err(D::Error::custom("a key appears twice in a map"));
             }
         }
-        Ok(MapStore { entries })
+        let mut bounds = LiveBounds::default();
+        entries.values().for_each(|v| bounds.note_store(v));
+        Ok(MapStore { entries, bounds })
     }
 }
 

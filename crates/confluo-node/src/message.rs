@@ -91,6 +91,9 @@ pub struct Ack {
     pub upto: u64,
     /// The acknowledging node's replica id.
     pub replica: ReplicaId,
+    /// The acknowledging node's session: acks of one session never go backwards, so an
+    /// older position in the same session is a reordered ack, and in a newer one a restart.
+    pub session: u64,
     /// The acknowledging node's durable version vector.
     pub vv: VersionVector,
 }

@@ -75,6 +75,8 @@ struct OutPeer {
     /// The peer's replica id as last reported, and ones it has left behind.
     replica: Option<ReplicaId>,
     retired: Vec<ReplicaId>,
+    /// The peer's session, as its latest ack said.
+    session: u64,
     /// The peer's durable version vector as last reported.
     vv: VersionVector,
     /// Whether `acked`/`sent` are positions in this node's current stream.
@@ -104,6 +106,7 @@ impl OutPeer {
             relay,
             replica: None,
             retired: Vec::new(),
+            session: 0,
             vv: VersionVector::new(),
             known: false,
             acked: 0,
@@ -628,17 +631,26 @@ impl Node {
                 p.retired.push(old);
             }
             p.replica = Some(ack.replica);
+            p.session = ack.session;
             p.vv = ack.vv;
             p.known = false;
             p.pending_state = None;
         } else {
+            if ack.session < p.session {
+                return; // from before the peer's last restart
+            }
             p.vv.merge(&ack.vv);
         }
+        let restarted = ack.session > p.session;
+        p.session = ack.session;
         if ack.stream != stream || !p.known || ack.upto > head {
             // Another stream's ack, or a position this stream never reached (bogus).
             return;
         }
         if ack.upto == 0 {
+            if p.acked > 0 && !restarted {
+                return; // late
+            }
             // The peer has nothing of this stream: it needs a state transfer, unless one is on
             // its way.
             let recent = p
@@ -657,8 +669,10 @@ impl Node {
             p.acked = ack.upto;
             p.sent = p.sent.max(ack.upto);
             p.last_progress_ms = now;
-        } else if ack.upto < p.acked {
-            // The peer lost its position (a restart); resume from what it has.
+        } else if ack.upto < p.acked && restarted {
+            // The peer restarted with less of this stream than it had acknowledged (a position
+            // it never recorded); resume from what it has. In one session acks never go
+            // backwards: an older one is just late.
             p.acked = ack.upto;
             p.sent = ack.upto;
         }
@@ -938,6 +952,7 @@ impl Node {
                 stream,
                 upto,
                 replica: self.replica,
+                session: self.session,
                 vv: self.durable_vv.clone(),
             };
             self.outputs.push_back(Output::Send {

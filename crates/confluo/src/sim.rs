@@ -11,6 +11,14 @@ use clap::Args;
 use confluo_sim::{FaultKinds, SimConfig, Summary, TopologyKind, replay_seed, run_seed};
 use indicatif::{ProgressBar, ProgressStyle};
 
+/// `println!` that ignores a closed stdout (`confluo sim | head` must not panic).
+macro_rules! out {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($t)*);
+    }};
+}
+
 /// Cluster shape: datacenters x nodes per datacenter (one leader, the rest followers).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Shape {
@@ -121,8 +129,8 @@ pub fn run(args: SimArgs) -> ExitCode {
     };
     if let Some(seed) = args.seed {
         let report = replay_seed(seed, &config);
-        println!("seed {seed}: faults: {}", report.settings);
-        println!(
+        out!("seed {seed}: faults: {}", report.settings);
+        out!(
             "  {} events, {} messages, {} writes ({} acknowledged), {} reads, faults injected: {}",
             report.events,
             report.messages,
@@ -131,7 +139,7 @@ pub fn run(args: SimArgs) -> ExitCode {
             report.reads,
             report.faults
         );
-        println!(
+        out!(
             "  converged {} after heal; trace hash {:#018x}",
             report
                 .converged_after_heal_ms
@@ -140,14 +148,14 @@ pub fn run(args: SimArgs) -> ExitCode {
         );
         if args.full_trace {
             for r in &report.trace {
-                println!("    {r}");
+                out!("    {r}");
             }
         }
         if report.passed() {
-            println!("  all checks passed");
+            out!("  all checks passed");
             return ExitCode::SUCCESS;
         }
-        println!("{}", report.explain(args.trace_lines));
+        out!("{}", report.explain(args.trace_lines));
         return ExitCode::FAILURE;
     }
     sweep(&args, config)
@@ -158,7 +166,7 @@ fn sweep(args: &SimArgs, config: SimConfig) -> ExitCode {
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
         .max(1);
-    println!(
+    out!(
         "confluo sim: {} seeds from {}, {} datacenters x {} nodes, {} topology, {} writes each, {} thread(s)",
         args.seeds,
         args.start,
@@ -204,7 +212,7 @@ fn sweep(args: &SimArgs, config: SimConfig) -> ExitCode {
             let full = replay_seed(report.seed, &config);
             let text = full.explain(args.trace_lines);
             if bar.is_hidden() {
-                println!("{text}");
+                out!("{text}");
             } else {
                 bar.println(text);
             }
@@ -218,8 +226,8 @@ fn sweep(args: &SimArgs, config: SimConfig) -> ExitCode {
     bar.finish();
     let secs = started.elapsed().as_secs_f64().max(1e-9);
     summary.failed_seeds.sort_unstable();
-    println!("{summary}");
-    println!(
+    out!("{summary}");
+    out!(
         "throughput: {:.0} seeds/minute, {:.0} events/s, {:.0} writes/s ({:.1} s wall)",
         summary.seeds as f64 * 60.0 / secs,
         summary.events as f64 / secs,

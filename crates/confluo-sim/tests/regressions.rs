@@ -1,0 +1,145 @@
+//! Seeds that failed while the simulator was being built, replayed by `cargo test`.
+//!
+//! A seed names one run of this simulator: its fault settings and every draw after them. Each
+//! entry pins the start of the settings it must draw, so a change to the simulator that
+//! re-maps seeds fails here loudly instead of silently testing something else. (When that
+//! happens on purpose, re-find the seeds with `confluo sim` and update the list.)
+
+use confluo_sim::{FaultKinds, SimConfig, run_seed};
+
+struct Regression {
+    seed: u64,
+    /// Fault kinds switched off (the `--disable` list of `confluo sim`).
+    disable: &'static [&'static str],
+    /// The start of the settings' description: the proof that the seed still replays.
+    settings: &'static str,
+    /// What it found.
+    found: &'static str,
+}
+
+fn config(disable: &[&str]) -> SimConfig {
+    let mut k = FaultKinds::ALL;
+    for d in disable {
+        match *d {
+            "drop" => k.drop = false,
+            "duplicate" => k.duplicate = false,
+            "reorder" => k.reorder = false,
+            "partition" => k.partition = false,
+            "crash" => k.crash = false,
+            "disk-loss" => k.disk_loss = false,
+            "clock-skew" => k.clock_skew = false,
+            "long-outage" => k.long_outage = false,
+            "topology" => k.topology_change = false,
+            "promotion" => k.promotion = false,
+            other => panic!("unknown fault kind {other}"),
+        }
+    }
+    SimConfig {
+        faults: k,
+        ..SimConfig::default()
+    }
+}
+
+fn replay(list: &[Regression]) {
+    for r in list {
+        let report = run_seed(r.seed, &config(r.disable));
+        let settings = report.settings.to_string();
+        assert!(
+            settings.starts_with(r.settings),
+            "seed {} no longer draws the run it was recorded with: {settings}",
+            r.seed
+        );
+        assert!(
+            report.passed(),
+            "regression ({}) is back:\n{}",
+            r.found,
+            report.explain(60)
+        );
+    }
+}
+
+/// Found against confluo-node before its anti-entropy (commit 6b8f711 fixed them).
+const FIXED: &[Regression] = &[
+    Regression {
+        seed: 105,
+        disable: &["topology", "promotion", "disk-loss"],
+        settings: "drop 13.6%, duplicate 9.0%",
+        found: "a lost state transfer was taken as delivered because batches reached the same \
+                log position; the follower held 296 updates forever",
+    },
+    Regression {
+        seed: 6,
+        disable: &[
+            "duplicate",
+            "reorder",
+            "partition",
+            "crash",
+            "disk-loss",
+            "clock-skew",
+            "long-outage",
+            "promotion",
+        ],
+        settings: "drop 23.0%, duplicate 0.0%",
+        found: "all-to-all -> star: entries the new hub had logged but not relayed were never \
+                sent again; a leader held 421 updates forever",
+    },
+    Regression {
+        seed: 19,
+        disable: &["topology"],
+        settings: "drop 23.3%, duplicate 4.8%",
+        found: "a leader lost its disk; only its follower kept writes it had acknowledged",
+    },
+    Regression {
+        seed: 12,
+        disable: &[],
+        settings: "drop 9.3%, duplicate 8.1%",
+        found: "star topology after promotion: a leaf never got updates the hub had by state",
+    },
+];
+
+/// Open: a leader that loses its disk comes back as a new incarnation, and writes it had
+/// acknowledged that reached only its follower stay there (followers send nothing back), so
+/// the replicas never converge. See docs/simulation.md, "Known failing seeds".
+const OPEN: &[Regression] = &[
+    Regression {
+        seed: 31,
+        disable: &[],
+        settings: "drop 21.3%, duplicate 5.2%",
+        found: "leader disk loss: writes r3:256.. only at its follower",
+    },
+    Regression {
+        seed: 68,
+        disable: &[],
+        settings: "drop 20.4%, duplicate 8.4%",
+        found: "leader disk loss: writes r5:25.. only at its follower",
+    },
+    Regression {
+        seed: 186,
+        disable: &[],
+        settings: "drop 9.7%, duplicate 1.5%",
+        found: "leader disk loss: writes r5:200.. only at its follower",
+    },
+    Regression {
+        seed: 200,
+        disable: &[],
+        settings: "drop 12.0%, duplicate 2.4%",
+        found: "leader disk loss: writes r3:119.. only at its follower",
+    },
+    Regression {
+        seed: 223,
+        disable: &[],
+        settings: "drop 9.2%, duplicate 6.0%",
+        found: "leader disk loss: writes r3:13.. only at its follower",
+    },
+];
+
+#[test]
+fn fixed_regressions_stay_fixed() {
+    replay(FIXED);
+}
+
+#[test]
+#[ignore = "open confluo-node bug (leader disk loss strands writes at its follower): docs/simulation.md"]
+fn open_regressions() {
+    replay(OPEN);
+}

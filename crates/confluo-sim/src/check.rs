@@ -78,6 +78,14 @@ fn at_key(checker: Checker, key: usize, detail: String) -> Violation {
     }
 }
 
+/// The nodes of a holder mask (bit `i` is node `i + 1`).
+fn holders(mask: u64) -> Vec<NodeId> {
+    (0..64)
+        .filter(|i| mask & (1 << i) != 0)
+        .map(|i| NodeId(i + 1))
+        .collect()
+}
+
 /// Rebuilds a keyspace from the updates of the history that `vv` covers, applied in causal
 /// order: what a replica that saw exactly those events must hold. Updates a crash lost
 /// before any sync had their dots retired by a later skip; a skip covering a dot wins.
@@ -254,7 +262,7 @@ fn check_replay(history: &History, ks: &Keyspace, v: &mut Vec<Violation>) {
                     "update r{}:{c} is durable at nodes {:#b} but missing from the final state",
                     r.0, rec.holders
                 ),
-                nodes: Vec::new(),
+                nodes: holders(rec.holders),
                 key: None,
             });
             return;
@@ -279,14 +287,16 @@ fn check_acknowledged(history: &History, ks: &Keyspace, v: &mut Vec<Violation>) 
             lost_with_disk += 1;
             continue;
         }
-        v.push(at_key(
+        let mut violation = at_key(
             Checker::LostWrite,
             w.key,
             format!(
                 "write #{i} ({:?} at k{} on node {}, dot r{}:{}) was acknowledged but is not in the final state",
                 w.op, w.key, w.node, d.replica.0, d.counter
             ),
-        ));
+        );
+        violation.nodes.push(w.node);
+        v.push(violation);
     }
     lost_with_disk
 }

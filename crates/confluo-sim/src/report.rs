@@ -138,32 +138,51 @@ impl SeedReport {
             .flat_map(|v| v.nodes.iter().map(|n| n.0))
             .collect();
         let key = self.violations.iter().find_map(|v| v.key).map(|k| k as u64);
-        let relevant = |r: &&Record| match r.kind {
-            Kind::Crash
-            | Kind::Restart
-            | Kind::Partition
-            | Kind::PartitionEnd
-            | Kind::Topology
-            | Kind::Promote
-            | Kind::Heal
-            | Kind::Refused => true,
-            Kind::Write | Kind::Read => key.is_none_or(|k| r.b == k),
-            Kind::Ack => true,
-            Kind::Sync => nodes.contains(&r.a),
-            Kind::Send | Kind::Deliver | Kind::Drop | Kind::Cut | Kind::Duplicate => {
-                !nodes.is_empty() && (nodes.contains(&r.a) && nodes.contains(&r.b))
-            }
+        let structural = |r: &Record| {
+            matches!(
+                r.kind,
+                Kind::Crash
+                    | Kind::Restart
+                    | Kind::Partition
+                    | Kind::PartitionEnd
+                    | Kind::Topology
+                    | Kind::Promote
+                    | Kind::Heal
+                    | Kind::Refused
+            )
         };
-        let picked: Vec<&Record> = self.trace.iter().filter(relevant).collect();
-        let skip = picked.len().saturating_sub(max_lines);
+        let involved = |n: u64| nodes.is_empty() || nodes.contains(&n);
+        let relevant = |r: &Record| match r.kind {
+            Kind::Write | Kind::Read => key.is_none_or(|k| r.b == k) && involved(r.a),
+            Kind::Ack | Kind::Sync => involved(r.a),
+            Kind::Send | Kind::Deliver | Kind::Drop | Kind::Cut | Kind::Duplicate => {
+                !nodes.is_empty() && nodes.contains(&r.a) && nodes.contains(&r.b)
+            }
+            _ => false,
+        };
+        // Every structural event (crashes, partitions, topology changes...) and the last
+        // `max_lines` records about the nodes and key involved.
+        let picked: Vec<usize> = (0..self.trace.len())
+            .filter(|&i| relevant(&self.trace[i]))
+            .collect();
+        let keep_from = picked.len().saturating_sub(max_lines).min(picked.len());
+        let kept: std::collections::BTreeSet<usize> = picked[keep_from..].iter().copied().collect();
+        let shown: Vec<&Record> = self
+            .trace
+            .iter()
+            .enumerate()
+            .filter(|(i, r)| structural(r) || kept.contains(i))
+            .map(|(_, r)| r)
+            .collect();
         let _ = writeln!(
             s,
-            "  trace ({} of {} records, last {} shown):",
-            picked.len(),
+            "  trace ({} shown of {} records: every crash, partition, topology change, \
+             promotion, and the last {} about the nodes and key involved):",
+            shown.len(),
             self.trace.len(),
-            picked.len() - skip
+            kept.len()
         );
-        for r in picked.into_iter().skip(skip) {
+        for r in shown {
             let _ = writeln!(s, "    {r}");
         }
         if !self.final_nodes.is_empty() {

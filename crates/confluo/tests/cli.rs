@@ -44,7 +44,14 @@ fn sim_sweep_prints_a_summary_and_exits_zero() {
 
 #[test]
 fn sim_replays_one_seed_with_its_fault_settings() {
-    let args = [
+    // Every fault enabled: two processes must tell the same story, byte for byte.
+    let args = ["sim", "--seed", "5", "--writes", "60", "--chaos-ms", "1000"];
+    let (_, first) = confluo(&args);
+    assert!(first.contains("seed 5: faults: drop "), "{first}");
+    assert!(first.contains("trace hash 0x"), "{first}");
+    let (_, second) = confluo(&args);
+    assert_eq!(first, second, "a replay is the same run");
+    let (ok, quiet) = confluo(&[
         "sim",
         "--seed",
         "5",
@@ -54,12 +61,10 @@ fn sim_replays_one_seed_with_its_fault_settings() {
         "1000",
         "--disable",
         "all",
-    ];
-    let (ok, first) = confluo(&args);
-    assert!(ok, "{first}");
-    assert!(first.contains("seed 5: faults: drop 0.0%"), "{first}");
-    let (_, second) = confluo(&args);
-    assert_eq!(first, second, "a replay is the same run");
+    ]);
+    assert!(ok, "{quiet}");
+    assert!(quiet.contains("seed 5: faults: drop 0.0%"), "{quiet}");
+    assert!(quiet.contains("all checks passed"), "{quiet}");
 }
 
 #[test]

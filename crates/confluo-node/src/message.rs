@@ -78,6 +78,10 @@ pub struct StateMessage {
     pub part: u32,
     /// Number of parts.
     pub parts: u32,
+    /// Whether this transfer only forwards what the sender itself received as state: its
+    /// receiver does not forward it further as state (that would circulate transfers
+    /// around a ring for as long as writes go on); anti-entropy catches what remains.
+    pub forwarded: bool,
     /// The keys the receiver lacks (this part's share), with the sender's context.
     pub chunk: StateChunk,
 }

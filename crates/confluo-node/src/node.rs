@@ -174,6 +174,7 @@ impl InPeer {
 struct Staged {
     stream: Stream,
     transfer: u64,
+    forwarded: bool,
     upto: u64,
     parts: u32,
     got: BTreeMap<u32, StateChunk>,
@@ -749,7 +750,7 @@ impl Node {
         }
         s.chunk.check().map_err(|f| fault(from, f))?;
         if s.parts == 1 {
-            return self.apply_state_message(from, s.stream, s.upto, s.chunk);
+            return self.apply_state_message(from, s.stream, s.upto, s.forwarded, s.chunk);
         }
         let fresh = |st: &Staged| {
             st.stream != s.stream
@@ -763,6 +764,7 @@ impl Node {
                 Staged {
                     stream: s.stream,
                     transfer: s.transfer,
+                    forwarded: s.forwarded,
                     upto: s.upto,
                     parts: s.parts,
                     got: BTreeMap::new(),
@@ -790,7 +792,7 @@ impl Node {
             keys,
         };
         chunk.check().map_err(|f| fault(from, f))?;
-        self.apply_state_message(from, staged.stream, staged.upto, chunk)
+        self.apply_state_message(from, staged.stream, staged.upto, staged.forwarded, chunk)
     }
 
     fn apply_state_message(
@@ -798,6 +800,7 @@ impl Node {
         from: NodeId,
         stream: Stream,
         upto: u64,
+        forwarded: bool,
         chunk: StateChunk,
     ) -> Result<(), HandleError> {
         let s = StateMessage {
@@ -806,6 +809,7 @@ impl Node {
             transfer: 0,
             part: 0,
             parts: 1,
+            forwarded,
             chunk,
         };
         self.observe_replica(from, s.stream.replica);
@@ -834,8 +838,9 @@ impl Node {
         });
         self.gate(t, Gated::InDurable(from, s.stream, link.upto));
         self.gate(t, Gated::DurableVv(self.ks.version_vector().clone()));
-        if changed {
-            // What came as state is in no log entry: peers downstream get it as state too.
+        if changed && !s.forwarded {
+            // What came as state is in no log entry: peers downstream get it as state too
+            // (once: a forwarded transfer is not forwarded again).
             for (&q, p) in self.out.iter_mut() {
                 if q != from && p.relay {
                     p.force_state = true;
@@ -994,6 +999,7 @@ impl Node {
         if p.known && p.sent + 1 < base {
             p.known = false;
         }
+        let mut ae_due = false;
         let mut forced = p.force_state
             && p.last_state_ms
                 .is_none_or(|t| now.saturating_sub(t) >= limits.retransmit_ms);
@@ -1003,7 +1009,10 @@ impl Node {
             // the peer's version vector is fresh (probe), then send state.
             let stuck = !p.ae_vv.is_covered_by(&p.vv);
             match p.ae_probed_at {
-                Some(t) if stuck && p.last_ack_ms >= t => forced = true,
+                Some(t) if stuck && p.last_ack_ms >= t => {
+                    forced = true;
+                    ae_due = true;
+                }
                 _ if stuck => {
                     p.ae_probed_at = Some(now);
                     let hello = Message::Hello(stream);
@@ -1023,8 +1032,9 @@ impl Node {
             p.ae_at = now;
         }
         if !p.known || forced {
+            let forwarded = p.known && p.force_state && !ae_due;
             p.force_state = false;
-            self.send_state(peer);
+            self.send_state(peer, forwarded);
             return;
         }
         let mut inflight: usize = (p.acked + 1..=p.sent)
@@ -1065,7 +1075,7 @@ impl Node {
 
     /// Sends `peer` the keys it lacks, standing for this node's log up to its head; the
     /// message waits for everything in memory now to be durable (it may hold local writes).
-    fn send_state(&mut self, peer: NodeId) {
+    fn send_state(&mut self, peer: NodeId, forwarded: bool) {
         let head = self.log.head();
         let stream = self.stream();
         let Some(p) = self.out.get_mut(&peer) else {
@@ -1104,6 +1114,7 @@ impl Node {
                 transfer: self.transfers,
                 part: i as u32,
                 parts: n,
+                forwarded,
                 chunk: StateChunk {
                     ctx: chunk.ctx.clone(),
                     keys,

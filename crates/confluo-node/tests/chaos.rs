@@ -193,6 +193,9 @@ fn run(seed: u64) {
                 net.crash(1, lose);
                 cluster.promoted = true;
                 cluster.leaders[0] = FOLLOWER;
+                if cluster.topology == (Topology::Star { hub: NodeId(1) }) {
+                    cluster.topology = Topology::Star { hub: FOLLOWER };
+                }
                 net.node(FOLLOWER.0).promote(PROMOTED).expect("promote");
                 // The operator waits for the promotion to be durable.
                 net.sync_storage = true;
@@ -203,6 +206,22 @@ fn run(seed: u64) {
                     }
                 }
                 net.pump();
+            }
+            16 if net.random() % 3 == 0 => {
+                // Reconfigure the replication graph at runtime.
+                cluster.topology = match (r >> 16) % 3 {
+                    0 => Topology::AllToAll,
+                    1 => Topology::Ring,
+                    _ => Topology::Star {
+                        hub: cluster.leaders[((r >> 20) % 3) as usize],
+                    },
+                };
+                for &id in &cluster.leaders.clone() {
+                    if !net.down.contains(&id) {
+                        let links = cluster.links(id);
+                        net.set_links(id.0, &links);
+                    }
+                }
             }
             _ => {}
         }

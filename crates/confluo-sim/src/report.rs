@@ -149,6 +149,7 @@ impl SeedReport {
                     | Kind::Promote
                     | Kind::Heal
                     | Kind::Refused
+                    | Kind::Demoted
             )
         };
         let involved = |n: u64| nodes.is_empty() || nodes.contains(&n);

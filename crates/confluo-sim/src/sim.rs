@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use confluo_crdt::ReplicaId;
 use confluo_node::{
-    Change, Config, Link, MemoryStorage, Message, Node, Output, PersistToken, Storage,
+    Change, Config, Link, MemoryStorage, Message, Node, Output, PersistToken, Role, Storage,
     StorageWrite, Topology, WriteError, WriteId,
 };
 use confluo_transport::NodeId;
@@ -812,10 +812,16 @@ impl Simulation {
         match Node::restore(config, records) {
             Ok(node) => {
                 self.record(Kind::Restart, id.0, 0, node.replica().0);
+                let role = node.role();
                 self.nodes[i].node = Some(node);
                 let inc = self.nodes[i].incarnation;
                 self.queue.push(self.now(), Event::Tick(i, inc));
                 self.drain(i, None);
+                if let Role::Follower { leader } = role {
+                    if self.nodes[i].leader.is_none() {
+                        self.promotion_lost(i, leader);
+                    }
+                }
             }
             Err(e) => {
                 self.violation(
@@ -825,6 +831,27 @@ impl Simulation {
                 );
             }
         }
+    }
+
+    /// A promoted follower crashed before its new identity was durable and came back as
+    /// the follower it was: like an unacknowledged write, the promotion did not happen.
+    fn promotion_lost(&mut self, i: usize, leader: NodeId) {
+        let Some(l) = self.nodes.iter().position(|n| n.id == leader) else {
+            return;
+        };
+        let id = self.nodes[i].id;
+        self.record(Kind::Demoted, id.0, leader.0, 0);
+        self.nodes[i].leader = Some(l);
+        self.leaders.retain(|&x| x != i);
+        if let Graph::Ring(order) = &mut self.graph {
+            order.retain(|&x| x != id);
+        }
+        if let Graph::Star(hub) = self.graph {
+            if hub == id {
+                self.graph = Graph::AllToAll;
+            }
+        }
+        self.relink();
     }
 
     fn all_ids(&self) -> Vec<NodeId> {

@@ -46,6 +46,8 @@ pub enum Kind {
     Heal,
     /// A node refused a message (`a` the receiver, `b` the sender).
     Refused,
+    /// Node `a` came back as a follower of `b`: its promotion was not durable yet.
+    Demoted,
 }
 
 /// One record.
@@ -111,6 +113,10 @@ impl fmt::Display for Record {
             Kind::Promote => write!(f, "n{a} PROMOTED to leader as replica r{c}"),
             Kind::Heal => write!(f, "HEAL: all links up, no new faults"),
             Kind::Refused => write!(f, "n{a} refused a message from n{b}"),
+            Kind::Demoted => write!(
+                f,
+                "n{a} restarted as a follower of n{b}: its promotion was not yet durable"
+            ),
         }
     }
 }

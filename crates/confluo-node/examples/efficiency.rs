@@ -239,7 +239,7 @@ fn resync() {
         resync as f64 / missed_bytes as f64
     );
     println!(
-        "  ({:.2}x the batches that carried the same writes; both live leaders send it the keys it lacks)",
+        "  ({:.2}x the batches that carried the same writes)",
         resync as f64 / live as f64
     );
 }

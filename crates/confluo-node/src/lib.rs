@@ -67,7 +67,7 @@
 //!     node.write(b"tags", Op::set_insert(format!("from {i}"))).unwrap();
 //!     node.write(b"title", Op::lww_write(format!("title {i}"))).unwrap();
 //! }
-//! for _ in 0..20 {
+//! for _ in 0..40 {
 //!     step(&mut nodes, &mut disks);
 //! }
 //!

@@ -85,6 +85,10 @@ struct OutPeer {
     sent: u64,
     /// A state transfer sent and not yet acknowledged: its position.
     pending_state: Option<u64>,
+    /// Since when the peer needs a state transfer (its position is unknown).
+    need_since: Option<u64>,
+    /// Whether the peer ever had a position here (a first contact is not staggered).
+    ever_known: bool,
     /// Events arrived here by state transfer, so in no log entry: send the peer a state
     /// transfer (rate-limited) while batches go on.
     force_state: bool,
@@ -112,6 +116,8 @@ impl OutPeer {
             acked: 0,
             sent: 0,
             pending_state: None,
+            need_since: None,
+            ever_known: false,
             force_state: false,
             last_state_ms: None,
             last_hello_ms: None,
@@ -216,6 +222,8 @@ pub struct Node {
     queued: VecDeque<(WriteId, Bytes, Op)>,
     started: bool,
     log: DeltaLog,
+    /// Per origin, the greatest dot counter appended to the log.
+    logged: VersionVector,
     out: BTreeMap<NodeId, OutPeer>,
     inb: BTreeMap<NodeId, InPeer>,
     staged: BTreeMap<NodeId, Staged>,
@@ -251,6 +259,7 @@ impl Node {
             queued: VecDeque::new(),
             started: false,
             log: DeltaLog::default(),
+            logged: VersionVector::new(),
             out: BTreeMap::new(),
             inb: BTreeMap::new(),
             staged: BTreeMap::new(),
@@ -559,6 +568,7 @@ impl Node {
 
     /// Buffers an update applied here, persists it; returns the token.
     fn append_local(&mut self, u: Update, from: Option<NodeId>) -> u64 {
+        self.logged.raise(u.origin, u.counter);
         let seq = self.log.append(u.clone(), from, self.now);
         let t = self.persist(StorageWrite::Updates {
             updates: vec![u],
@@ -819,16 +829,13 @@ impl Node {
         inp.ack_due = true;
         inp.received = inp.received.max(s.upto);
         inp.applied = inp.applied.max(s.upto);
-        let mut dropped = 0;
-        while inp.queue.front().is_some_and(|p| p.last_seq <= s.upto) {
-            dropped += inp.queue.pop_front().map_or(0, |p| p.updates.len());
-        }
+        // Held batches the state covers stay queued: their updates become duplicates, and
+        // `drain` logs them, so that they are relayed like updates (the state is in no log).
         let link = LinkPosition {
             from,
             stream: s.stream,
             upto: inp.applied,
         };
-        self.held -= dropped;
         let hlc = &mut self.hlc;
         let changed = self.ks.apply_state(&s.chunk, &mut |t| hlc.observe(t));
         self.counters.states_received += 1;
@@ -859,27 +866,42 @@ impl Node {
         loop {
             let mut progress = false;
             for (&peer, inp) in self.inb.iter_mut() {
-                while let Some(front) = inp.queue.front_mut() {
-                    while let Some(u) = front.updates.front() {
-                        match self.ks.delivery(u) {
-                            Delivery::Wait => break,
-                            Delivery::Duplicate => {}
-                            Delivery::Ready => {
-                                let hlc = &mut self.hlc;
-                                self.ks.apply(u, &mut |t| hlc.observe(t));
+                // Every held update whose causal past is here is applied, wherever it sits in
+                // the link's queue: one waiting update must not hold back the update it waits
+                // for when both came on this link (and the origin's order is kept anyway,
+                // since an update waits for its origin's previous event).
+                for pending in inp.queue.iter_mut() {
+                    let before = pending.updates.len();
+                    pending.updates.retain(|u| match self.ks.delivery(u) {
+                        Delivery::Wait => true,
+                        Delivery::Duplicate => {
+                            // Applied already, from a state transfer, so in no log entry
+                            // here: log it now so that it is relayed like any update.
+                            if self.logged.get(u.origin) < u.counter {
+                                self.logged.raise(u.origin, u.counter);
                                 self.log.append(u.clone(), Some(peer), self.now);
-                                applied.push(u.clone());
                             }
+                            false
                         }
-                        front.updates.pop_front();
-                        self.held -= 1;
+                        Delivery::Ready => {
+                            self.logged.raise(u.origin, u.counter);
+                            let hlc = &mut self.hlc;
+                            self.ks.apply(u, &mut |t| hlc.observe(t));
+                            self.log.append(u.clone(), Some(peer), self.now);
+                            applied.push(u.clone());
+                            false
+                        }
+                    });
+                    let done = before - pending.updates.len();
+                    if done > 0 {
+                        self.held -= done;
                         progress = true;
                     }
-                    if !front.updates.is_empty() {
-                        break;
+                }
+                while inp.queue.front().is_some_and(|p| p.updates.is_empty()) {
+                    if let Some(front) = inp.queue.pop_front() {
+                        inp.applied = inp.applied.max(front.last_seq);
                     }
-                    inp.applied = front.last_seq;
-                    inp.queue.pop_front();
                     if !moved.contains(&peer) {
                         moved.push(peer);
                     }
@@ -905,6 +927,8 @@ impl Node {
             })
             .collect();
         let t = if applied.is_empty() {
+            // Nothing new to persist; log entries of duplicates are durable already.
+            self.gate(self.latest(), Gated::LogDurable(self.log.head()));
             self.latest()
         } else {
             let t = self.persist(StorageWrite::Updates {
@@ -1031,6 +1055,30 @@ impl Node {
             p.ae_vv = self.ks.version_vector().clone();
             p.ae_at = now;
         }
+        if !p.known {
+            // Before a state transfer, wait a little (longer on higher node ids) and make
+            // sure the peer's version vector is fresh: when several peers notice a node
+            // coming back at once, the later ones then send only what the first did not.
+            let since = *p.need_since.get_or_insert(now);
+            let stagger = if p.ever_known {
+                (self.id.0 % 4) * limits.hello_ms
+            } else {
+                0
+            };
+            let due = since + stagger;
+            if now < due {
+                return;
+            }
+            if p.last_ack_ms < due {
+                if p.last_hello_ms
+                    .is_none_or(|t| now.saturating_sub(t) >= limits.hello_ms)
+                {
+                    p.last_hello_ms = Some(now);
+                    self.send(peer, Message::Hello(stream));
+                }
+                return;
+            }
+        }
         if !p.known || forced {
             let forwarded = p.known && p.force_state && !ae_due;
             p.force_state = false;
@@ -1050,10 +1098,11 @@ impl Node {
                 let Some(e) = self.log.get(last) else { break };
                 let u = &e.update;
                 let own = u.origin == self.replica;
-                let wanted = e.from != Some(peer)
-                    && Some(u.origin) != p.replica
-                    && (own || p.relay)
-                    && p.vv.get(u.origin) < u.counter;
+                // Not filtered by the peer's version vector: an update the peer got by state
+                // transfer is in no log there, and must reach it again as an update so that
+                // it relays it on (it logs duplicates it had only from state).
+                let wanted =
+                    e.from != Some(peer) && Some(u.origin) != p.replica && (own || p.relay);
                 if wanted {
                     bytes += e.size;
                     picked.push(u);
@@ -1076,17 +1125,25 @@ impl Node {
     /// Sends `peer` the keys it lacks, standing for this node's log up to its head; the
     /// message waits for everything in memory now to be durable (it may hold local writes).
     fn send_state(&mut self, peer: NodeId, forwarded: bool) {
-        let head = self.log.head();
         let stream = self.stream();
         let Some(p) = self.out.get_mut(&peer) else {
             return;
         };
         let chunk = self.ks.diff(&p.vv);
-        p.known = true;
-        p.sent = head;
-        p.pending_state = Some(head);
+        // A peer whose position is unknown (or behind the log) gets a state standing for the
+        // whole log: batches resume after its head. A peer whose position is known (a
+        // forwarded or anti-entropy transfer) keeps its position: the state stands for no log
+        // position (0), and the log still reaches it as updates, which it logs and relays.
+        let head = if p.known { 0 } else { self.log.head() };
+        if !p.known {
+            p.known = true;
+            p.ever_known = true;
+            p.sent = head;
+            p.pending_state = Some(head);
+            p.last_progress_ms = self.now;
+        }
+        p.need_since = None;
         p.last_state_ms = Some(self.now);
-        p.last_progress_ms = self.now;
         p.stats.state_transfers += 1;
         p.stats.state_keys_sent += chunk.keys.len() as u64;
         // Split by encoded size so that every message stays under the frame limit.

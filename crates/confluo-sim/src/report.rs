@@ -27,6 +27,8 @@ pub struct FaultCounts {
     pub topology_changes: u64,
     /// Follower promotions.
     pub promotions: u64,
+    /// Wall clocks stepped (at restarts, with clock skew on).
+    pub clock_steps: u64,
 }
 
 impl FaultCounts {
@@ -41,6 +43,7 @@ impl FaultCounts {
         self.disks_lost += o.disks_lost;
         self.topology_changes += o.topology_changes;
         self.promotions += o.promotions;
+        self.clock_steps += o.clock_steps;
     }
 
     /// All faults, each message fault counted once.
@@ -53,6 +56,7 @@ impl FaultCounts {
             + self.crashes
             + self.topology_changes
             + self.promotions
+            + self.clock_steps
     }
 }
 
@@ -61,7 +65,7 @@ impl fmt::Display for FaultCounts {
         write!(
             f,
             "{} dropped, {} cut by partitions, {} duplicated, {} partitions, {} long outages, \
-             {} crashes ({} lost the disk), {} topology changes, {} promotions",
+             {} crashes ({} lost the disk), {} topology changes, {} promotions, {} clock steps",
             self.dropped,
             self.cut,
             self.duplicated,
@@ -70,7 +74,8 @@ impl fmt::Display for FaultCounts {
             self.crashes,
             self.disks_lost,
             self.topology_changes,
-            self.promotions
+            self.promotions,
+            self.clock_steps
         )
     }
 }

@@ -27,6 +27,8 @@ const START: Millis = 1_000_000_000;
 const CONVERGENCE_POLL_MS: Millis = 50;
 /// Keep the value of one read in this many, for the replay check.
 const READ_VALUE_EVERY: usize = 16;
+/// Salt of the clock-step stream's seed.
+const CLOCK_STREAM: u64 = 0x5eed_c10c_0000_0001;
 /// Send one delivered message in this many through `Message::encode` and `handle_bytes`.
 const ROUND_TRIP_EVERY: u64 = 8;
 
@@ -92,6 +94,8 @@ pub struct Simulation {
     cfg: SimConfig,
     settings: FaultSettings,
     rng: SimRng,
+    /// Draws clock steps on its own stream, so they do not shift the main sequence.
+    clock_rng: SimRng,
     queue: EventQueue<Event>,
     net: SimNetwork,
     trace: Trace,
@@ -156,6 +160,7 @@ impl Simulation {
             seed,
             settings: settings.clone(),
             rng,
+            clock_rng: SimRng::new(seed ^ CLOCK_STREAM),
             queue: EventQueue::new(START),
             net: SimNetwork::new(settings),
             trace: Trace::new(cfg.trace_keep),
@@ -809,6 +814,13 @@ impl Simulation {
         };
         let config = self.config_for(i, fresh);
         let id = self.nodes[i].id;
+        let max = self.settings.max_skew_ms;
+        if max > 0 {
+            // A machine that reboots may come back with its clock stepped either way (behind
+            // what its own last timestamps said, too): the hybrid logical clock must cope.
+            self.nodes[i].skew = self.clock_rng.range(0, 2 * max) as i64 - max as i64;
+            self.faults.clock_steps += 1;
+        }
         match Node::restore(config, records) {
             Ok(node) => {
                 self.record(Kind::Restart, id.0, 0, node.replica().0);

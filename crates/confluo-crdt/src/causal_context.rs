@@ -261,6 +261,16 @@ impl CausalContext {
     }
 }
 
+impl From<VersionVector> for CausalContext {
+    /// The context of every dot the version vector names: `(replica, 1..=n)` for each entry.
+    fn from(vv: VersionVector) -> Self {
+        CausalContext {
+            vv,
+            cloud: SmallVec::new(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -280,6 +290,14 @@ mod tests {
         assert_eq!(a.version_vector().get(ReplicaId(2)), 2);
         assert_eq!(a.cloud_len(), 0);
         assert!(a.validate().is_ok());
+    }
+
+    #[test]
+    fn a_version_vector_is_a_gapless_context() {
+        let vv: VersionVector = [(ReplicaId(1), 3), (ReplicaId(2), 1)].into_iter().collect();
+        let c = CausalContext::from(vv.clone());
+        assert_eq!(c, ctx(&[(1, 1), (1, 2), (1, 3), (2, 1)]));
+        assert_eq!(c.version_vector(), &vv);
     }
 
     #[test]

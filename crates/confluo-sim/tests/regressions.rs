@@ -58,7 +58,10 @@ fn replay(list: &[Regression]) {
     }
 }
 
-/// Found against confluo-node before its anti-entropy (commit 6b8f711 fixed them).
+/// Found against confluo-node before its anti-entropy (commit 6b8f711 fixed them). The
+/// simulator has since learnt clock steps at restarts and the node has changed, so these
+/// seeds now drive different schedules with the same fault settings; they stay as broad
+/// regressions of the paths they once broke.
 const FIXED: &[Regression] = &[
     Regression {
         seed: 105,
@@ -102,34 +105,34 @@ const FIXED: &[Regression] = &[
 /// the replicas never converge. See docs/simulation.md, "Known failing seeds".
 const OPEN: &[Regression] = &[
     Regression {
-        seed: 31,
+        seed: 11,
         disable: &[],
-        settings: "drop 21.3%, duplicate 5.2%",
-        found: "leader disk loss: writes r3:256.. only at its follower",
+        settings: "drop 6.7%, duplicate 0.9%",
+        found: "n1 loses its disk (back as a new replica); r1:200.. only at its follower n2",
     },
     Regression {
-        seed: 68,
+        seed: 95,
         disable: &[],
-        settings: "drop 20.4%, duplicate 8.4%",
-        found: "leader disk loss: writes r5:25.. only at its follower",
+        settings: "drop 15.0%, duplicate 6.0%",
+        found: "leader disk loss: r5:183.. only at its follower n6",
     },
     Regression {
-        seed: 186,
+        seed: 158,
         disable: &[],
-        settings: "drop 9.7%, duplicate 1.5%",
-        found: "leader disk loss: writes r5:200.. only at its follower",
+        settings: "drop 27.4%, duplicate 8.6%",
+        found: "leader disk loss: r7:8.. only at its follower n6",
     },
     Regression {
-        seed: 200,
+        seed: 203,
         disable: &[],
-        settings: "drop 12.0%, duplicate 2.4%",
-        found: "leader disk loss: writes r3:119.. only at its follower",
+        settings: "drop 14.1%, duplicate 0.8%",
+        found: "n1 loses its disk at 6853 ms (back as r9); r1:160 only at its follower n2",
     },
     Regression {
-        seed: 223,
+        seed: 269,
         disable: &[],
-        settings: "drop 9.2%, duplicate 6.0%",
-        found: "leader disk loss: writes r3:13.. only at its follower",
+        settings: "drop 23.0%, duplicate 4.3%",
+        found: "n1 loses its disk; r1:202 only at its follower n2",
     },
 ];
 

@@ -99,6 +99,14 @@ fn disk_loss_at_followers_and_leaders_without_promotion() {
     assert_seeds(&config, 600..640);
 }
 
+/// Every fault at once except losing a whole disk (see the ignored test below).
+#[test]
+fn every_fault_but_disk_loss_at_once() {
+    let mut config = SimConfig::small();
+    config.faults.disk_loss = false;
+    assert_seeds(&config, 700..800);
+}
+
 /// Every fault at once. Ignored while the node bugs listed in docs/simulation.md ("Known
 /// failing seeds") are open: run it with `cargo test -p confluo-sim -- --ignored`.
 #[test]

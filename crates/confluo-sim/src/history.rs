@@ -112,6 +112,18 @@ impl History {
         }
     }
 
+    /// `node` synced a state transfer or snapshot standing for every event of `vv`: it holds
+    /// every durable update that `vv` covers. (Updates never made durable anywhere were lost
+    /// and their dots retired; a context covering them holds no such update.)
+    pub(crate) fn synced_upto(&mut self, node: NodeId, vv: &VersionVector) {
+        let b = bit(node);
+        for ((r, c), rec) in self.updates.iter_mut() {
+            if rec.durable && vv.get(*r) >= *c {
+                rec.holders |= b;
+            }
+        }
+    }
+
     /// `node` lost its disk.
     pub(crate) fn disk_lost(&mut self, node: NodeId) {
         let b = bit(node);

@@ -43,15 +43,21 @@ impl Simulation {
             CrashMode::LoseUnsynced => {
                 sn.storage.lose_unsynced();
                 sn.unsynced.clear();
+                sn.unsynced_covers.clear();
             }
             CrashMode::KeepUnsynced => {
                 let _ = sn.storage.sync();
                 let keys = std::mem::take(&mut sn.unsynced);
+                let covers = std::mem::take(&mut sn.unsynced_covers);
                 self.history.synced(id, &keys);
+                for vv in &covers {
+                    self.history.synced_upto(id, vv);
+                }
             }
             CrashMode::LoseDisk => {
                 sn.storage.lose_everything();
                 sn.unsynced.clear();
+                sn.unsynced_covers.clear();
                 self.faults.disks_lost += 1;
                 self.history.disk_lost(id);
             }

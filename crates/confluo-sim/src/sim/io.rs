@@ -38,6 +38,19 @@ impl Simulation {
         write: StorageWrite,
         just_wrote: &mut Option<usize>,
     ) {
+        match &write {
+            // A state transfer or a snapshot stands for every event of its context: once
+            // synced, this node holds all of them.
+            StorageWrite::State { chunk, .. } => {
+                let vv = chunk.ctx.version_vector().clone();
+                self.nodes[i].unsynced_covers.push(vv);
+            }
+            StorageWrite::Snapshot(snap) => {
+                let vv = snap.keyspace.version_vector().clone();
+                self.nodes[i].unsynced_covers.push(vv);
+            }
+            _ => {}
+        }
         if let StorageWrite::Updates { updates, links } = &write {
             for u in updates {
                 self.history.seen(u);
@@ -280,9 +293,13 @@ impl Simulation {
         sn.sync_scheduled = false;
         let _ = sn.storage.sync();
         let keys = std::mem::take(&mut sn.unsynced);
+        let covers = std::mem::take(&mut sn.unsynced_covers);
         let token = sn.appended;
         let id = sn.id;
         self.history.synced(id, &keys);
+        for vv in &covers {
+            self.history.synced_upto(id, vv);
+        }
         self.record(Kind::Sync, id.0, 0, token);
         if let Some(node) = self.nodes[i].node.as_mut() {
             node.persisted(PersistToken(token));

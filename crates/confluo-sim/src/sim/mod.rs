@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use confluo_crdt::ReplicaId;
+use confluo_crdt::{ReplicaId, VersionVector};
 use confluo_node::{
     Change, Config, Link, MemoryStorage, Message, Node, Output, PersistToken, Role, Storage,
     StorageWrite, Topology, WriteError, WriteId,
@@ -87,6 +87,8 @@ struct SimNode {
     appended: u64,
     sync_scheduled: bool,
     unsynced: Vec<(ReplicaId, u64)>,
+    /// Contexts of state transfers and snapshots appended since the last sync.
+    unsynced_covers: Vec<VersionVector>,
     pending: BTreeMap<WriteId, usize>,
     /// A client write waiting for a dot reservation (its client waits before writing more).
     awaiting: Option<usize>,
@@ -150,6 +152,7 @@ impl Simulation {
                 appended: 0,
                 sync_scheduled: false,
                 unsynced: Vec::new(),
+                unsynced_covers: Vec::new(),
                 pending: BTreeMap::new(),
                 awaiting: None,
             });

@@ -213,6 +213,7 @@ pub fn check_all(history: &History, nodes: &[&Node], replayed_reads: usize) -> O
     check_sets(history, ks, &mut out.violations);
     check_counters(history, ks, &mut out.violations);
     check_lww_final(history, vv, ks, &mut out.violations);
+    check_mv_final(history, vv, ks, &mut out.violations);
     out
 }
 
@@ -532,6 +533,91 @@ fn superseded_before(
     })
 }
 
+/// An applied MV write: its field (`None`: the key's own register), dot, causal past, value.
+type MvWrite<'a> = (Option<Vec<u8>>, Dot, &'a VersionVector, Vec<u8>);
+
+/// On the stable keys, each MV register holds exactly the values of the applied MV writes
+/// that no other applied MV write to it had observed: concurrent writes all survive as
+/// siblings, overwritten ones are gone.
+fn check_mv_final(history: &History, vv: &VersionVector, ks: &Keyspace, v: &mut Vec<Violation>) {
+    for k in 0..STABLE_KEYS {
+        let key = workload::key(k);
+        let mut writes: Vec<MvWrite<'_>> = Vec::new();
+        for ((r, c), rec) in &history.updates {
+            if !rec.durable || vv.get(*r) < *c {
+                continue;
+            }
+            let Change::Write { key: uk, delta, .. } = &rec.update.change else {
+                continue;
+            };
+            if *uk != key {
+                continue;
+            }
+            let dot = Dot::new(*r, *c);
+            for m in delta.mv() {
+                writes.push((None, dot, &rec.update.deps, m.to_vec()));
+            }
+            for f in delta.fields() {
+                for m in delta.field(f).map(|l| l.mv()).unwrap_or_default() {
+                    writes.push((Some(f.to_vec()), dot, &rec.update.deps, m.to_vec()));
+                }
+            }
+        }
+        let observed = |later: &MvWrite<'_>, d: Dot| {
+            if later.1.replica == d.replica {
+                d.counter < later.1.counter
+            } else {
+                later.2.get(d.replica) >= d.counter
+            }
+        };
+        let mut slots: BTreeSet<Option<Vec<u8>>> = writes.iter().map(|w| w.0.clone()).collect();
+        slots.insert(None);
+        let value = ks.get(&key);
+        for slot in slots {
+            let mut want: Vec<Vec<u8>> = writes
+                .iter()
+                .filter(|w| w.0 == slot)
+                .filter(|w| {
+                    !writes
+                        .iter()
+                        .any(|o| o.0 == slot && o.1 != w.1 && observed(o, w.1))
+                })
+                .map(|w| w.3.clone())
+                .collect();
+            want.sort();
+            let mut got: Vec<Vec<u8>> = match &slot {
+                None => value.map(|x| x.mv()).unwrap_or_default(),
+                Some(f) => value
+                    .and_then(|x| x.field(f))
+                    .map(|l| l.mv())
+                    .unwrap_or_default(),
+            }
+            .into_iter()
+            .map(<[u8]>::to_vec)
+            .collect();
+            got.sort();
+            if want != got {
+                let show = |xs: &[Vec<u8>]| {
+                    xs.iter()
+                        .map(|x| String::from_utf8_lossy(x).into_owned())
+                        .collect::<Vec<_>>()
+                        .join(",")
+                };
+                v.push(at_key(
+                    Checker::LostWrite,
+                    k,
+                    format!(
+                        "MV register k{k}{} holds [{}], but the applied writes nobody overwrote are [{}]",
+                        slot.map(|f| format!(".{}", String::from_utf8_lossy(&f))).unwrap_or_default(),
+                        show(&got),
+                        show(&want)
+                    ),
+                ));
+            }
+        }
+    }
+}
+
 /// On the stable keys, each LWW register holds the value of the applied write with the
 /// greatest timestamp.
 fn check_lww_final(history: &History, vv: &VersionVector, ks: &Keyspace, v: &mut Vec<Violation>) {
@@ -801,6 +887,39 @@ mod tests {
         let mut v = Vec::new();
         check_lww_causality(&h, &mut v);
         assert_eq!(kinds(&v), vec![Checker::LwwSkew], "{v:?}");
+    }
+
+    #[test]
+    fn a_lost_mv_sibling_is_caught_and_concurrent_siblings_pass() {
+        let (mut a, mut b, mut h) = (Keyspace::default(), Keyspace::default(), History::default());
+        let wa = write(&mut a, A, 0, &Op::mv_write(*b"a"), ts(1, A));
+        durable_write(&mut h, 1, 0, Op::mv_write(*b"a"), &wa);
+        let wb = write(&mut b, B, 0, &Op::mv_write(*b"b"), ts(1, B));
+        durable_write(&mut h, 2, 0, Op::mv_write(*b"b"), &wb);
+        let mut both = a.clone();
+        both.apply(&wb, &mut |_| {});
+        let mut v = Vec::new();
+        check_mv_final(&h, both.version_vector(), &both, &mut v);
+        assert!(v.is_empty(), "concurrent writes are both siblings: {v:?}");
+        // A replica that covers B's write but dropped its value.
+        let mut dropped = a.clone();
+        let skip = Update {
+            origin: B,
+            counter: 1,
+            deps: VersionVector::new(),
+            change: Change::Skip { first: 1 },
+        };
+        dropped.apply(&skip, &mut |_| {});
+        let mut v = Vec::new();
+        check_mv_final(&h, dropped.version_vector(), &dropped, &mut v);
+        assert_eq!(kinds(&v), vec![Checker::LostWrite], "{v:?}");
+        // An overwrite that observed both leaves one value.
+        let mut c = both.clone();
+        let wc = write(&mut c, A, 0, &Op::mv_write(*b"c"), ts(2, A));
+        durable_write(&mut h, 1, 0, Op::mv_write(*b"c"), &wc);
+        let mut v = Vec::new();
+        check_mv_final(&h, c.version_vector(), &c, &mut v);
+        assert!(v.is_empty(), "{v:?}");
     }
 
     #[test]

@@ -107,6 +107,17 @@ fn every_fault_but_disk_loss_at_once() {
     assert_seeds(&config, 700..800);
 }
 
+/// Every fault at once, with each follower linked back to its leader (no relaying): the
+/// node's anti-entropy then returns what a leader lost with its disk to the others.
+#[test]
+fn every_fault_at_once_with_follower_backlinks() {
+    let config = SimConfig {
+        follower_backlinks: true,
+        ..SimConfig::small()
+    };
+    assert_seeds(&config, 800..900);
+}
+
 /// Every fault at once. Ignored while the node bugs listed in docs/simulation.md ("Known
 /// failing seeds") are open: run it with `cargo test -p confluo-sim -- --ignored`.
 #[test]

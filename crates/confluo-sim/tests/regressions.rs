@@ -102,7 +102,8 @@ const FIXED: &[Regression] = &[
 
 /// Open: a leader that loses its disk comes back as a new incarnation, and writes it had
 /// acknowledged that reached only its follower stay there (followers send nothing back), so
-/// the replicas never converge. See docs/simulation.md, "Known failing seeds".
+/// the replicas never converge; and (3381) a late ack from a promoted follower's old replica
+/// id makes its peer ignore the new one for ever. See docs/simulation.md.
 const OPEN: &[Regression] = &[
     Regression {
         seed: 11,
@@ -127,6 +128,14 @@ const OPEN: &[Regression] = &[
         disable: &[],
         settings: "drop 14.1%, duplicate 0.8%",
         found: "n1 loses its disk at 6853 ms (back as r9); r1:160 only at its follower n2",
+    },
+    Regression {
+        seed: 3381,
+        disable: &[],
+        settings: "drop 12.3%, duplicate 5.1%",
+        found: "n3 restarts while its follower n4 is promoted (r4 -> r7); a late ack from r4 \
+                retires r7 at n3, which then ignores n4's acks and says hello every 100 ms \
+                for ever (never idle, though every replica has the same state)",
     },
     Regression {
         seed: 269,

@@ -11,6 +11,8 @@ struct Regression {
     seed: u64,
     /// Fault kinds switched off (the `--disable` list of `confluo sim`).
     disable: &'static [&'static str],
+    /// Whether followers link back to their leaders (`--follower-backlinks`).
+    backlinks: bool,
     /// The start of the settings' description: the proof that the seed still replays.
     settings: &'static str,
     /// What it found.
@@ -42,7 +44,11 @@ fn config(disable: &[&str]) -> SimConfig {
 
 fn replay(list: &[Regression]) {
     for r in list {
-        let report = run_seed(r.seed, &config(r.disable));
+        let config = SimConfig {
+            follower_backlinks: r.backlinks,
+            ..config(r.disable)
+        };
+        let report = run_seed(r.seed, &config);
         let settings = report.settings.to_string();
         assert!(
             settings.starts_with(r.settings),
@@ -65,6 +71,7 @@ fn replay(list: &[Regression]) {
 const FIXED: &[Regression] = &[
     Regression {
         seed: 105,
+        backlinks: false,
         disable: &["topology", "promotion", "disk-loss"],
         settings: "drop 13.6%, duplicate 9.0%",
         found: "a lost state transfer was taken as delivered because batches reached the same \
@@ -72,6 +79,7 @@ const FIXED: &[Regression] = &[
     },
     Regression {
         seed: 6,
+        backlinks: false,
         disable: &[
             "duplicate",
             "reorder",
@@ -88,12 +96,14 @@ const FIXED: &[Regression] = &[
     },
     Regression {
         seed: 19,
+        backlinks: false,
         disable: &["topology"],
         settings: "drop 23.3%, duplicate 4.8%",
         found: "a leader lost its disk; only its follower kept writes it had acknowledged",
     },
     Regression {
         seed: 12,
+        backlinks: false,
         disable: &[],
         settings: "drop 9.3%, duplicate 8.1%",
         found: "star topology after promotion: a leaf never got updates the hub had by state",
@@ -107,30 +117,44 @@ const FIXED: &[Regression] = &[
 const OPEN: &[Regression] = &[
     Regression {
         seed: 11,
+        backlinks: false,
         disable: &[],
         settings: "drop 6.7%, duplicate 0.9%",
         found: "n1 loses its disk (back as a new replica); r1:200.. only at its follower n2",
     },
     Regression {
         seed: 95,
+        backlinks: false,
         disable: &[],
         settings: "drop 15.0%, duplicate 6.0%",
         found: "leader disk loss: r5:183.. only at its follower n6",
     },
     Regression {
         seed: 158,
+        backlinks: false,
         disable: &[],
         settings: "drop 27.4%, duplicate 8.6%",
         found: "leader disk loss: r7:8.. only at its follower n6",
     },
     Regression {
         seed: 203,
+        backlinks: false,
         disable: &[],
         settings: "drop 14.1%, duplicate 0.8%",
         found: "n1 loses its disk at 6853 ms (back as r9); r1:160 only at its follower n2",
     },
     Regression {
+        seed: 8230,
+        backlinks: true,
+        disable: &[],
+        settings: "drop 27.4%, duplicate 4.1%",
+        found: "n5 loses its disk; a state its follower cut for the old incarnation reaches the \
+                new one, whose context then claims r5:1..35 without their values; its later \
+                state transfers remove them elsewhere (lost acknowledged add, counters short)",
+    },
+    Regression {
         seed: 3381,
+        backlinks: false,
         disable: &[],
         settings: "drop 12.3%, duplicate 5.1%",
         found: "n3 restarts while its follower n4 is promoted (r4 -> r7); a late ack from r4 \
@@ -139,6 +163,7 @@ const OPEN: &[Regression] = &[
     },
     Regression {
         seed: 269,
+        backlinks: false,
         disable: &[],
         settings: "drop 23.0%, duplicate 4.3%",
         found: "n1 loses its disk; r1:202 only at its follower n2",

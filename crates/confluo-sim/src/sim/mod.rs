@@ -362,16 +362,37 @@ impl Simulation {
         let nodes: Vec<&Node> = self.nodes.iter().filter_map(|n| n.node.as_ref()).collect();
         let mut violations = std::mem::take(&mut self.violations);
         if self.converged_at.is_none() {
-            violations.push(Violation {
-                checker: Checker::Convergence,
-                detail: format!(
-                    "not converged within {} ms of healing ({} of {} nodes up)",
-                    self.cfg.heal_max_ms,
-                    nodes.len(),
-                    self.nodes.len()
-                ),
-                nodes: Vec::new(),
-                key: None,
+            let same_state = nodes.len() == self.nodes.len()
+                && nodes.windows(2).all(|w| w[0].digest() == w[1].digest());
+            let busy: Vec<NodeId> = nodes
+                .iter()
+                .filter(|n| !n.is_idle())
+                .map(|n| n.id())
+                .collect();
+            violations.push(if same_state {
+                // Every replica holds the same state, but some node still thinks it has work
+                // for a peer: a liveness fault (endless probes, resends or transfers).
+                Violation {
+                    checker: Checker::Protocol,
+                    detail: format!(
+                        "states converged, but nodes {busy:?} never became idle within {} ms of healing",
+                        self.cfg.heal_max_ms
+                    ),
+                    nodes: busy,
+                    key: None,
+                }
+            } else {
+                Violation {
+                    checker: Checker::Convergence,
+                    detail: format!(
+                        "not converged within {} ms of healing ({} of {} nodes up)",
+                        self.cfg.heal_max_ms,
+                        nodes.len(),
+                        self.nodes.len()
+                    ),
+                    nodes: Vec::new(),
+                    key: None,
+                }
             });
         }
         let checked = check::check_all(&self.history, &nodes, self.cfg.replayed_reads);

@@ -211,7 +211,7 @@ impl CausalContext {
 
     /// Inserts without compacting; returns whether anything changed.
     fn insert_uncompacted(&mut self, dot: Dot) -> bool {
-        if self.vv.contains(dot) {
+        if dot.counter == 0 || self.vv.contains(dot) {
             return false;
         }
         if dot.counter == self.vv.get(dot.replica).saturating_add(1) {

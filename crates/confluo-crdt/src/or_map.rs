@@ -451,6 +451,24 @@ mod tests {
     }
 
     #[test]
+    fn validate_rejects_a_dot_with_counter_zero() {
+        // Found by the decode_state fuzzer: a dot numbered 0 was "in" every context, so it
+        // passed validation and then broke commutativity.
+        let wire = (
+            vec![(25u8, vec![(Dot::new(A, 0), PNCounter::new())])],
+            CausalContext::new(),
+        );
+        let bytes = postcard::to_allocvec(&wire).unwrap();
+        let forged: OrMap<u8, Contributions<PNCounter>> = postcard::from_bytes(&bytes).unwrap();
+        assert_eq!(
+            forged.validate(),
+            Err(ValidationError::DotNotInContext {
+                dot: Dot::new(A, 0)
+            })
+        );
+    }
+
+    #[test]
     fn validate_rejects_an_empty_value() {
         let wire: (Vec<(u8, SetStore<u8>)>, CausalContext) =
             (vec![(1, SetStore::default())], CausalContext::new());

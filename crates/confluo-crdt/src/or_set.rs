@@ -668,7 +668,9 @@ impl<T: Hash + Eq + Serialize> Serialize for SetStore<T> {
                 previous = 0;
             }
             if let Some((_, members)) = groups.last_mut() {
-                members.push((dot.counter - previous - 1, elem));
+                // Valid stores hold each dot once, so counters strictly increase; an invalid
+                // decoded one still encodes (to bytes that fail validation) rather than panic.
+                members.push((dot.counter.saturating_sub(previous).saturating_sub(1), elem));
             }
             previous = dot.counter;
         }

@@ -61,7 +61,8 @@ impl VersionVector {
     /// Whether `dot` is among the events seen.
     #[inline]
     pub fn contains(&self, dot: Dot) -> bool {
-        dot.counter <= self.get(dot.replica)
+        // Counters start at 1: a dot with counter 0 names no event and is in no vector.
+        dot.counter != 0 && dot.counter <= self.get(dot.replica)
     }
 
     /// Raises the entry of `replica` to at least `counter`.

@@ -223,6 +223,8 @@ pub struct Summary {
     pub faults: FaultCounts,
     /// Violations found.
     pub violations: u64,
+    /// Violations by checker.
+    pub by_checker: std::collections::BTreeMap<crate::check::Checker, u64>,
     /// Acknowledged writes lost only with lost disks.
     pub lost_with_disk: u64,
     /// The slowest convergence after heal (virtual ms).
@@ -240,6 +242,9 @@ impl Summary {
         self.reads += r.reads as u64;
         self.faults.add(&r.faults);
         self.violations += r.violations.len() as u64;
+        for v in &r.violations {
+            *self.by_checker.entry(v.checker).or_insert(0) += 1;
+        }
         self.lost_with_disk += r.lost_with_disk as u64;
         if let Some(c) = r.converged_after_heal_ms {
             self.max_converge_ms = self.max_converge_ms.max(c);
@@ -275,6 +280,14 @@ impl fmt::Display for Summary {
             self.max_converge_ms, self.lost_with_disk
         )?;
         write!(f, "violations: {}", self.violations)?;
+        if !self.by_checker.is_empty() {
+            let parts: Vec<String> = self
+                .by_checker
+                .iter()
+                .map(|(c, n)| format!("{c} {n}"))
+                .collect();
+            write!(f, " [{}]", parts.join(", "))?;
+        }
         if !self.failed_seeds.is_empty() {
             let shown: Vec<String> = self
                 .failed_seeds

@@ -77,6 +77,11 @@ impl CausalContext {
         self.cloud.iter().copied()
     }
 
+    /// The cloud as a sorted slice.
+    pub(crate) fn cloud_slice(&self) -> &[Dot] {
+        &self.cloud
+    }
+
     /// Number of dots in the cloud.
     pub fn cloud_len(&self) -> usize {
         self.cloud.len()

@@ -317,6 +317,83 @@ impl<T: Hash + Eq> SetStore<T> {
     }
 }
 
+/// Membership of `(replica index, counter)` in a context's dot cloud, built once per join so
+/// the sweep over every element does not binary-search the cloud per element.
+enum CloudLookup<'a> {
+    /// The cloud is empty.
+    Empty,
+    /// A small cloud: searching it is as cheap as anything.
+    Search(&'a CausalContext, &'a [ReplicaId]),
+    /// Per replica index, a bitmap of the cloud's counters from a base (`None` where the
+    /// counters are too sparse for a bitmap: search those).
+    Bits(
+        Vec<Option<(u64, Vec<u64>)>>,
+        &'a CausalContext,
+        &'a [ReplicaId],
+    ),
+}
+
+impl<'a> CloudLookup<'a> {
+    /// `elements` is the size of the sweep the lookup serves: bitmaps up to a few words per
+    /// element cost no more to build than the sweep itself.
+    fn new(ctx: &'a CausalContext, replicas: &'a [ReplicaId], elements: usize) -> Self {
+        let n = ctx.cloud_len();
+        if n == 0 {
+            return CloudLookup::Empty;
+        }
+        if n <= 32 {
+            return CloudLookup::Search(ctx, replicas);
+        }
+        let bits = replicas
+            .iter()
+            .map(|&r| {
+                // The cloud is sorted by dot, so a replica's counters are one sorted run.
+                let start = ctx.cloud_slice().partition_point(|d| d.replica < r);
+                let end = ctx.cloud_slice().partition_point(|d| d.replica <= r);
+                let run = &ctx.cloud_slice()[start..end];
+                let (first, last) = (run.first()?.counter, run.last()?.counter);
+                // (A cloud that is not sorted, from a state that skipped validation, is
+                // searched instead.)
+                let span = last.checked_sub(first)?.saturating_add(1);
+                // Bounded by the work of the sweep, or the run is too sparse: search it.
+                let budget_words = 4 * (elements + run.len()) as u64 + 64;
+                if span.div_ceil(64) > budget_words {
+                    return None;
+                }
+                let mut words = vec![0u64; span.div_ceil(64) as usize];
+                for d in run {
+                    let off = d.counter.checked_sub(first)?;
+                    *words.get_mut((off / 64) as usize)? |= 1 << (off % 64);
+                }
+                Some((first, words))
+            })
+            .collect();
+        CloudLookup::Bits(bits, ctx, replicas)
+    }
+
+    #[inline]
+    fn contains(&self, index: usize, counter: u64) -> bool {
+        let search = |ctx: &CausalContext, replicas: &[ReplicaId]| {
+            replicas
+                .get(index)
+                .is_some_and(|&r| ctx.contains(Dot::new(r, counter)))
+        };
+        match self {
+            CloudLookup::Empty => false,
+            CloudLookup::Search(ctx, replicas) => search(ctx, replicas),
+            CloudLookup::Bits(bits, ctx, replicas) => match bits.get(index) {
+                Some(Some((base, words))) => counter.checked_sub(*base).is_some_and(|off| {
+                    words
+                        .get((off / 64) as usize)
+                        .is_some_and(|w| (w >> (off % 64)) & 1 == 1)
+                }),
+                Some(None) => search(ctx, replicas),
+                None => false,
+            },
+        }
+    }
+}
+
 /// `{d ∈ mine : d ∈ theirs ∨ d ∉ their_ctx} ∪ {d ∈ theirs : d ∉ my_ctx}`, sorted: the join of
 /// one element's dots.
 fn join_dots(
@@ -451,8 +528,17 @@ impl<T: Hash + Eq + Clone + fmt::Debug> DotStore for SetStore<T> {
             bounds,
             unbounded,
         } = self;
-        let covered = |seen: &[u64], c: &CausalContext, index: usize, counter: u64| {
-            counter <= seen[index] || (clouds && c.contains(Dot::new(replicas[index], counter)))
+        let replicas: &[ReplicaId] = replicas;
+        let (cloud_here, cloud_there) = if clouds {
+            (
+                CloudLookup::new(ctx, replicas, other.entries.len()),
+                CloudLookup::new(other_ctx, replicas, entries.len()),
+            )
+        } else {
+            (CloudLookup::Empty, CloudLookup::Empty)
+        };
+        let covered = |seen: &[u64], cloud: &CloudLookup<'_>, index: usize, counter: u64| {
+            counter <= seen[index] || cloud.contains(index, counter)
         };
 
         // Pass 1: every element of the other side. Survivors are marked so pass 2 can tell
@@ -467,7 +553,12 @@ impl<T: Hash + Eq + Clone + fmt::Debug> DotStore for SetStore<T> {
                     *slot.get_mut() = theirs | mark;
                 }
                 (Entry::Vacant(slot), Some(theirs)) => {
-                    if !covered(&seen_here, ctx, index_of(theirs), counter_of(theirs)) {
+                    if !covered(
+                        &seen_here,
+                        &cloud_here,
+                        index_of(theirs),
+                        counter_of(theirs),
+                    ) {
                         slot.insert(theirs | mark);
                         SetStore::<T>::note(bounds, index_of(theirs), counter_of(theirs));
                     }
@@ -534,7 +625,7 @@ impl<T: Hash + Eq + Clone + fmt::Debug> DotStore for SetStore<T> {
                 return true;
             }
             if index_of(*p) != MULTI_INDEX {
-                return !covered(&seen_there, other_ctx, index_of(*p), counter_of(*p));
+                return !covered(&seen_there, &cloud_there, index_of(*p), counter_of(*p));
             }
             let Some(dots) = multi.get_mut(elem) else {
                 return false;
@@ -848,6 +939,40 @@ mod tests {
         assert_eq!(grown.len(), 2);
         grown.remove(B, &7);
         assert_eq!(grown.iter().copied().collect::<Vec<_>>(), vec![8]);
+    }
+
+    #[test]
+    fn large_delta_groups_merge_like_their_deltas() {
+        // A delta group with a large cloud takes the bitmap lookup; the same deltas one by one
+        // take the small-cloud search. Dense and sparse counters both.
+        for stride in [1u32, 3, 5000] {
+            let mut x: OrSet<u32> = OrSet::new();
+            for i in 0..2000 {
+                x.add(A, i * stride);
+            }
+            let mut one_by_one = x.clone();
+            let mut group: OrSet<u32> = OrSet::new();
+            let mut deltas = Vec::new();
+            for i in (0..2000).step_by(7) {
+                deltas.push(x.remove(B, &(i * stride)));
+                deltas.push(x.add(B, i * stride + 1));
+            }
+            for d in deltas {
+                group.merge(d.clone());
+                one_by_one.merge(d);
+            }
+            assert!(group.context().cloud_len() > 32);
+            let mut with_group = x.clone();
+            with_group.merge(group.clone());
+            let mut base: OrSet<u32> = OrSet::new();
+            for i in 0..2000 {
+                base.add(A, i * stride);
+            }
+            base.merge(group);
+            assert_eq!(base, x, "stride {stride}");
+            assert_eq!(one_by_one, x, "stride {stride}");
+            assert_eq!(with_group, x, "stride {stride}");
+        }
     }
 
     #[test]

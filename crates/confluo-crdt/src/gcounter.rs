@@ -1,10 +1,8 @@
 //! Grow-only counter.
 
-use core::cmp::Ordering;
-
 use serde::{Deserialize, Serialize};
 
-use crate::{Crdt, ReplicaId, ValidationError};
+use crate::{Crdt, ReplicaId, ValidationError, VersionVector};
 
 #[cfg(feature = "quickcheck")]
 use quickcheck::{Arbitrary, Gen};
@@ -47,14 +45,16 @@ pub enum CounterError {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct GCounter {
-    entries: Vec<(ReplicaId, u64)>,
+    /// Per replica, the total of its increments: a version vector of increments (sorted by
+    /// replica, no zero entry, merged by pointwise maximum).
+    totals: VersionVector,
 }
 
 impl GCounter {
     /// The zero counter (bottom).
     pub const fn new() -> Self {
         GCounter {
-            entries: Vec::new(),
+            totals: VersionVector::new(),
         }
     }
 
@@ -65,113 +65,49 @@ impl GCounter {
         if by == 0 {
             return Ok(GCounter::new());
         }
-        let total = match self.entries.binary_search_by_key(&replica, |&(r, _)| r) {
-            Ok(i) => {
-                let n = &mut self.entries[i].1;
-                *n = n.checked_add(by).ok_or(CounterError::Overflow)?;
-                *n
-            }
-            Err(i) => {
-                self.entries.insert(i, (replica, by));
-                by
-            }
-        };
+        let total = self
+            .totals
+            .get(replica)
+            .checked_add(by)
+            .ok_or(CounterError::Overflow)?;
+        self.totals.raise(replica, total);
         Ok(GCounter {
-            entries: vec![(replica, total)],
+            totals: core::iter::once((replica, total)).collect(),
         })
     }
 
     /// The sum of all replicas' increments, saturating at `u64::MAX`.
     pub fn value(&self) -> u64 {
-        self.entries
-            .iter()
-            .fold(0u64, |acc, &(_, n)| acc.saturating_add(n))
+        self.totals.total()
     }
 
     /// The exact sum. It cannot overflow: a vector would need 2^64 entries first.
     pub(crate) fn total(&self) -> u128 {
-        self.entries.iter().map(|&(_, n)| u128::from(n)).sum()
+        self.totals.iter().map(|(_, n)| u128::from(n)).sum()
     }
 
     /// The total of `replica`'s increments.
     pub fn get(&self, replica: ReplicaId) -> u64 {
-        self.entries
-            .binary_search_by_key(&replica, |&(r, _)| r)
-            .map_or(0, |i| self.entries[i].1)
+        self.totals.get(replica)
     }
 
     /// The entries `(replica, total of its increments)`, sorted by replica.
     pub fn iter(&self) -> impl ExactSizeIterator<Item = (ReplicaId, u64)> + '_ {
-        self.entries.iter().copied()
+        self.totals.iter()
     }
 }
 
 impl Crdt for GCounter {
     fn merge(&mut self, other: Self) {
-        if other.entries.is_empty() {
-            return;
-        }
-        if self.entries.is_empty() {
-            self.entries = other.entries;
-            return;
-        }
-        // Peers usually know the same replicas: then no allocation, one pass.
-        if self.entries.len() == other.entries.len()
-            && self
-                .entries
-                .iter()
-                .zip(&other.entries)
-                .all(|(a, b)| a.0 == b.0)
-        {
-            for (a, b) in self.entries.iter_mut().zip(&other.entries) {
-                a.1 = a.1.max(b.1);
-            }
-            return;
-        }
-        let mut merged = Vec::with_capacity(self.entries.len() + other.entries.len());
-        let mut a = core::mem::take(&mut self.entries).into_iter().peekable();
-        let mut b = other.entries.into_iter().peekable();
-        loop {
-            let next = match (a.peek(), b.peek()) {
-                (Some(x), Some(y)) => match x.0.cmp(&y.0) {
-                    Ordering::Less => a.next(),
-                    Ordering::Greater => b.next(),
-                    Ordering::Equal => {
-                        let m = x.1.max(y.1);
-                        let r = x.0;
-                        a.next();
-                        b.next();
-                        Some((r, m))
-                    }
-                },
-                (Some(_), None) => a.next(),
-                (None, Some(_)) => b.next(),
-                (None, None) => None,
-            };
-            match next {
-                Some(e) => merged.push(e),
-                None => break,
-            }
-        }
-        self.entries = merged;
+        self.totals.merge(&other.totals);
     }
 
     /// Checks that entries are sorted by replica without repeats
     /// ([`ValidationError::UnsortedVersionVector`]: the entries are a version vector of
     /// increments) and that none is zero ([`ValidationError::ZeroCounter`]), so that equal
-    /// counters have equal encodings.
+    /// counters have equal encodings. Any total up to `u64::MAX` is valid.
     fn validate(&self) -> Result<(), ValidationError> {
-        let mut prev: Option<ReplicaId> = None;
-        for &(replica, n) in &self.entries {
-            if n == 0 {
-                return Err(ValidationError::ZeroCounter { replica });
-            }
-            if prev.is_some_and(|p| p >= replica) {
-                return Err(ValidationError::UnsortedVersionVector { replica });
-            }
-            prev = Some(replica);
-        }
-        Ok(())
+        self.totals.validate_shape()
     }
 }
 
@@ -189,10 +125,10 @@ impl Arbitrary for GCounter {
     }
 
     fn shrink(&self) -> Box<dyn Iterator<Item = Self>> {
-        let entries = self.entries.clone();
+        let entries: Vec<(ReplicaId, u64)> = self.totals.iter().collect();
         Box::new((0..entries.len()).map(move |skip| {
             GCounter {
-                entries: entries
+                totals: entries
                     .iter()
                     .enumerate()
                     .filter(|&(i, _)| i != skip)
@@ -213,27 +149,23 @@ mod tests {
         ReplicaId(i)
     }
 
+    /// A counter with exactly these entries, in this order, unchecked.
+    fn raw(entries: Vec<(ReplicaId, u64)>) -> GCounter {
+        GCounter {
+            totals: VersionVector::from_raw(entries),
+        }
+    }
+
+    fn entries(c: &GCounter) -> Vec<(ReplicaId, u64)> {
+        c.iter().collect()
+    }
+
     #[test]
     fn increments_sum_over_replicas() {
         let mut c = GCounter::new();
-        assert_eq!(
-            c.increment(r(2), 5),
-            Ok(GCounter {
-                entries: vec![(r(2), 5)]
-            })
-        );
-        assert_eq!(
-            c.increment(r(1), 1),
-            Ok(GCounter {
-                entries: vec![(r(1), 1)]
-            })
-        );
-        assert_eq!(
-            c.increment(r(2), 2),
-            Ok(GCounter {
-                entries: vec![(r(2), 7)]
-            })
-        );
+        assert_eq!(c.increment(r(2), 5), Ok(raw(vec![(r(2), 5)])));
+        assert_eq!(c.increment(r(1), 1), Ok(raw(vec![(r(1), 1)])));
+        assert_eq!(c.increment(r(2), 2), Ok(raw(vec![(r(2), 7)])));
         assert_eq!(c.value(), 8);
         assert_eq!(c.get(r(2)), 7);
         assert_eq!(c.get(r(3)), 0);
@@ -261,25 +193,20 @@ mod tests {
 
     #[test]
     fn merge_is_pointwise_max() {
-        let mut a = GCounter {
-            entries: vec![(r(1), 3), (r(3), 1)],
-        };
-        a.merge(GCounter {
-            entries: vec![(r(1), 2), (r(2), 5), (r(4), 1)],
-        });
-        assert_eq!(a.entries, vec![(r(1), 3), (r(2), 5), (r(3), 1), (r(4), 1)]);
-        let mut same = GCounter {
-            entries: vec![(r(1), 1), (r(2), 9)],
-        };
-        same.merge(GCounter {
-            entries: vec![(r(1), 4), (r(2), 2)],
-        });
-        assert_eq!(same.entries, vec![(r(1), 4), (r(2), 9)]);
+        let mut a = raw(vec![(r(1), 3), (r(3), 1)]);
+        a.merge(raw(vec![(r(1), 2), (r(2), 5), (r(4), 1)]));
+        assert_eq!(
+            entries(&a),
+            vec![(r(1), 3), (r(2), 5), (r(3), 1), (r(4), 1)]
+        );
+        let mut same = raw(vec![(r(1), 1), (r(2), 9)]);
+        same.merge(raw(vec![(r(1), 4), (r(2), 2)]));
+        assert_eq!(entries(&same), vec![(r(1), 4), (r(2), 9)]);
     }
 
     #[test]
     fn validate_rejects_unsorted_duplicate_and_zero() {
-        let bad = |entries: Vec<(ReplicaId, u64)>| GCounter { entries }.validate();
+        let bad = |e: Vec<(ReplicaId, u64)>| raw(e).validate();
         assert_eq!(
             bad(vec![(r(2), 1), (r(1), 1)]),
             Err(ValidationError::UnsortedVersionVector { replica: r(1) })

@@ -498,7 +498,18 @@ impl<T: Hash + Eq + Clone + fmt::Debug> DotStore for SetStore<T> {
 
     fn join(&mut self, ctx: &CausalContext, mut other: Self, other_ctx: &CausalContext) {
         self.spill();
-        other.spill();
+        // An add's delta holds its element inline: take it as a packed entry of the other
+        // side (its replica table keeps one id inline) instead of building a hash table for
+        // one element on every merge of a delta.
+        let inline = other.one.take().and_then(|(elem, dot)| {
+            match other.intern(dot.replica).and_then(|i| pack(i, dot.counter)) {
+                Some(p) => Some((elem, p)),
+                None => {
+                    other.put(elem, vec![dot]);
+                    None
+                }
+            }
+        });
         // Map the other side's replica indices onto ours, then precompute, per index of ours,
         // how far each context's version vector reaches: the hot loops below then test a dot
         // with an array lookup and one compare.
@@ -543,7 +554,7 @@ impl<T: Hash + Eq + Clone + fmt::Debug> DotStore for SetStore<T> {
 
         // Pass 1: every element of the other side. Survivors are marked so pass 2 can tell
         // them from elements only present here.
-        for (elem, p) in other.entries.drain() {
+        for (elem, p) in inline.into_iter().chain(other.entries.drain()) {
             let single = (index_of(p) != MULTI_INDEX)
                 .then(|| translate[index_of(p)].and_then(|i| pack(i, counter_of(p))))
                 .flatten();

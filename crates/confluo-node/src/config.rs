@@ -15,6 +15,19 @@ pub struct Link {
     pub relay: bool,
 }
 
+impl Link {
+    /// A follower's link back to its leader. It relays nothing (a follower makes no writes,
+    /// so its batches carry positions only), but anti-entropy runs on it: if the leader
+    /// loses its disk, the writes it had acknowledged and streamed only to this follower
+    /// come back to it by state transfer instead of being stranded here.
+    pub fn back_to_leader(leader: NodeId) -> Link {
+        Link {
+            peer: leader,
+            relay: false,
+        }
+    }
+}
+
 /// Bounds on memory, batch sizes and timers.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Limits {
@@ -76,8 +89,13 @@ pub struct Config {
     /// This node.
     pub node: NodeId,
     /// The replica id for its writes. Must never have been used before: a node that lost its
-    /// storage starts with a fresh one (a new incarnation). Ignored by
-    /// [`Node::restore`](crate::Node::restore) when storage names one.
+    /// storage starts with a fresh one (a new incarnation). A node's replica ids must also
+    /// grow: each new incarnation (after a disk loss, or a promotion) takes an id greater
+    /// than every id the node had before, because peers tell a node's incarnations apart by
+    /// that order (a message naming a smaller id is a late one from an incarnation that is
+    /// gone). Allocating ids from one increasing counter, or as `generation << 16 | node`,
+    /// satisfies both rules. Ignored by [`Node::restore`](crate::Node::restore) when storage
+    /// names one.
     pub replica: ReplicaId,
     /// Leader or follower.
     pub role: Role,
@@ -99,10 +117,12 @@ impl Config {
         }
     }
 
-    /// A follower of `leader` (the leader links to it).
+    /// A follower of `leader` (the leader links to it), with a link back to its leader
+    /// that does not relay: see [`Link::back_to_leader`].
     pub fn follower(node: NodeId, replica: ReplicaId, leader: NodeId) -> Self {
         Config {
             role: Role::Follower { leader },
+            links: vec![Link::back_to_leader(leader)],
             ..Config::leader(node, replica)
         }
     }

@@ -73,7 +73,9 @@ pub enum PromoteError {
     /// The node is a leader already.
     #[error("the node is already a leader")]
     AlreadyLeader,
-    /// The new replica id is one this node's state has already seen: it must be fresh.
-    #[error("replica id is not fresh")]
+    /// The new replica id is one this node's state has already seen, or not greater than
+    /// the node's current one: it must be fresh, and a node's replica ids grow (peers tell
+    /// its incarnations apart by that order).
+    #[error("replica id is not fresh, or not greater than the node's current one")]
     ReplicaNotFresh,
 }

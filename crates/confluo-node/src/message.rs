@@ -82,6 +82,10 @@ pub struct StateMessage {
     /// receiver does not forward it further as state (that would circulate transfers
     /// around a ring for as long as writes go on); anti-entropy catches what remains.
     pub forwarded: bool,
+    /// The receiver's version vector as the sender knew it: the chunk leaves out every key
+    /// that vector covers. A receiver whose version vector does not cover it (an incarnation
+    /// that lost its disk, receiving a transfer cut for the one before) refuses the transfer.
+    pub base: VersionVector,
     /// The keys the receiver lacks (this part's share), with the sender's context.
     pub chunk: StateChunk,
 }

@@ -76,6 +76,9 @@ pub struct NodeMetrics {
     pub gaps: u64,
     /// State transfers received.
     pub states_received: u64,
+    /// State transfers refused because they were cut against a version vector this node
+    /// does not cover (meant for an earlier incarnation of it).
+    pub states_refused: u64,
     /// Updates from peers applied.
     pub updates_applied: u64,
     /// Outbound links.

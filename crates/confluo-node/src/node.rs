@@ -72,9 +72,12 @@ enum Gated {
 #[derive(Clone, Debug)]
 struct OutPeer {
     relay: bool,
-    /// The peer's replica id as last reported, and ones it has left behind.
+    /// The peer's replica id as its acks report it (`None` until one is heard).
     replica: Option<ReplicaId>,
-    retired: Vec<ReplicaId>,
+    /// The greatest replica id any message of the peer named: a node's replica ids grow
+    /// with each incarnation, so a message naming a smaller one is a late message from an
+    /// incarnation that is gone.
+    newest: Option<ReplicaId>,
     /// The peer's session, as its latest ack said.
     session: u64,
     /// The peer's durable version vector as last reported.
@@ -109,7 +112,7 @@ impl OutPeer {
         OutPeer {
             relay,
             replica: None,
-            retired: Vec::new(),
+            newest: None,
             session: 0,
             vv: VersionVector::new(),
             known: false,
@@ -141,8 +144,9 @@ struct Pending {
 /// The receiving side of a link.
 #[derive(Clone, Debug)]
 struct InPeer {
+    /// The sender's newest stream: streams are ordered (replica id, then session), and
+    /// messages of an older one are late.
     stream: Stream,
-    retired: Vec<ReplicaId>,
     /// Last position queued, applied, applied and durable.
     received: u64,
     applied: u64,
@@ -159,7 +163,6 @@ impl InPeer {
     fn new(stream: Stream) -> Self {
         InPeer {
             stream,
-            retired: Vec::new(),
             received: 0,
             applied: 0,
             durable: 0,
@@ -178,11 +181,8 @@ impl InPeer {
 /// Parts of a state transfer received so far.
 #[derive(Clone, Debug)]
 struct Staged {
-    stream: Stream,
-    transfer: u64,
-    forwarded: bool,
-    upto: u64,
-    parts: u32,
+    /// The first part received, without its chunk.
+    header: StateMessage,
     got: BTreeMap<u32, StateChunk>,
 }
 
@@ -193,6 +193,7 @@ struct Counters {
     invalid_messages: u64,
     gaps: u64,
     states_received: u64,
+    states_refused: u64,
     updates_applied: u64,
 }
 
@@ -624,6 +625,9 @@ impl Node {
     }
 
     fn on_ack(&mut self, from: NodeId, ack: Ack) {
+        if !self.observe_replica(from, ack.replica) {
+            return; // from an incarnation of the peer that is gone
+        }
         let stream = self.stream();
         let head = self.log.head();
         let now = self.now;
@@ -631,16 +635,10 @@ impl Node {
         let Some(p) = self.out.get_mut(&from) else {
             return;
         };
-        if p.retired.contains(&ack.replica) {
-            return;
-        }
         p.last_ack_ms = now;
         if p.replica != Some(ack.replica) {
-            // A new incarnation (or the first word from the peer): what we knew of it is void
-            // (DESIGN pitfall 4).
-            if let Some(old) = p.replica {
-                p.retired.push(old);
-            }
+            // The first word from this incarnation of the peer: what we knew of an earlier
+            // one is void (DESIGN pitfall 4).
             p.replica = Some(ack.replica);
             p.session = ack.session;
             p.vv = ack.vv;
@@ -732,23 +730,29 @@ impl Node {
         }
     }
 
-    /// A message from `from` names its replica id: if `from` is one of our peers and the id
-    /// is new, the peer is a new incarnation (it lost its state, or was promoted), and
-    /// everything we knew of it is void (DESIGN pitfall 4). Probe it afresh.
-    fn observe_replica(&mut self, from: NodeId, replica: ReplicaId) {
-        if let Some(p) = self.out.get_mut(&from) {
-            if let Some(old) = p
-                .replica
-                .filter(|&r| r != replica && !p.retired.contains(&replica))
-            {
-                p.retired.push(old);
-                p.replica = None;
-                p.vv = VersionVector::new();
-                p.known = false;
-                p.pending_state = None;
-                p.last_hello_ms = None;
-            }
+    /// A message from `from` names its replica id. A node's replica ids grow with each
+    /// incarnation (see [`Config::replica`]): a greater id than any seen before is a new
+    /// incarnation (the peer lost its state, or was promoted), and everything we knew of it
+    /// is void (DESIGN pitfall 4), so probe it afresh; a smaller one is a late message from
+    /// an incarnation that is gone. Returns whether the id is the peer's newest.
+    fn observe_replica(&mut self, from: NodeId, replica: ReplicaId) -> bool {
+        let Some(p) = self.out.get_mut(&from) else {
+            return true;
+        };
+        match p.newest {
+            Some(newest) if replica < newest => return false,
+            Some(newest) if replica == newest => return true,
+            _ => {}
         }
+        p.newest = Some(replica);
+        if p.replica.is_some_and(|r| r != replica) {
+            p.replica = None;
+            p.vv = VersionVector::new();
+            p.known = false;
+            p.pending_state = None;
+            p.last_hello_ms = None;
+        }
+        true
     }
 
     fn on_state(&mut self, from: NodeId, s: StateMessage) -> Result<(), HandleError> {
@@ -758,25 +762,32 @@ impl Node {
                 reason: "state part out of range",
             });
         }
+        s.base
+            .validate()
+            .map_err(|e| HandleError::InvalidState { from, source: e })?;
         s.chunk.check().map_err(|f| fault(from, f))?;
         if s.parts == 1 {
-            return self.apply_state_message(from, s.stream, s.upto, s.forwarded, s.chunk);
+            return self.apply_state_message(from, s);
         }
         let fresh = |st: &Staged| {
-            st.stream != s.stream
-                || st.transfer != s.transfer
-                || st.upto != s.upto
-                || st.parts != s.parts
+            st.header.stream != s.stream
+                || st.header.transfer != s.transfer
+                || st.header.upto != s.upto
+                || st.header.parts != s.parts
+                || st.header.base != s.base
         };
         if self.staged.get(&from).is_none_or(fresh) {
+            let header = StateMessage {
+                chunk: StateChunk {
+                    ctx: Default::default(),
+                    keys: Vec::new(),
+                },
+                ..s.clone()
+            };
             self.staged.insert(
                 from,
                 Staged {
-                    stream: s.stream,
-                    transfer: s.transfer,
-                    forwarded: s.forwarded,
-                    upto: s.upto,
-                    parts: s.parts,
+                    header,
                     got: BTreeMap::new(),
                 },
             );
@@ -785,7 +796,7 @@ impl Node {
             return Ok(());
         };
         staged.got.insert(s.part, s.chunk);
-        if staged.got.len() < staged.parts as usize {
+        if staged.got.len() < staged.header.parts as usize {
             return Ok(());
         }
         let Some(staged) = self.staged.remove(&from) else {
@@ -802,31 +813,31 @@ impl Node {
             keys,
         };
         chunk.check().map_err(|f| fault(from, f))?;
-        self.apply_state_message(from, staged.stream, staged.upto, staged.forwarded, chunk)
+        self.apply_state_message(
+            from,
+            StateMessage {
+                chunk,
+                ..staged.header
+            },
+        )
     }
 
-    fn apply_state_message(
-        &mut self,
-        from: NodeId,
-        stream: Stream,
-        upto: u64,
-        forwarded: bool,
-        chunk: StateChunk,
-    ) -> Result<(), HandleError> {
-        let s = StateMessage {
-            stream,
-            upto,
-            transfer: 0,
-            part: 0,
-            parts: 1,
-            forwarded,
-            chunk,
-        };
+    fn apply_state_message(&mut self, from: NodeId, s: StateMessage) -> Result<(), HandleError> {
         self.observe_replica(from, s.stream.replica);
+        let mine = self.ks.version_vector();
         let Some(inp) = accept_stream(&mut self.inb, &mut self.held, from, s.stream) else {
             return Ok(());
         };
         inp.ack_due = true;
+        if !s.base.is_covered_by(mine) {
+            // Cut against more than this node has: for an earlier incarnation of it (which
+            // lost its disk), or from a version vector it never reported. Keys the sender
+            // left out as "you have them" are not here, and joining the sender's whole
+            // context without them would claim events whose values are missing. The ack
+            // (due now) tells the sender what this node has; it cuts a new transfer.
+            self.counters.states_refused += 1;
+            return Ok(());
+        }
         inp.received = inp.received.max(s.upto);
         inp.applied = inp.applied.max(s.upto);
         // Held batches the state covers stay queued: their updates become duplicates, and
@@ -861,6 +872,7 @@ impl Node {
     /// Applies every held update whose causal past is here, link by link in order, until
     /// nothing more can be applied; persists what was applied.
     fn drain(&mut self) {
+        let head = self.log.head();
         let mut applied: Vec<Update> = Vec::new();
         let mut moved: Vec<NodeId> = Vec::new();
         loop {
@@ -912,7 +924,9 @@ impl Node {
                 break;
             }
         }
-        if moved.is_empty() && applied.is_empty() {
+        // Duplicates logged from a batch that still waits on other updates move no link,
+        // but their entries must still become shippable (else the log stalls behind them).
+        if moved.is_empty() && applied.is_empty() && self.log.head() == head {
             return;
         }
         self.counters.updates_applied += applied.len() as u64;
@@ -1130,6 +1144,7 @@ impl Node {
             return;
         };
         let chunk = self.ks.diff(&p.vv);
+        let base = p.vv.clone();
         // A peer whose position is unknown (or behind the log) gets a state standing for the
         // whole log: batches resume after its head. A peer whose position is known (a
         // forwarded or anti-entropy transfer) keeps its position: the state stands for no log
@@ -1172,6 +1187,7 @@ impl Node {
                 part: i as u32,
                 parts: n,
                 forwarded,
+                base: base.clone(),
                 chunk: StateChunk {
                     ctx: chunk.ctx.clone(),
                     keys,
@@ -1213,12 +1229,13 @@ impl Node {
     }
 
     /// Turns this follower into a leader writing as `replica`, which must be fresh (never
-    /// used by any node). Peers see a new stream and catch up by state transfer.
+    /// used by any node) and greater than the node's current replica id (see
+    /// [`Config::replica`]). Peers see a new stream and catch up by state transfer.
     pub fn promote(&mut self, replica: ReplicaId) -> Result<(), PromoteError> {
         if self.role == Role::Leader {
             return Err(PromoteError::AlreadyLeader);
         }
-        if self.ks.version_vector().get(replica) != 0 || replica == self.replica {
+        if self.ks.version_vector().get(replica) != 0 || replica <= self.replica {
             return Err(PromoteError::ReplicaNotFresh);
         }
         let (wall, logical) = self.hlc.last();
@@ -1234,7 +1251,8 @@ impl Node {
         }
         let identity = self.identity();
         // Say nothing under the new identity until it is durable: a crash before that
-        // restarts the node as the follower it was, and peers must not have retired it.
+        // restarts the node as the follower it was, and peers must not have seen the new id
+        // (they would take every later message under the old, smaller one for a late one).
         self.started = false;
         let t = self.persist(StorageWrite::Identity(identity));
         self.gate(t, Gated::Started);
@@ -1346,6 +1364,7 @@ impl Node {
             invalid_messages: self.counters.invalid_messages,
             gaps: self.counters.gaps,
             states_received: self.counters.states_received,
+            states_refused: self.counters.states_refused,
             updates_applied: self.counters.updates_applied,
             peers,
         }
@@ -1353,7 +1372,8 @@ impl Node {
 }
 
 /// The inbound link of `from` if `stream` is its current stream, or a newer one (which
-/// resets the link: a restarted or new incarnation of the sender starts over).
+/// resets the link: a restarted or new incarnation of the sender starts over). Streams are
+/// ordered by replica id, then session; an older one's messages are late and ignored.
 fn accept_stream<'a>(
     inb: &'a mut BTreeMap<NodeId, InPeer>,
     held: &mut usize,
@@ -1361,21 +1381,12 @@ fn accept_stream<'a>(
     stream: Stream,
 ) -> Option<&'a mut InPeer> {
     let inp = inb.entry(from).or_insert_with(|| InPeer::new(stream));
-    if inp.retired.contains(&stream.replica) {
+    if stream < inp.stream {
         return None;
     }
-    if inp.stream != stream {
-        let newer = inp.stream.replica != stream.replica || stream.session > inp.stream.session;
-        if !newer {
-            return None;
-        }
-        let mut retired = core::mem::take(&mut inp.retired);
-        if inp.stream.replica != stream.replica {
-            retired.push(inp.stream.replica);
-        }
+    if stream > inp.stream {
         *held -= inp.held();
         *inp = InPeer::new(stream);
-        inp.retired = retired;
     }
     Some(inp)
 }

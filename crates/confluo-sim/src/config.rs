@@ -70,9 +70,6 @@ pub struct SimConfig {
     pub limits: Limits,
     /// Trace records kept for printing (`usize::MAX`: all).
     pub trace_keep: usize,
-    /// Whether each follower also has a non-relaying link back to its leader (so the
-    /// node's anti-entropy can return writes the leader lost with its disk).
-    pub follower_backlinks: bool,
 }
 
 impl Default for SimConfig {
@@ -102,7 +99,6 @@ impl Default for SimConfig {
                 ..Limits::default()
             },
             trace_keep: 0,
-            follower_backlinks: false,
         }
     }
 }

@@ -11,8 +11,6 @@ struct Regression {
     seed: u64,
     /// Fault kinds switched off (the `--disable` list of `confluo sim`).
     disable: &'static [&'static str],
-    /// Whether followers link back to their leaders (`--follower-backlinks`).
-    backlinks: bool,
     /// The start of the settings' description: the proof that the seed still replays.
     settings: &'static str,
     /// What it found.
@@ -44,11 +42,7 @@ fn config(disable: &[&str]) -> SimConfig {
 
 fn replay(list: &[Regression]) {
     for r in list {
-        let config = SimConfig {
-            follower_backlinks: r.backlinks,
-            ..config(r.disable)
-        };
-        let report = run_seed(r.seed, &config);
+        let report = run_seed(r.seed, &config(r.disable));
         let settings = report.settings.to_string();
         assert!(
             settings.starts_with(r.settings),
@@ -71,7 +65,6 @@ fn replay(list: &[Regression]) {
 const FIXED: &[Regression] = &[
     Regression {
         seed: 105,
-        backlinks: false,
         disable: &["topology", "promotion", "disk-loss"],
         settings: "drop 13.6%, duplicate 9.0%",
         found: "a lost state transfer was taken as delivered because batches reached the same \
@@ -79,7 +72,6 @@ const FIXED: &[Regression] = &[
     },
     Regression {
         seed: 6,
-        backlinks: false,
         disable: &[
             "duplicate",
             "reorder",
@@ -96,56 +88,52 @@ const FIXED: &[Regression] = &[
     },
     Regression {
         seed: 19,
-        backlinks: false,
         disable: &["topology"],
         settings: "drop 23.3%, duplicate 4.8%",
         found: "a leader lost its disk; only its follower kept writes it had acknowledged",
     },
     Regression {
         seed: 12,
-        backlinks: false,
         disable: &[],
         settings: "drop 9.3%, duplicate 8.1%",
         found: "star topology after promotion: a leaf never got updates the hub had by state",
     },
 ];
 
-/// Open: a leader that loses its disk comes back as a new incarnation, and writes it had
-/// acknowledged that reached only its follower stay there (followers send nothing back), so
-/// the replicas never converge; and (3381) a late ack from a promoted follower's old replica
-/// id makes its peer ignore the new one for ever. See docs/simulation.md.
-const OPEN: &[Regression] = &[
+/// Found with every fault on and fixed in confluo-node: followers link back to their
+/// leaders (a leader that lost its disk gets back what only its follower had), a node's
+/// replica ids are ordered (a late message from an earlier incarnation changes nothing), a
+/// state transfer names the version vector it was cut against (a later incarnation refuses
+/// one cut for an earlier), and duplicates logged from a waiting batch become shippable.
+/// The node has changed since, so most now drive different schedules with the same
+/// settings; they stay as regressions of the paths they once broke.
+const FOUND_WITH_EVERY_FAULT: &[Regression] = &[
     Regression {
         seed: 11,
-        backlinks: false,
         disable: &[],
         settings: "drop 6.7%, duplicate 0.9%",
         found: "n1 loses its disk (back as a new replica); r1:200.. only at its follower n2",
     },
     Regression {
         seed: 95,
-        backlinks: false,
         disable: &[],
         settings: "drop 15.0%, duplicate 6.0%",
         found: "leader disk loss: r5:183.. only at its follower n6",
     },
     Regression {
         seed: 158,
-        backlinks: false,
         disable: &[],
         settings: "drop 27.4%, duplicate 8.6%",
         found: "leader disk loss: r7:8.. only at its follower n6",
     },
     Regression {
         seed: 203,
-        backlinks: false,
         disable: &[],
         settings: "drop 14.1%, duplicate 0.8%",
         found: "n1 loses its disk at 6853 ms (back as r9); r1:160 only at its follower n2",
     },
     Regression {
         seed: 8230,
-        backlinks: true,
         disable: &[],
         settings: "drop 27.4%, duplicate 4.1%",
         found: "n5 loses its disk; a state its follower cut for the old incarnation reaches the \
@@ -154,7 +142,6 @@ const OPEN: &[Regression] = &[
     },
     Regression {
         seed: 3381,
-        backlinks: false,
         disable: &[],
         settings: "drop 12.3%, duplicate 5.1%",
         found: "n3 restarts while its follower n4 is promoted (r4 -> r7); a late ack from r4 \
@@ -163,10 +150,30 @@ const OPEN: &[Regression] = &[
     },
     Regression {
         seed: 269,
-        backlinks: false,
         disable: &[],
         settings: "drop 23.0%, duplicate 4.3%",
         found: "n1 loses its disk; r1:202 only at its follower n2",
+    },
+    Regression {
+        seed: 6159,
+        disable: &[],
+        settings: "drop 2.2%, duplicate 1.5%",
+        found: "as 3381: a late message from a promoted follower's old replica id made its \
+                peer retire the new one",
+    },
+    Regression {
+        seed: 3419,
+        disable: &[],
+        settings: "drop 16.3%, duplicate 9.6%",
+        found: "a follower logged duplicates from a batch still waiting on other updates; \
+                the entries never became shippable, so its back link never went idle",
+    },
+    Regression {
+        seed: 5258,
+        disable: &[],
+        settings: "drop 24.7%, duplicate 2.6%",
+        found: "as 3419: a follower's back link stalled behind duplicates logged from a \
+                waiting batch",
     },
 ];
 
@@ -176,7 +183,6 @@ fn fixed_regressions_stay_fixed() {
 }
 
 #[test]
-#[ignore = "open confluo-node bug (leader disk loss strands writes at its follower): docs/simulation.md"]
-fn open_regressions() {
-    replay(OPEN);
+fn regressions_found_with_every_fault_stay_fixed() {
+    replay(FOUND_WITH_EVERY_FAULT);
 }

@@ -77,9 +77,6 @@ pub struct SimArgs {
     /// crash, disk-loss, clock-skew, long-outage, topology, promotion; or "all".
     #[arg(long, value_delimiter = ',')]
     disable: Vec<String>,
-    /// Give each follower a non-relaying link back to its leader (see docs/simulation.md).
-    #[arg(long)]
-    follower_backlinks: bool,
     /// Worker threads (each seed runs on one thread; the result does not depend on this).
     #[arg(long)]
     threads: Option<usize>,
@@ -128,7 +125,6 @@ pub fn run(args: SimArgs) -> ExitCode {
         writes: args.writes,
         chaos_ms: args.chaos_ms,
         faults,
-        follower_backlinks: args.follower_backlinks,
         ..SimConfig::default()
     };
     if let Some(seed) = args.seed {

@@ -256,17 +256,7 @@ impl Simulation {
     /// followers (which get everything it has, relayed).
     fn links_for(&self, i: usize) -> Vec<Link> {
         if let Some(l) = self.nodes[i].leader {
-            // Optionally a follower also links back to its leader without relaying: it
-            // sends nothing in steady state, but anti-entropy can return what the leader
-            // lost with its disk.
-            return if self.cfg.follower_backlinks {
-                vec![Link {
-                    peer: self.nodes[l].id,
-                    relay: false,
-                }]
-            } else {
-                Vec::new()
-            };
+            return vec![Link::back_to_leader(self.nodes[l].id)];
         }
         let me = self.nodes[i].id;
         let ids = self.leader_ids();

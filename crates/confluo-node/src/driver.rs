@@ -25,8 +25,9 @@ use crate::error::{PromoteError, RestoreError, WriteError};
 use crate::message::Message;
 use crate::metrics::NodeMetrics;
 use crate::node::{Node, Output, WriteId};
+use crate::replicated::ReplicatedValue;
 use crate::storage::{Storage, StorageError};
-use crate::value::{Bytes, Op, Value};
+use crate::value::{Bytes, Value};
 
 /// Why a driver call failed.
 #[derive(Debug, thiserror::Error)]
@@ -71,9 +72,9 @@ type Reply<T> = oneshot::Sender<T>;
 /// How long a state transfer may wait for room in a peer's queue.
 const BULK_SEND_TIMEOUT: Duration = Duration::from_secs(10);
 
-enum Command {
-    Write(Bytes, Op, Reply<Result<Option<Dot>, DriverError>>),
-    Read(Bytes, Reply<Option<Value>>),
+enum Command<V: ReplicatedValue> {
+    Write(Bytes, V::Op, Reply<Result<Option<Dot>, DriverError>>),
+    Read(Bytes, Reply<Option<V>>),
     Digest(Reply<u64>),
     Metrics(Reply<NodeMetrics>),
     SetLinks(Vec<Link>, Reply<()>),
@@ -81,20 +82,28 @@ enum Command {
     Shutdown(Reply<()>),
 }
 
-/// A cloneable handle to a running node.
-#[derive(Clone, Debug)]
-pub struct NodeHandle {
-    tx: mpsc::Sender<Command>,
+/// A cloneable handle to a running node of `V`s.
+#[derive(Debug)]
+pub struct NodeHandle<V: ReplicatedValue = Value> {
+    tx: mpsc::Sender<Command<V>>,
 }
 
-impl std::fmt::Debug for Command {
+impl<V: ReplicatedValue> Clone for NodeHandle<V> {
+    fn clone(&self) -> Self {
+        NodeHandle {
+            tx: self.tx.clone(),
+        }
+    }
+}
+
+impl<V: ReplicatedValue> std::fmt::Debug for Command<V> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Command")
     }
 }
 
-impl NodeHandle {
-    async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, DriverError> {
+impl<V: ReplicatedValue> NodeHandle<V> {
+    async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Command<V>) -> Result<T, DriverError> {
         let (tx, rx) = oneshot::channel();
         self.tx
             .send(make(tx))
@@ -105,13 +114,17 @@ impl NodeHandle {
 
     /// Writes `op` at `key`; resolves once the write is durable, with the dot it used
     /// (`None` if it changed nothing).
-    pub async fn write(&self, key: impl Into<Bytes>, op: Op) -> Result<Option<Dot>, DriverError> {
+    pub async fn write(
+        &self,
+        key: impl Into<Bytes>,
+        op: V::Op,
+    ) -> Result<Option<Dot>, DriverError> {
         let key = key.into();
         self.call(|r| Command::Write(key, op, r)).await?
     }
 
     /// Reads `key` (a copy of its value).
-    pub async fn read(&self, key: impl Into<Bytes>) -> Result<Option<Value>, DriverError> {
+    pub async fn read(&self, key: impl Into<Bytes>) -> Result<Option<V>, DriverError> {
         let key = key.into();
         self.call(|r| Command::Read(key, r)).await
     }
@@ -142,33 +155,40 @@ impl NodeHandle {
     }
 }
 
-/// Restores a node from `storage` (fresh if it is empty) and runs it.
-pub fn start<T, S>(
+/// The task running a node: it ends with the node's storage, or with the error that
+/// stopped it.
+pub type DriverTask<S> = JoinHandle<Result<S, DriverError>>;
+
+/// Restores a node from `storage` (fresh if it is empty) and runs it. The value type `V`
+/// is the transport's and the storage's.
+pub fn start<V, T, S>(
     config: Config,
     transport: Arc<T>,
     storage: S,
     options: DriverOptions,
-) -> Result<(NodeHandle, JoinHandle<Result<S, DriverError>>), DriverError>
+) -> Result<(NodeHandle<V>, DriverTask<S>), DriverError>
 where
-    T: Transport<Message>,
-    S: Storage + Send + 'static,
+    V: ReplicatedValue,
+    T: Transport<Message<V>>,
+    S: Storage<V> + Send + 'static,
 {
     let records = storage.load()?;
-    let node = Node::restore(config, records)?;
+    let node = Node::restore_typed(config, records)?;
     Ok(spawn(node, transport, storage, options))
 }
 
 /// Runs `node` on a tokio task. The task ends on [`NodeHandle::shutdown`], when every handle
 /// is dropped, or on a storage error; it returns the storage.
-pub fn spawn<T, S>(
-    node: Node,
+pub fn spawn<V, T, S>(
+    node: Node<V>,
     transport: Arc<T>,
     storage: S,
     options: DriverOptions,
-) -> (NodeHandle, JoinHandle<Result<S, DriverError>>)
+) -> (NodeHandle<V>, DriverTask<S>)
 where
-    T: Transport<Message>,
-    S: Storage + Send + 'static,
+    V: ReplicatedValue,
+    T: Transport<Message<V>>,
+    S: Storage<V> + Send + 'static,
 {
     let (tx, rx) = mpsc::channel(options.command_queue.max(1));
     let task = tokio::spawn(run(node, transport, storage, rx, options.tick));
@@ -181,14 +201,14 @@ fn now_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-struct Task<T, S> {
-    node: Node,
+struct Task<V: ReplicatedValue, T, S> {
+    node: Node<V>,
     transport: Arc<T>,
     storage: S,
     waiting: BTreeMap<WriteId, Reply<Result<Option<Dot>, DriverError>>>,
 }
 
-impl<T: Transport<Message>, S: Storage> Task<T, S> {
+impl<V: ReplicatedValue, T: Transport<Message<V>>, S: Storage<V>> Task<V, T, S> {
     /// Carries out the node's outputs until it has none: persist and sync first, then let
     /// the node release what waited for it.
     fn drain(&mut self) -> Result<(), StorageError> {
@@ -237,7 +257,7 @@ impl<T: Transport<Message>, S: Storage> Task<T, S> {
     }
 
     /// Handles a command; `false` to stop.
-    fn command(&mut self, cmd: Command) -> bool {
+    fn command(&mut self, cmd: Command<V>) -> bool {
         match cmd {
             Command::Write(key, op, reply) => match self.node.write(&key, op) {
                 Ok(id) => {
@@ -272,16 +292,17 @@ impl<T: Transport<Message>, S: Storage> Task<T, S> {
     }
 }
 
-async fn run<T, S>(
-    node: Node,
+async fn run<V, T, S>(
+    node: Node<V>,
     transport: Arc<T>,
     storage: S,
-    mut commands: mpsc::Receiver<Command>,
+    mut commands: mpsc::Receiver<Command<V>>,
     tick: Duration,
 ) -> Result<S, DriverError>
 where
-    T: Transport<Message>,
-    S: Storage,
+    V: ReplicatedValue,
+    T: Transport<Message<V>>,
+    S: Storage<V>,
 {
     let mut task = Task {
         node,

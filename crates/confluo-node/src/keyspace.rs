@@ -3,20 +3,20 @@
 
 use std::collections::BTreeMap;
 
-use confluo_crdt::{
-    CausalContext, Dot, DotStore, HlcTimestamp, MAX_COUNTER, ReplicaId, VersionVector,
-};
+use confluo_crdt::{CausalContext, Dot, HlcTimestamp, MAX_COUNTER, ReplicaId, VersionVector};
 use serde::{Deserialize, Serialize};
 
 use crate::error::WriteError;
-use crate::value::{Bytes, Op, Value};
+use crate::replicated::ReplicatedValue;
+use crate::value::{Bytes, Value};
 
 /// Longest run of dots one skip may retire (bounds the work a peer's skip can cause).
 pub const MAX_SKIP: u64 = 1 << 16;
 
 /// One event of one replica, as replicated.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Update {
+#[serde(bound = "V: ReplicatedValue")]
+pub struct Update<V = Value> {
     /// The replica that made the event.
     pub origin: ReplicaId,
     /// The event's dot counter (the last one, for a skip).
@@ -25,18 +25,19 @@ pub struct Update {
     /// causal past. No replica applies the event before it has applied all of it.
     pub deps: VersionVector,
     /// What happened.
-    pub change: Change,
+    pub change: Change<V>,
 }
 
 /// The effect of an [`Update`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub enum Change {
+#[serde(bound = "V: ReplicatedValue")]
+pub enum Change<V = Value> {
     /// A write to one key: the delta, with its context restricted to the dots of that key.
     Write {
         /// The key.
         key: Bytes,
         /// The delta's store: holds the update's dot only.
-        delta: Box<Value>,
+        delta: Box<V>,
         /// The delta's context: the update's dot and the dots it removed or replaced.
         ctx: CausalContext,
     },
@@ -48,7 +49,7 @@ pub enum Change {
     },
 }
 
-impl Update {
+impl<V: ReplicatedValue> Update<V> {
     fn first(&self) -> u64 {
         match self.change {
             Change::Write { .. } => self.counter,
@@ -76,7 +77,9 @@ impl Update {
                 ctx.validate().map_err(UpdateFault::Invalid)?;
                 delta.validate(ctx).map_err(UpdateFault::Invalid)?;
                 let dot = Dot::new(self.origin, self.counter);
-                if !ctx.contains(dot) || !delta.only_dot(dot) {
+                let mut only_dot = true;
+                delta.for_each_dot(&mut |d| only_dot &= d == dot);
+                if !ctx.contains(dot) || !only_dot {
                     return Err(UpdateFault::Malformed("delta does not hold its own dot"));
                 }
                 // Every other dot the delta names (removes, overwrites) must be in its causal
@@ -128,24 +131,26 @@ pub enum Delivery {
 /// cover. A deleted key keeps its summary (a few bytes per writing replica), so that the
 /// delete itself can be transferred.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct KeyEntry {
+#[serde(bound = "V: ReplicatedValue")]
+pub struct KeyEntry<V = Value> {
     /// The key's summary.
     pub summary: VersionVector,
     /// The value (empty once deleted).
-    pub value: Value,
+    pub value: V,
 }
 
 /// Keys a peer lacks, with the sender's whole context: see [`Keyspace::diff`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct StateChunk {
+#[serde(bound = "V: ReplicatedValue")]
+pub struct StateChunk<V = Value> {
     /// The sender's context (its version vector: it has no gaps).
     pub ctx: CausalContext,
     /// Every key whose summary the receiver's version vector (as the sender knew it) did not
     /// cover, sorted by key.
-    pub keys: Vec<(Bytes, KeyEntry)>,
+    pub keys: Vec<(Bytes, KeyEntry<V>)>,
 }
 
-impl StateChunk {
+impl<V: ReplicatedValue> StateChunk<V> {
     /// Checks a chunk from a peer.
     pub fn check(&self) -> Result<(), UpdateFault> {
         self.ctx.validate().map_err(UpdateFault::Invalid)?;
@@ -174,20 +179,37 @@ impl StateChunk {
 ///
 /// Invariant: updates are applied in causal order and each origin's dots contiguously, so
 /// the context is a version vector (no dot cloud) and the state reflects every event in it.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct Keyspace {
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(bound = "V: ReplicatedValue")]
+pub struct Keyspace<V = Value> {
     ctx: CausalContext,
-    keys: BTreeMap<Bytes, KeyEntry>,
+    keys: BTreeMap<Bytes, KeyEntry<V>>,
+}
+
+impl<V> Default for Keyspace<V> {
+    fn default() -> Self {
+        Keyspace {
+            ctx: CausalContext::new(),
+            keys: BTreeMap::new(),
+        }
+    }
 }
 
 impl Keyspace {
+    /// An empty keyspace of [`Value`]s (`Keyspace::<V>::default()` for another type).
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+impl<V: ReplicatedValue> Keyspace<V> {
     /// The events applied here.
     pub fn version_vector(&self) -> &VersionVector {
         self.ctx.version_vector()
     }
 
     /// The value at `key`, if present.
-    pub fn get(&self, key: &[u8]) -> Option<&Value> {
+    pub fn get(&self, key: &[u8]) -> Option<&V> {
         self.keys
             .get(key)
             .map(|e| &e.value)
@@ -222,9 +244,9 @@ impl Keyspace {
         &mut self,
         me: ReplicaId,
         key: &[u8],
-        op: &Op,
+        op: &V::Op,
         ts: HlcTimestamp,
-    ) -> Result<Option<Update>, WriteError> {
+    ) -> Result<Option<Update<V>>, WriteError> {
         let deps: VersionVector = self
             .version_vector()
             .iter()
@@ -257,7 +279,7 @@ impl Keyspace {
     }
 
     /// Whether `u` can be applied now.
-    pub fn delivery(&self, u: &Update) -> Delivery {
+    pub fn delivery(&self, u: &Update<V>) -> Delivery {
         let have = self.version_vector().get(u.origin);
         if have >= u.counter {
             Delivery::Duplicate
@@ -272,10 +294,10 @@ impl Keyspace {
     /// Applies a checked update whose [`delivery`](Keyspace::delivery) is `Ready`: joins the
     /// delta into its key only (the delta's context names no other key's dots), so the cost
     /// is that of the key, not of the keyspace.
-    pub fn apply(&mut self, u: &Update, observe: &mut dyn FnMut(&HlcTimestamp)) {
+    pub fn apply(&mut self, u: &Update<V>, observe: &mut dyn FnMut(&HlcTimestamp)) {
         match &u.change {
             Change::Write { key, delta, ctx } => {
-                delta.for_each_lww_timestamp(observe);
+                delta.for_each_timestamp(observe);
                 let entry = self.keys.entry(key.clone()).or_default();
                 entry.value.join(&self.ctx, (**delta).clone(), ctx);
                 entry.summary.raise(u.origin, u.counter);
@@ -296,7 +318,7 @@ impl Keyspace {
     /// summary of a key this sends: joining the chunk gives the peer everything this replica
     /// has. Keys not sent are not touched by the receiver, so the whole context may travel
     /// with the partial map (DESIGN pitfall 2 is about joining *every* key against it).
-    pub fn diff(&self, peer: &VersionVector) -> StateChunk {
+    pub fn diff(&self, peer: &VersionVector) -> StateChunk<V> {
         let keys = if self.version_vector().is_covered_by(peer) {
             Vec::new()
         } else {
@@ -315,14 +337,14 @@ impl Keyspace {
     /// Joins a checked chunk; returns whether anything was new.
     pub fn apply_state(
         &mut self,
-        chunk: &StateChunk,
+        chunk: &StateChunk<V>,
         observe: &mut dyn FnMut(&HlcTimestamp),
     ) -> bool {
         if chunk.ctx.is_covered_by(&self.ctx) {
             return false;
         }
         for (key, theirs) in &chunk.keys {
-            theirs.value.for_each_lww_timestamp(observe);
+            theirs.value.for_each_timestamp(observe);
             let entry = self.keys.entry(key.clone()).or_default();
             entry
                 .value
@@ -334,9 +356,9 @@ impl Keyspace {
     }
 
     /// Calls `observe` with every LWW timestamp (to restore a clock after a restart).
-    pub fn for_each_lww_timestamp(&self, observe: &mut dyn FnMut(&HlcTimestamp)) {
+    pub fn for_each_timestamp(&self, observe: &mut dyn FnMut(&HlcTimestamp)) {
         for e in self.keys.values() {
-            e.value.for_each_lww_timestamp(observe);
+            e.value.for_each_timestamp(observe);
         }
     }
 
@@ -361,6 +383,7 @@ pub fn fnv1a(bytes: &[u8]) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::value::Op;
 
     const A: ReplicaId = ReplicaId(1);
     const B: ReplicaId = ReplicaId(2);
@@ -371,11 +394,7 @@ mod tests {
 
     #[test]
     fn overtaking_update_waits_for_its_past() {
-        let (mut a, mut b, mut c) = (
-            Keyspace::default(),
-            Keyspace::default(),
-            Keyspace::default(),
-        );
+        let (mut a, mut b, mut c) = (Keyspace::new(), Keyspace::new(), Keyspace::new());
         let insert = a
             .write(A, b"k", &Op::set_insert(*b"x"), ts())
             .unwrap()
@@ -396,7 +415,7 @@ mod tests {
 
     #[test]
     fn diff_sends_only_keys_the_peer_lacks_and_deletes_travel() {
-        let (mut a, mut b) = (Keyspace::default(), Keyspace::default());
+        let (mut a, mut b) = (Keyspace::new(), Keyspace::new());
         for k in 0..10u8 {
             let u = a
                 .write(A, &[k], &Op::counter_add(1), ts())
@@ -417,7 +436,7 @@ mod tests {
 
     #[test]
     fn check_rejects_a_delta_naming_a_future_dot() {
-        let mut a = Keyspace::default();
+        let mut a = Keyspace::new();
         let mut u = a
             .write(A, b"k", &Op::counter_add(1), ts())
             .unwrap()

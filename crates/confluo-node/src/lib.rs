@@ -81,10 +81,17 @@
 //!
 //! # Values
 //!
-//! A key holds a [`Value`]: a product of typed slots (counter, OR-set, LWW register, MV
-//! register, nested OR-map), so a key written as two types at two leaders concurrently keeps
-//! both, deterministically. See `docs/replication.md` in the repository for the protocol,
-//! the topologies, failure behaviour and what is and is not guaranteed.
+//! A node maps byte-string keys to values of one type `V: `[`ReplicatedValue`], any delta
+//! CRDT. `Node` alone means `Node<Value>`: a [`Value`] is a product of typed slots (counter,
+//! OR-set, LWW register, MV register, nested OR-map) for a dynamic store, so a key written
+//! as two types at two leaders concurrently keeps both, deterministically. An application
+//! with one kind of value picks it instead, with [`Node::new_typed`]: `Node<SetStore<T>>`
+//! ([`SetOp`]), `Node<MvStore<T>>` ([`MvOp`]), `Node<Contributions<PNCounter>>`
+//! ([`CounterOp`]), or its own type implementing [`ReplicatedValue`]. See
+//! `docs/replication.md` in the repository for the protocol, the topologies, failure
+//! behaviour and what is and is not guaranteed.
+//!
+//! [`SetStore<T>`]: confluo_crdt::SetStore
 
 mod config;
 pub mod driver;
@@ -94,6 +101,7 @@ mod log;
 mod message;
 mod metrics;
 mod node;
+mod replicated;
 mod storage;
 mod value;
 
@@ -103,6 +111,7 @@ pub use keyspace::{Change, Delivery, KeyEntry, Keyspace, StateChunk, Update, fnv
 pub use message::{Ack, Batch, Message, StateMessage, Stream, WireUpdate};
 pub use metrics::{NodeMetrics, PeerMetrics};
 pub use node::{Node, Output, PersistToken, WriteId};
+pub use replicated::{CounterOp, MvOp, ReplicatedValue, SetOp};
 pub use storage::{
     Identity, LinkPosition, MemoryStorage, Role, Snapshot, Storage, StorageError, StorageWrite,
 };

@@ -6,11 +6,12 @@ use confluo_transport::NodeId;
 
 use crate::keyspace::Update;
 use crate::message::encoded_len;
+use crate::replicated::ReplicatedValue;
 
 /// One buffered update.
 #[derive(Clone, Debug)]
-pub(crate) struct Entry {
-    pub(crate) update: Update,
+pub(crate) struct Entry<V> {
+    pub(crate) update: Update<V>,
     /// The link it arrived on (`None`: a local write); never sent back there.
     pub(crate) from: Option<NodeId>,
     /// When it was appended (for lag in time).
@@ -23,8 +24,8 @@ pub(crate) struct Entry {
 /// with", which peers always get as a state transfer, so an acknowledgement of 0 always
 /// means "nothing of this stream".
 #[derive(Clone, Debug)]
-pub(crate) struct DeltaLog {
-    entries: VecDeque<Entry>,
+pub(crate) struct DeltaLog<V> {
+    entries: VecDeque<Entry<V>>,
     /// Sequence number of `entries[0]`.
     base: u64,
     /// Greatest sequence number durable here (may be shipped).
@@ -32,7 +33,7 @@ pub(crate) struct DeltaLog {
     bytes: usize,
 }
 
-impl Default for DeltaLog {
+impl<V> Default for DeltaLog<V> {
     fn default() -> Self {
         DeltaLog {
             entries: VecDeque::new(),
@@ -43,9 +44,9 @@ impl Default for DeltaLog {
     }
 }
 
-impl DeltaLog {
+impl<V: ReplicatedValue> DeltaLog<V> {
     /// Appends and returns the sequence number.
-    pub(crate) fn append(&mut self, update: Update, from: Option<NodeId>, at_ms: u64) -> u64 {
+    pub(crate) fn append(&mut self, update: Update<V>, from: Option<NodeId>, at_ms: u64) -> u64 {
         let size = encoded_len(&update);
         self.bytes += size;
         self.entries.push_back(Entry {
@@ -75,7 +76,7 @@ impl DeltaLog {
         self.durable = self.durable.max(seq.min(self.head()));
     }
 
-    pub(crate) fn get(&self, seq: u64) -> Option<&Entry> {
+    pub(crate) fn get(&self, seq: u64) -> Option<&Entry<V>> {
         let i = seq.checked_sub(self.base)?;
         self.entries.get(usize::try_from(i).ok()?)
     }

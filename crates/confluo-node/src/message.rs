@@ -8,6 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::HandleError;
 use crate::keyspace::{Change, StateChunk, Update, UpdateFault};
+use crate::replicated::ReplicatedValue;
+use crate::value::Value;
 
 /// One run of a node's replication log: its replica id and a session number that grows with
 /// every start. Sequence numbers are positions in one stream; a new stream starts at 1.
@@ -21,13 +23,14 @@ pub struct Stream {
 
 /// A message between nodes.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub enum Message {
+#[serde(bound = "V: ReplicatedValue")]
+pub enum Message<V = Value> {
     /// "Tell me where you are": the receiver answers with an [`Ack`].
     Hello(Stream),
     /// Log entries `first_seq..=last_seq` of the sender's stream (those meant for this peer).
-    Batch(Batch),
+    Batch(Batch<V>),
     /// State the receiver lacks, standing for the sender's log up to `upto`.
-    State(StateMessage),
+    State(StateMessage<V>),
     /// The receiver's position in a sender's stream, and what it has.
     Ack(Ack),
 }
@@ -35,7 +38,8 @@ pub enum Message {
 /// A delta-interval: consecutive log positions, with the updates among them meant for the
 /// receiver, compressed (replica ids once per batch, dependencies as changes).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Batch {
+#[serde(bound = "V: ReplicatedValue")]
+pub struct Batch<V = Value> {
     /// The sender's stream.
     pub stream: Stream,
     /// First log position covered.
@@ -45,12 +49,13 @@ pub struct Batch {
     /// The replicas the updates name, indexed by [`WireUpdate`].
     pub replicas: Vec<ReplicaId>,
     /// The updates, in log order.
-    pub updates: Vec<WireUpdate>,
+    pub updates: Vec<WireUpdate<V>>,
 }
 
 /// An [`Update`] inside a [`Batch`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct WireUpdate {
+#[serde(bound = "V: ReplicatedValue")]
+pub struct WireUpdate<V = Value> {
     /// Index of the origin in the batch's replicas.
     pub origin: u32,
     /// The dot counter.
@@ -59,14 +64,15 @@ pub struct WireUpdate {
     /// relative to none): (replica index, new entry; 0 removes it).
     pub deps: Vec<(u32, u64)>,
     /// The effect.
-    pub change: Change,
+    pub change: Change<V>,
 }
 
 /// A state transfer, or one part of one (a large transfer is split so that each message
 /// stays well under the transport's frame limit; the receiver applies it once every part
 /// is there, atomically).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct StateMessage {
+#[serde(bound = "V: ReplicatedValue")]
+pub struct StateMessage<V = Value> {
     /// The sender's stream.
     pub stream: Stream,
     /// The log position this state stands for: the next batch starts after it.
@@ -87,7 +93,7 @@ pub struct StateMessage {
     /// that lost its disk, receiving a transfer cut for the one before) refuses the transfer.
     pub base: VersionVector,
     /// The keys the receiver lacks (this part's share), with the sender's context.
-    pub chunk: StateChunk,
+    pub chunk: StateChunk<V>,
 }
 
 /// An acknowledgement: everything of `stream` up to `upto` is applied and durable here.
@@ -106,9 +112,9 @@ pub struct Ack {
     pub vv: VersionVector,
 }
 
-impl Message {
+impl<V: ReplicatedValue> Message<V> {
     /// Decodes a message from bytes; never panics.
-    pub fn decode(from: NodeId, bytes: &[u8]) -> Result<Message, HandleError> {
+    pub fn decode(from: NodeId, bytes: &[u8]) -> Result<Message<V>, HandleError> {
         postcard::from_bytes(bytes).map_err(|e| HandleError::Decode {
             from,
             reason: e.to_string(),
@@ -135,9 +141,9 @@ pub(crate) fn encoded_len<T: Serialize>(v: &T) -> usize {
     .unwrap_or(0)
 }
 
-impl Batch {
+impl<V: ReplicatedValue> Batch<V> {
     /// Builds a batch from updates in log order.
-    pub fn new(stream: Stream, first_seq: u64, last_seq: u64, updates: &[&Update]) -> Batch {
+    pub fn new(stream: Stream, first_seq: u64, last_seq: u64, updates: &[&Update<V>]) -> Batch<V> {
         let mut replicas: Vec<ReplicaId> = Vec::new();
         let index = |r: ReplicaId, replicas: &mut Vec<ReplicaId>| -> u32 {
             match replicas.iter().position(|&x| x == r) {
@@ -184,7 +190,7 @@ impl Batch {
     }
 
     /// Expands and checks the updates; refuses the whole batch on the first fault.
-    pub fn updates(&self, from: NodeId) -> Result<Vec<Update>, HandleError> {
+    pub fn updates(&self, from: NodeId) -> Result<Vec<Update<V>>, HandleError> {
         let malformed = |reason| HandleError::Malformed { from, reason };
         if self.first_seq == 0 || self.first_seq > self.last_seq {
             return Err(malformed("batch range"));

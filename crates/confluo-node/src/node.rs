@@ -11,8 +11,9 @@ use crate::keyspace::{Change, Delivery, KeyEntry, Keyspace, StateChunk, Update};
 use crate::log::DeltaLog;
 use crate::message::{Ack, Batch, Message, StateMessage, Stream, fault};
 use crate::metrics::{NodeMetrics, PeerMetrics};
+use crate::replicated::ReplicatedValue;
 use crate::storage::{Identity, LinkPosition, Role, Snapshot, StorageWrite};
-use crate::value::{Bytes, Op, Value};
+use crate::value::{Bytes, Value};
 
 /// Names a client write; its outcome comes back as [`Output::WriteDone`]. Unique per node
 /// across restarts (the session is in the high bits).
@@ -31,20 +32,20 @@ pub struct PersistToken(pub u64);
 /// [`Node::persisted`] has covered that write's token. `WriteDone` likewise comes only
 /// after the write is durable.
 #[derive(Clone, Debug, PartialEq)]
-pub enum Output {
+pub enum Output<V = Value> {
     /// Send `message` to `to` (dropping it is allowed: what is not acknowledged is resent).
     Send {
         /// The receiver.
         to: NodeId,
         /// The message.
-        message: Message,
+        message: Message<V>,
     },
     /// Append `write` to storage, sync, then call [`Node::persisted`] with `token`.
     Persist {
         /// Its token.
         token: PersistToken,
         /// The record.
-        write: StorageWrite,
+        write: StorageWrite<V>,
     },
     /// A client write finished: durable (with the dot it used; `None` if it changed
     /// nothing), or refused.
@@ -58,11 +59,11 @@ pub enum Output {
 
 /// Released once a token is durable.
 #[derive(Clone, Debug)]
-enum Gated {
+enum Gated<V> {
     Done(WriteId, Result<Option<Dot>, WriteError>),
     LogDurable(u64),
     InDurable(NodeId, Stream, u64),
-    Send(NodeId, Message),
+    Send(NodeId, Message<V>),
     Started,
     Reserved(u64),
     DurableVv(VersionVector),
@@ -136,14 +137,14 @@ impl OutPeer {
 
 /// A batch held until its updates' causal past arrives.
 #[derive(Clone, Debug)]
-struct Pending {
+struct Pending<V> {
     last_seq: u64,
-    updates: VecDeque<Update>,
+    updates: VecDeque<Update<V>>,
 }
 
 /// The receiving side of a link.
 #[derive(Clone, Debug)]
-struct InPeer {
+struct InPeer<V> {
     /// The sender's newest stream: streams are ordered (replica id, then session), and
     /// messages of an older one are late.
     stream: Stream,
@@ -151,7 +152,7 @@ struct InPeer {
     received: u64,
     applied: u64,
     durable: u64,
-    queue: VecDeque<Pending>,
+    queue: VecDeque<Pending<V>>,
     ack_due: bool,
     /// The durable version vector last reported to this sender (as a change count), and
     /// when: senders need it fresh to know what the node has.
@@ -159,7 +160,7 @@ struct InPeer {
     reported_ms: u64,
 }
 
-impl InPeer {
+impl<V> InPeer<V> {
     fn new(stream: Stream) -> Self {
         InPeer {
             stream,
@@ -180,10 +181,10 @@ impl InPeer {
 
 /// Parts of a state transfer received so far.
 #[derive(Clone, Debug)]
-struct Staged {
+struct Staged<V> {
     /// The first part received, without its chunk.
-    header: StateMessage,
-    got: BTreeMap<u32, StateChunk>,
+    header: StateMessage<V>,
+    got: BTreeMap<u32, StateChunk<V>>,
 }
 
 /// Counters of the node as a whole.
@@ -204,13 +205,13 @@ struct Counters {
 /// reads no clock and draws no random number: `tick` brings the time, the config brings the
 /// replica id. Cloning a node copies its whole state (for simulators).
 #[derive(Clone, Debug)]
-pub struct Node {
+pub struct Node<V: ReplicatedValue = Value> {
     id: NodeId,
     replica: ReplicaId,
     role: Role,
     session: u64,
     limits: Limits,
-    ks: Keyspace,
+    ks: Keyspace<V>,
     hlc: Hlc,
     /// The last wall-clock time given to `tick` (for the hybrid logical clock).
     wall: u64,
@@ -220,22 +221,22 @@ pub struct Node {
     /// Dots of `replica` up to `reserved` are durably reserved.
     reserved: u64,
     reserving: bool,
-    queued: VecDeque<(WriteId, Bytes, Op)>,
+    queued: VecDeque<(WriteId, Bytes, V::Op)>,
     started: bool,
-    log: DeltaLog,
+    log: DeltaLog<V>,
     /// Per origin, the greatest dot counter appended to the log.
     logged: VersionVector,
     out: BTreeMap<NodeId, OutPeer>,
-    inb: BTreeMap<NodeId, InPeer>,
-    staged: BTreeMap<NodeId, Staged>,
+    inb: BTreeMap<NodeId, InPeer<V>>,
+    staged: BTreeMap<NodeId, Staged<V>>,
     /// State transfers sent (names them).
     transfers: u64,
     held: usize,
     next_write: u64,
     next_token: u64,
     persisted: u64,
-    gated: VecDeque<(u64, Gated)>,
-    outputs: VecDeque<Output>,
+    gated: VecDeque<(u64, Gated<V>)>,
+    outputs: VecDeque<Output<V>>,
     durable_vv: VersionVector,
     /// Number of changes of `durable_vv`.
     durable_vv_changes: u64,
@@ -244,7 +245,25 @@ pub struct Node {
 }
 
 impl Node {
-    fn blank(config: &Config) -> Node {
+    /// A node of [`Value`]s with empty storage. Its replica id must be fresh (see
+    /// [`Config::replica`]). For another value type, see [`Node::new_typed`].
+    pub fn new(config: Config) -> Node {
+        Node::new_typed(config)
+    }
+
+    /// A node of [`Value`]s recovered from its durable records
+    /// ([`Storage::load`](crate::Storage::load)). Empty records give a fresh node, as
+    /// [`Node::new`]. For another value type, see [`Node::restore_typed`].
+    pub fn restore(
+        config: Config,
+        records: impl IntoIterator<Item = StorageWrite>,
+    ) -> Result<Node, RestoreError> {
+        Node::restore_typed(config, records)
+    }
+}
+
+impl<V: ReplicatedValue> Node<V> {
+    fn blank(config: &Config) -> Node<V> {
         let mut node = Node {
             id: config.node,
             replica: config.replica,
@@ -280,19 +299,21 @@ impl Node {
         node
     }
 
-    /// A node with empty storage. Its replica id must be fresh (see [`Config::replica`]).
-    pub fn new(config: Config) -> Node {
+    /// A node of `V`s with empty storage. Its replica id must be fresh (see
+    /// [`Config::replica`]).
+    pub fn new_typed(config: Config) -> Node<V> {
         let mut node = Node::blank(&config);
         node.start();
         node
     }
 
-    /// A node recovered from its durable records ([`Storage::load`](crate::Storage::load)).
-    /// Empty records give a fresh node, as [`Node::new`].
-    pub fn restore(
+    /// A node of `V`s recovered from its durable records
+    /// ([`Storage::load`](crate::Storage::load)). Empty records give a fresh node, as
+    /// [`Node::new_typed`].
+    pub fn restore_typed(
         config: Config,
-        records: impl IntoIterator<Item = StorageWrite>,
-    ) -> Result<Node, RestoreError> {
+        records: impl IntoIterator<Item = StorageWrite<V>>,
+    ) -> Result<Node<V>, RestoreError> {
         let mut node = Node::blank(&config);
         let mut identity = None;
         let mut any = false;
@@ -324,7 +345,7 @@ impl Node {
             }
         }
         if !any {
-            return Ok(Node::new(config));
+            return Ok(Node::new_typed(config));
         }
         let identity = identity.ok_or(RestoreError::NoIdentity)?;
         if identity.node != config.node {
@@ -338,7 +359,7 @@ impl Node {
         node.session = identity.session + 1;
         node.hlc = Hlc::new(node.replica);
         let hlc = &mut node.hlc;
-        node.ks.for_each_lww_timestamp(&mut |t| hlc.observe(t));
+        node.ks.for_each_timestamp(&mut |t| hlc.observe(t));
         node.durable_vv = node.ks.version_vector().clone();
         // Write ids stay unique across restarts of one node (for simulators' bookkeeping).
         node.next_write = (node.session << 32) + 1;
@@ -409,7 +430,7 @@ impl Node {
 
     // ----- persistence gating -------------------------------------------------------------
 
-    fn persist(&mut self, write: StorageWrite) -> u64 {
+    fn persist(&mut self, write: StorageWrite<V>) -> u64 {
         let token = self.next_token;
         self.next_token += 1;
         self.records += 1;
@@ -426,7 +447,7 @@ impl Node {
         self.next_token - 1
     }
 
-    fn gate(&mut self, token: u64, g: Gated) {
+    fn gate(&mut self, token: u64, g: Gated<V>) {
         if token <= self.persisted {
             self.release(g);
         } else {
@@ -451,7 +472,7 @@ impl Node {
         }
     }
 
-    fn release(&mut self, g: Gated) {
+    fn release(&mut self, g: Gated<V>) {
         match g {
             Gated::Done(write, result) => {
                 self.outputs.push_back(Output::WriteDone { write, result })
@@ -479,7 +500,7 @@ impl Node {
         }
     }
 
-    fn send(&mut self, to: NodeId, message: Message) {
+    fn send(&mut self, to: NodeId, message: Message<V>) {
         if let Some(p) = self.out.get_mut(&to) {
             p.stats.bytes_sent += message.encoded_len() as u64;
             p.stats.messages_sent += 1;
@@ -510,7 +531,7 @@ impl Node {
     }
 
     /// The next output, if any.
-    pub fn poll_output(&mut self) -> Option<Output> {
+    pub fn poll_output(&mut self) -> Option<Output<V>> {
         self.outputs.pop_front()
     }
 
@@ -518,7 +539,7 @@ impl Node {
 
     /// Accepts a client write of `op` at `key`. Its outcome comes as [`Output::WriteDone`]
     /// once durable. Refused at once on a follower.
-    pub fn write(&mut self, key: &[u8], op: Op) -> Result<WriteId, WriteError> {
+    pub fn write(&mut self, key: &[u8], op: V::Op) -> Result<WriteId, WriteError> {
         if let Role::Follower { leader } = self.role {
             return Err(WriteError::NotLeader { leader });
         }
@@ -550,7 +571,7 @@ impl Node {
             let Some((id, key, op)) = self.queued.pop_front() else {
                 return;
             };
-            let ts = if op.needs_timestamp() {
+            let ts = if V::needs_timestamp(&op) {
                 self.hlc.now(self.wall)
             } else {
                 HlcTimestamp::default()
@@ -568,7 +589,7 @@ impl Node {
     }
 
     /// Buffers an update applied here, persists it; returns the token.
-    fn append_local(&mut self, u: Update, from: Option<NodeId>) -> u64 {
+    fn append_local(&mut self, u: Update<V>, from: Option<NodeId>) -> u64 {
         self.logged.raise(u.origin, u.counter);
         let seq = self.log.append(u.clone(), from, self.now);
         let t = self.persist(StorageWrite::Updates {
@@ -582,7 +603,7 @@ impl Node {
 
     /// The value at `key` (None if absent or deleted). Local and immediate, on leaders and
     /// followers; it reflects every write applied here, in causal order.
-    pub fn get(&self, key: &[u8]) -> Option<&Value> {
+    pub fn get(&self, key: &[u8]) -> Option<&V> {
         self.ks.get(key)
     }
 
@@ -597,7 +618,7 @@ impl Node {
 
     /// Handles a message from `from`. A message that fails its checks is refused whole
     /// (nothing of it is applied, and its sender will resend what is unacknowledged).
-    pub fn handle(&mut self, from: NodeId, message: Message) -> Result<(), HandleError> {
+    pub fn handle(&mut self, from: NodeId, message: Message<V>) -> Result<(), HandleError> {
         let r = match message {
             Message::Hello(stream) => {
                 self.observe_replica(from, stream.replica);
@@ -620,7 +641,7 @@ impl Node {
     }
 
     /// The inbound link of `from` if `stream` is its current (or a newer) stream.
-    fn accept_stream(&mut self, from: NodeId, stream: Stream) -> Option<&mut InPeer> {
+    fn accept_stream(&mut self, from: NodeId, stream: Stream) -> Option<&mut InPeer<V>> {
         accept_stream(&mut self.inb, &mut self.held, from, stream)
     }
 
@@ -688,7 +709,7 @@ impl Node {
         p.stats.acked = p.acked;
     }
 
-    fn on_batch(&mut self, from: NodeId, b: Batch) -> Result<(), HandleError> {
+    fn on_batch(&mut self, from: NodeId, b: Batch<V>) -> Result<(), HandleError> {
         let updates = b.updates(from)?;
         self.observe_replica(from, b.stream.replica);
         let Some(inp) = accept_stream(&mut self.inb, &mut self.held, from, b.stream) else {
@@ -755,7 +776,7 @@ impl Node {
         true
     }
 
-    fn on_state(&mut self, from: NodeId, s: StateMessage) -> Result<(), HandleError> {
+    fn on_state(&mut self, from: NodeId, s: StateMessage<V>) -> Result<(), HandleError> {
         if s.parts == 0 || s.part >= s.parts || s.parts > self.limits.max_state_parts {
             return Err(HandleError::Malformed {
                 from,
@@ -769,7 +790,7 @@ impl Node {
         if s.parts == 1 {
             return self.apply_state_message(from, s);
         }
-        let fresh = |st: &Staged| {
+        let fresh = |st: &Staged<V>| {
             st.header.stream != s.stream
                 || st.header.transfer != s.transfer
                 || st.header.upto != s.upto
@@ -822,7 +843,7 @@ impl Node {
         )
     }
 
-    fn apply_state_message(&mut self, from: NodeId, s: StateMessage) -> Result<(), HandleError> {
+    fn apply_state_message(&mut self, from: NodeId, s: StateMessage<V>) -> Result<(), HandleError> {
         self.observe_replica(from, s.stream.replica);
         let mine = self.ks.version_vector();
         let Some(inp) = accept_stream(&mut self.inb, &mut self.held, from, s.stream) else {
@@ -873,7 +894,7 @@ impl Node {
     /// nothing more can be applied; persists what was applied.
     fn drain(&mut self) {
         let head = self.log.head();
-        let mut applied: Vec<Update> = Vec::new();
+        let mut applied: Vec<Update<V>> = Vec::new();
         let mut moved: Vec<NodeId> = Vec::new();
         loop {
             let mut progress = false;
@@ -1162,7 +1183,7 @@ impl Node {
         p.stats.state_transfers += 1;
         p.stats.state_keys_sent += chunk.keys.len() as u64;
         // Split by encoded size so that every message stays under the frame limit.
-        let mut parts: Vec<Vec<(Bytes, KeyEntry)>> = vec![Vec::new()];
+        let mut parts: Vec<Vec<(Bytes, KeyEntry<V>)>> = vec![Vec::new()];
         let mut bytes = 0;
         for entry in chunk.keys {
             let size = crate::message::encoded_len(&entry);
@@ -1287,7 +1308,7 @@ impl Node {
     }
 
     /// The replicated state.
-    pub fn keyspace(&self) -> &Keyspace {
+    pub fn keyspace(&self) -> &Keyspace<V> {
         &self.ks
     }
 
@@ -1374,12 +1395,12 @@ impl Node {
 /// The inbound link of `from` if `stream` is its current stream, or a newer one (which
 /// resets the link: a restarted or new incarnation of the sender starts over). Streams are
 /// ordered by replica id, then session; an older one's messages are late and ignored.
-fn accept_stream<'a>(
-    inb: &'a mut BTreeMap<NodeId, InPeer>,
+fn accept_stream<'a, V>(
+    inb: &'a mut BTreeMap<NodeId, InPeer<V>>,
     held: &mut usize,
     from: NodeId,
     stream: Stream,
-) -> Option<&'a mut InPeer> {
+) -> Option<&'a mut InPeer<V>> {
     let inp = inb.entry(from).or_insert_with(|| InPeer::new(stream));
     if stream < inp.stream {
         return None;

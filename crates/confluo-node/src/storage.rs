@@ -18,6 +18,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::keyspace::{Keyspace, StateChunk, Update};
 use crate::message::Stream;
+use crate::replicated::ReplicatedValue;
+use crate::value::Value;
 
 /// A node's role.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -57,20 +59,22 @@ pub struct LinkPosition {
 
 /// A full image of a node's durable state.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Snapshot {
+#[serde(bound = "V: ReplicatedValue")]
+pub struct Snapshot<V = Value> {
     /// Who the node is.
     pub identity: Identity,
     /// Dots of its replica reserved so far.
     pub reserved: u64,
     /// The replicated state.
-    pub keyspace: Keyspace,
+    pub keyspace: Keyspace<V>,
     /// Inbound stream positions.
     pub links: Vec<LinkPosition>,
 }
 
 /// One record for storage.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub enum StorageWrite {
+#[serde(bound = "V: ReplicatedValue")]
+pub enum StorageWrite<V = Value> {
     /// The node's identity (at start, on each restart with a new session, on promotion).
     Identity(Identity),
     /// Dots of the node's replica up to this counter may be used: persisted before use, so
@@ -80,19 +84,19 @@ pub enum StorageWrite {
     /// they bring.
     Updates {
         /// The updates.
-        updates: Vec<Update>,
+        updates: Vec<Update<V>>,
         /// Inbound positions after applying them.
         links: Vec<LinkPosition>,
     },
     /// A state transfer received.
     State {
         /// The chunk.
-        chunk: StateChunk,
+        chunk: StateChunk<V>,
         /// The inbound position it brings.
         link: LinkPosition,
     },
     /// Everything: earlier records are superseded.
-    Snapshot(Box<Snapshot>),
+    Snapshot(Box<Snapshot<V>>),
 }
 
 /// Why storage failed.
@@ -106,37 +110,60 @@ pub enum StorageError {
     Corrupt(String),
 }
 
-/// Durable storage for one node (see the module docs for the contract).
-pub trait Storage {
+/// Durable storage for one node (see the module docs for the contract), holding the records
+/// of a node whose values are `V`.
+pub trait Storage<V = Value> {
     /// Appends a record; durable only after the next [`sync`](Storage::sync).
-    fn append(&mut self, write: StorageWrite) -> Result<(), StorageError>;
+    fn append(&mut self, write: StorageWrite<V>) -> Result<(), StorageError>;
     /// Makes every appended record durable.
     fn sync(&mut self) -> Result<(), StorageError>;
     /// The durable records, in order, from the latest snapshot on.
-    fn load(&self) -> Result<Vec<StorageWrite>, StorageError>;
+    fn load(&self) -> Result<Vec<StorageWrite<V>>, StorageError>;
 }
 
-#[derive(Debug, Default)]
-struct Inner {
-    durable: Vec<StorageWrite>,
-    unsynced: Vec<StorageWrite>,
+#[derive(Debug)]
+struct Inner<V> {
+    durable: Vec<StorageWrite<V>>,
+    unsynced: Vec<StorageWrite<V>>,
     syncs: u64,
 }
 
 /// In-memory storage, shared by clones (so a test can keep a handle while a driver owns
 /// one). It can simulate a crash that loses what was not synced, or the whole disk.
-#[derive(Clone, Debug, Default)]
-pub struct MemoryStorage {
-    inner: Arc<Mutex<Inner>>,
+#[derive(Debug)]
+pub struct MemoryStorage<V = Value> {
+    inner: Arc<Mutex<Inner<V>>>,
+}
+
+impl<V> Clone for MemoryStorage<V> {
+    fn clone(&self) -> Self {
+        MemoryStorage {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+impl<V> Default for MemoryStorage<V> {
+    fn default() -> Self {
+        MemoryStorage {
+            inner: Arc::new(Mutex::new(Inner {
+                durable: Vec::new(),
+                unsynced: Vec::new(),
+                syncs: 0,
+            })),
+        }
+    }
 }
 
 impl MemoryStorage {
-    /// Empty storage.
+    /// Empty storage for a node of [`Value`]s.
     pub fn new() -> Self {
         Self::default()
     }
+}
 
-    fn lock(&self) -> MutexGuard<'_, Inner> {
+impl<V: Clone> MemoryStorage<V> {
+    fn lock(&self) -> MutexGuard<'_, Inner<V>> {
         // A panic while holding the lock leaves plain data behind; keep using it.
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -154,7 +181,7 @@ impl MemoryStorage {
     }
 
     /// An independent copy (clones share; a fork does not).
-    pub fn fork(&self) -> MemoryStorage {
+    pub fn fork(&self) -> MemoryStorage<V> {
         let g = self.lock();
         MemoryStorage {
             inner: Arc::new(Mutex::new(Inner {
@@ -176,8 +203,8 @@ impl MemoryStorage {
     }
 }
 
-impl Storage for MemoryStorage {
-    fn append(&mut self, write: StorageWrite) -> Result<(), StorageError> {
+impl<V: Clone> Storage<V> for MemoryStorage<V> {
+    fn append(&mut self, write: StorageWrite<V>) -> Result<(), StorageError> {
         self.lock().unsynced.push(write);
         Ok(())
     }
@@ -198,7 +225,7 @@ impl Storage for MemoryStorage {
         Ok(())
     }
 
-    fn load(&self) -> Result<Vec<StorageWrite>, StorageError> {
+    fn load(&self) -> Result<Vec<StorageWrite<V>>, StorageError> {
         Ok(self.lock().durable.clone())
     }
 }

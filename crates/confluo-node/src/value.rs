@@ -16,6 +16,7 @@ use confluo_crdt::{
 use serde::{Deserialize, Serialize};
 
 use crate::error::WriteError;
+use crate::replicated::{ReplicatedValue, remove_all, with_store};
 
 /// Byte strings: keys, set elements, register values, map fields.
 pub type Bytes = Vec<u8>;
@@ -89,43 +90,6 @@ impl Op {
     pub fn mv_write(value: impl Into<Bytes>) -> Self {
         Op::Leaf(LeafOp::MvWrite(value.into()))
     }
-    /// Whether applying the op needs a timestamp from the hybrid logical clock.
-    pub(crate) fn needs_timestamp(&self) -> bool {
-        matches!(
-            self,
-            Op::Leaf(LeafOp::LwwWrite(_)) | Op::MapUpdate(_, LeafOp::LwwWrite(_))
-        )
-    }
-}
-
-/// Runs a mutator of a slot's causal type on `slot` with the key's (really: the node's)
-/// context, without copying either.
-fn with_slot<S: DotStore>(
-    slot: &mut S,
-    ctx: &mut CausalContext,
-    f: impl FnOnce(&mut Causal<S>) -> Causal<S>,
-) -> Causal<S> {
-    let mut c = Causal::from_parts(mem::take(slot), mem::take(ctx));
-    let delta = f(&mut c);
-    let (s, cx) = c.into_parts();
-    *slot = s;
-    *ctx = cx;
-    delta
-}
-
-fn dots_of(store: &impl DotStore) -> Vec<Dot> {
-    let mut dots = Vec::new();
-    store.for_each_dot(&mut |d| dots.push(d));
-    dots
-}
-
-/// The delta of an observed-remove of everything in `store`: its dots plus the remove's own
-/// (so the remove is an event peers can tell they have missed: DESIGN pitfall 1).
-fn remove_all<S: DotStore>(store: &mut S, ctx: &mut CausalContext, me: ReplicaId) -> CausalContext {
-    let mut dots = dots_of(store);
-    *store = S::default();
-    dots.push(ctx.next_dot(me));
-    CausalContext::from_dots(dots)
 }
 
 fn check_counter(
@@ -159,7 +123,7 @@ impl Leaf {
         let dctx = match op {
             LeafOp::CounterAdd(by) => {
                 let by = *by;
-                let d = with_slot(&mut self.counter, ctx, |c| {
+                let d = with_store(&mut self.counter, ctx, |c| {
                     c.apply(me, |v| v.add(me, by).unwrap_or_default())
                 });
                 let (s, cx) = d.into_parts();
@@ -167,12 +131,12 @@ impl Leaf {
                 cx
             }
             LeafOp::SetInsert(e) => {
-                let (s, cx) = with_slot(&mut self.set, ctx, |c| c.add(me, e.clone())).into_parts();
+                let (s, cx) = with_store(&mut self.set, ctx, |c| c.add(me, e.clone())).into_parts();
                 delta.set = s;
                 cx
             }
             LeafOp::SetRemove(e) => {
-                with_slot(&mut self.set, ctx, |c| c.remove(me, e))
+                with_store(&mut self.set, ctx, |c| c.remove(me, e))
                     .into_parts()
                     .1
             }
@@ -184,7 +148,7 @@ impl Leaf {
                 }
             }
             LeafOp::LwwWrite(v) => {
-                let d = with_slot(&mut self.lww, ctx, |c| {
+                let d = with_store(&mut self.lww, ctx, |c| {
                     c.apply(me, |r| r.write(ts, v.clone()))
                 });
                 let (s, cx) = d.into_parts();
@@ -192,7 +156,8 @@ impl Leaf {
                 cx
             }
             LeafOp::MvWrite(v) => {
-                let (s, cx) = with_slot(&mut self.mv, ctx, |c| c.write(me, v.clone())).into_parts();
+                let (s, cx) =
+                    with_store(&mut self.mv, ctx, |c| c.write(me, v.clone())).into_parts();
                 delta.mv = s;
                 cx
             }
@@ -242,57 +207,6 @@ impl Leaf {
 }
 
 impl Value {
-    /// Applies `op` at `me` with the node's context `ctx` (whose next dot of `me` the op
-    /// uses); returns the delta, bottom (empty context) if nothing changed.
-    pub(crate) fn apply(
-        &mut self,
-        ctx: &mut CausalContext,
-        me: ReplicaId,
-        op: &Op,
-        ts: HlcTimestamp,
-    ) -> Result<(Value, CausalContext), WriteError> {
-        let mut delta = Value::default();
-        let dctx = match op {
-            Op::Leaf(op) => {
-                if let LeafOp::CounterAdd(by) = op {
-                    check_counter(&self.scalar.counter, me, *by)?;
-                }
-                let (s, cx) = self.scalar.apply(ctx, me, op, ts);
-                delta.scalar = s;
-                cx
-            }
-            Op::MapUpdate(field, op) => {
-                if let (LeafOp::CounterAdd(by), Some(leaf)) = (op, self.map.get(field)) {
-                    check_counter(&leaf.counter, me, *by)?;
-                }
-                let d = with_slot(&mut self.map, ctx, |m| {
-                    m.update(field.clone(), |leaf| {
-                        let (mut store, mut cx) = mem::take(leaf).into_parts();
-                        let (ds, dcx) = store.apply(&mut cx, me, op, ts);
-                        *leaf = Causal::from_parts(store, cx);
-                        Causal::from_parts(ds, dcx)
-                    })
-                });
-                let (s, cx) = d.into_parts();
-                delta.map = s;
-                cx
-            }
-            Op::MapRemove(field) => {
-                with_slot(&mut self.map, ctx, |m| m.remove(me, field))
-                    .into_parts()
-                    .1
-            }
-            Op::Delete => {
-                if self.is_empty() {
-                    CausalContext::new()
-                } else {
-                    remove_all(self, ctx, me)
-                }
-            }
-        };
-        Ok((delta, dctx))
-    }
-
     /// The scalar slots.
     pub fn scalar(&self) -> &Leaf {
         &self.scalar
@@ -327,10 +241,69 @@ impl Value {
         v.sort_unstable();
         v
     }
+}
 
-    /// Calls `f` with the greatest LWW timestamp of every register in the value, so the
-    /// node's clock can observe merged writes (DESIGN pitfall 6).
-    pub(crate) fn for_each_lww_timestamp(&self, f: &mut dyn FnMut(&HlcTimestamp)) {
+impl ReplicatedValue for Value {
+    type Op = Op;
+
+    fn apply(
+        &mut self,
+        ctx: &mut CausalContext,
+        me: ReplicaId,
+        op: &Op,
+        ts: HlcTimestamp,
+    ) -> Result<(Value, CausalContext), WriteError> {
+        let mut delta = Value::default();
+        let dctx = match op {
+            Op::Leaf(op) => {
+                if let LeafOp::CounterAdd(by) = op {
+                    check_counter(&self.scalar.counter, me, *by)?;
+                }
+                let (s, cx) = self.scalar.apply(ctx, me, op, ts);
+                delta.scalar = s;
+                cx
+            }
+            Op::MapUpdate(field, op) => {
+                if let (LeafOp::CounterAdd(by), Some(leaf)) = (op, self.map.get(field)) {
+                    check_counter(&leaf.counter, me, *by)?;
+                }
+                let d = with_store(&mut self.map, ctx, |m| {
+                    m.update(field.clone(), |leaf| {
+                        let (mut store, mut cx) = mem::take(leaf).into_parts();
+                        let (ds, dcx) = store.apply(&mut cx, me, op, ts);
+                        *leaf = Causal::from_parts(store, cx);
+                        Causal::from_parts(ds, dcx)
+                    })
+                });
+                let (s, cx) = d.into_parts();
+                delta.map = s;
+                cx
+            }
+            Op::MapRemove(field) => {
+                with_store(&mut self.map, ctx, |m| m.remove(me, field))
+                    .into_parts()
+                    .1
+            }
+            Op::Delete => {
+                if self.is_empty() {
+                    CausalContext::new()
+                } else {
+                    remove_all(self, ctx, me)
+                }
+            }
+        };
+        Ok((delta, dctx))
+    }
+
+    fn needs_timestamp(op: &Op) -> bool {
+        matches!(
+            op,
+            Op::Leaf(LeafOp::LwwWrite(_)) | Op::MapUpdate(_, LeafOp::LwwWrite(_))
+        )
+    }
+
+    /// The greatest LWW timestamp of every register in the value.
+    fn for_each_timestamp(&self, f: &mut dyn FnMut(&HlcTimestamp)) {
         if let Some(t) = self.scalar.lww_timestamp() {
             f(&t);
         }
@@ -340,18 +313,12 @@ impl Value {
             }
         }
     }
-
-    /// Whether every dot of the value is the single `dot` (what a one-write delta holds).
-    pub(crate) fn only_dot(&self, dot: Dot) -> bool {
-        let mut ok = true;
-        self.for_each_dot(&mut |d| ok &= d == dot);
-        ok
-    }
 }
 
 /// Fails on a dot that appears twice across the slots of a store.
 fn no_duplicate_dots(store: &impl DotStore) -> Result<(), ValidationError> {
-    let mut dots = dots_of(store);
+    let mut dots = Vec::new();
+    store.for_each_dot(&mut |d| dots.push(d));
     dots.sort_unstable();
     match dots.windows(2).find(|w| w[0] == w[1]) {
         Some(w) => Err(ValidationError::DuplicateDot { dot: w[0] }),

@@ -776,7 +776,7 @@ impl<V: ReplicatedValue> Node<V> {
         true
     }
 
-    fn on_state(&mut self, from: NodeId, s: StateMessage<V>) -> Result<(), HandleError> {
+    fn on_state(&mut self, from: NodeId, mut s: StateMessage<V>) -> Result<(), HandleError> {
         if s.parts == 0 || s.part >= s.parts || s.parts > self.limits.max_state_parts {
             return Err(HandleError::Malformed {
                 from,
@@ -790,6 +790,15 @@ impl<V: ReplicatedValue> Node<V> {
         if s.parts == 1 {
             return self.apply_state_message(from, s);
         }
+        // Stage the part's chunk; the rest of the message is the transfer's header.
+        let chunk = core::mem::replace(
+            &mut s.chunk,
+            StateChunk {
+                ctx: Default::default(),
+                keys: Vec::new(),
+            },
+        );
+        let part = s.part;
         let fresh = |st: &Staged<V>| {
             st.header.stream != s.stream
                 || st.header.transfer != s.transfer
@@ -798,17 +807,10 @@ impl<V: ReplicatedValue> Node<V> {
                 || st.header.base != s.base
         };
         if self.staged.get(&from).is_none_or(fresh) {
-            let header = StateMessage {
-                chunk: StateChunk {
-                    ctx: Default::default(),
-                    keys: Vec::new(),
-                },
-                ..s.clone()
-            };
             self.staged.insert(
                 from,
                 Staged {
-                    header,
+                    header: s,
                     got: BTreeMap::new(),
                 },
             );
@@ -816,7 +818,7 @@ impl<V: ReplicatedValue> Node<V> {
         let Some(staged) = self.staged.get_mut(&from) else {
             return Ok(());
         };
-        staged.got.insert(s.part, s.chunk);
+        staged.got.insert(part, chunk);
         if staged.got.len() < staged.header.parts as usize {
             return Ok(());
         }

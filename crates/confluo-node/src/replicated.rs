@@ -123,6 +123,25 @@ pub(crate) fn remove_all<S: DotStore>(
     CausalContext::from_dots(dots)
 }
 
+/// Refuses an add that would overflow `me`'s contribution (the counter keeps per-replica
+/// totals as u64).
+pub(crate) fn check_counter(
+    counter: &Contributions<PNCounter>,
+    me: ReplicaId,
+    by: i64,
+) -> Result<(), WriteError> {
+    let v = counter.value();
+    let current = if by >= 0 {
+        v.increments().get(me)
+    } else {
+        v.decrements().get(me)
+    };
+    current
+        .checked_add(by.unsigned_abs())
+        .map(|_| ())
+        .ok_or(WriteError::CounterOverflow)
+}
+
 /// An operation on a key holding an OR-set ([`SetStore`]).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SetOp<T> {
@@ -206,10 +225,7 @@ impl ReplicatedValue for Contributions<PNCounter> {
     ) -> Result<(Self, CausalContext), WriteError> {
         match *op {
             CounterOp::Add(by) => {
-                let mut counter = self.value();
-                counter
-                    .add(me, by)
-                    .map_err(|_| WriteError::CounterOverflow)?;
+                check_counter(self, me, by)?;
                 let delta = with_store(self, ctx, |c| {
                     c.apply(me, |v| v.add(me, by).unwrap_or_default())
                 });

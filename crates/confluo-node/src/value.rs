@@ -16,7 +16,7 @@ use confluo_crdt::{
 use serde::{Deserialize, Serialize};
 
 use crate::error::WriteError;
-use crate::replicated::{ReplicatedValue, remove_all, with_store};
+use crate::replicated::{ReplicatedValue, check_counter, remove_all, with_store};
 
 /// Byte strings: keys, set elements, register values, map fields.
 pub type Bytes = Vec<u8>;
@@ -90,23 +90,6 @@ impl Op {
     pub fn mv_write(value: impl Into<Bytes>) -> Self {
         Op::Leaf(LeafOp::MvWrite(value.into()))
     }
-}
-
-fn check_counter(
-    counter: &Contributions<PNCounter>,
-    me: ReplicaId,
-    by: i64,
-) -> Result<(), WriteError> {
-    let v = counter.value();
-    let current = if by >= 0 {
-        v.increments().get(me)
-    } else {
-        v.decrements().get(me)
-    };
-    current
-        .checked_add(by.unsigned_abs())
-        .map(|_| ())
-        .ok_or(WriteError::CounterOverflow)
 }
 
 impl Leaf {

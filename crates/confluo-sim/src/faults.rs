@@ -59,6 +59,30 @@ impl FaultKinds {
         topology_change: false,
         promotion: false,
     };
+
+    /// Every fault kind except those named (the `--disable` list of `confluo sim`: drop,
+    /// duplicate, reorder, partition, crash, disk-loss, clock-skew, long-outage, topology,
+    /// promotion; "all" for none). Errs with the first unknown name.
+    pub fn all_but<'a>(disable: impl IntoIterator<Item = &'a str>) -> Result<FaultKinds, String> {
+        let mut k = FaultKinds::ALL;
+        for d in disable {
+            match d {
+                "all" => k = FaultKinds::NONE,
+                "drop" => k.drop = false,
+                "duplicate" => k.duplicate = false,
+                "reorder" => k.reorder = false,
+                "partition" => k.partition = false,
+                "crash" => k.crash = false,
+                "disk-loss" => k.disk_loss = false,
+                "clock-skew" => k.clock_skew = false,
+                "long-outage" => k.long_outage = false,
+                "topology" => k.topology_change = false,
+                "promotion" => k.promotion = false,
+                other => return Err(format!("unknown fault kind {other:?}")),
+            }
+        }
+        Ok(k)
+    }
 }
 
 impl Default for FaultKinds {

@@ -18,24 +18,8 @@ struct Regression {
 }
 
 fn config(disable: &[&str]) -> SimConfig {
-    let mut k = FaultKinds::ALL;
-    for d in disable {
-        match *d {
-            "drop" => k.drop = false,
-            "duplicate" => k.duplicate = false,
-            "reorder" => k.reorder = false,
-            "partition" => k.partition = false,
-            "crash" => k.crash = false,
-            "disk-loss" => k.disk_loss = false,
-            "clock-skew" => k.clock_skew = false,
-            "long-outage" => k.long_outage = false,
-            "topology" => k.topology_change = false,
-            "promotion" => k.promotion = false,
-            other => panic!("unknown fault kind {other}"),
-        }
-    }
     SimConfig {
-        faults: k,
+        faults: FaultKinds::all_but(disable.iter().copied()).expect("known fault kinds"),
         ..SimConfig::default()
     }
 }

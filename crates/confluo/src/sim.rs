@@ -88,30 +88,9 @@ pub struct SimArgs {
     trace_lines: usize,
 }
 
-fn fault_kinds(disable: &[String]) -> Result<FaultKinds, String> {
-    let mut k = FaultKinds::ALL;
-    for d in disable {
-        match d.as_str() {
-            "all" => k = FaultKinds::NONE,
-            "drop" => k.drop = false,
-            "duplicate" => k.duplicate = false,
-            "reorder" => k.reorder = false,
-            "partition" => k.partition = false,
-            "crash" => k.crash = false,
-            "disk-loss" => k.disk_loss = false,
-            "clock-skew" => k.clock_skew = false,
-            "long-outage" => k.long_outage = false,
-            "topology" => k.topology_change = false,
-            "promotion" => k.promotion = false,
-            other => return Err(format!("unknown fault kind {other:?}")),
-        }
-    }
-    Ok(k)
-}
-
 /// Runs `confluo sim`.
 pub fn run(args: SimArgs) -> ExitCode {
-    let faults = match fault_kinds(&args.disable) {
+    let faults = match FaultKinds::all_but(args.disable.iter().map(String::as_str)) {
         Ok(k) => k,
         Err(e) => {
             eprintln!("confluo sim: {e}");

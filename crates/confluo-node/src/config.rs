@@ -59,8 +59,6 @@ pub struct Limits {
     /// still lacks (they reach it through no log: an origin that died, a link removed, a
     /// non-relaying link) are probed for, then sent as a state transfer.
     pub anti_entropy_ms: u64,
-    /// Persist a snapshot after this many records (storage can then drop older ones).
-    pub snapshot_every: u64,
 }
 
 impl Default for Limits {
@@ -78,7 +76,6 @@ impl Default for Limits {
             retransmit_ms: 1_000,
             hello_ms: 200,
             anti_entropy_ms: 2_000,
-            snapshot_every: 100_000,
         }
     }
 }

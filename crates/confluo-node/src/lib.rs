@@ -113,7 +113,8 @@ pub use metrics::{NodeMetrics, PeerMetrics};
 pub use node::{Node, Output, PersistToken, WriteId};
 pub use replicated::{CounterOp, MvOp, ReplicatedValue, SetOp};
 pub use storage::{
-    Identity, LinkPosition, MemoryStorage, Role, Snapshot, Storage, StorageError, StorageWrite,
+    DurableState, Identity, LinkPosition, MemoryStorage, Role, Storage, StorageError, StorageWrite,
+    advance_link,
 };
 pub use value::{Bytes, Leaf, LeafOp, Op, Value};
 

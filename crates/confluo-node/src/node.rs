@@ -12,7 +12,7 @@ use crate::log::DeltaLog;
 use crate::message::{Ack, Batch, Message, StateMessage, Stream, fault};
 use crate::metrics::{NodeMetrics, PeerMetrics};
 use crate::replicated::ReplicatedValue;
-use crate::storage::{Identity, LinkPosition, Role, Snapshot, StorageWrite};
+use crate::storage::{DurableState, Identity, LinkPosition, Role, StorageWrite};
 use crate::value::{Bytes, Value};
 
 /// Names a client write; its outcome comes back as [`Output::WriteDone`]. Unique per node
@@ -240,7 +240,6 @@ pub struct Node<V: ReplicatedValue = Value> {
     durable_vv: VersionVector,
     /// Number of changes of `durable_vv`.
     durable_vv_changes: u64,
-    records: u64,
     counters: Counters,
 }
 
@@ -251,14 +250,11 @@ impl Node {
         Node::new_typed(config)
     }
 
-    /// A node of [`Value`]s recovered from its durable records
-    /// ([`Storage::load`](crate::Storage::load)). Empty records give a fresh node, as
+    /// A node of [`Value`]s recovered from its durable state
+    /// ([`Storage::load`](crate::Storage::load)). An empty state gives a fresh node, as
     /// [`Node::new`]. For another value type, see [`Node::restore_typed`].
-    pub fn restore(
-        config: Config,
-        records: impl IntoIterator<Item = StorageWrite>,
-    ) -> Result<Node, RestoreError> {
-        Node::restore_typed(config, records)
+    pub fn restore(config: Config, state: DurableState) -> Result<Node, RestoreError> {
+        Node::restore_typed(config, state)
     }
 }
 
@@ -292,7 +288,6 @@ impl<V: ReplicatedValue> Node<V> {
             outputs: VecDeque::new(),
             durable_vv: VersionVector::new(),
             durable_vv_changes: 0,
-            records: 0,
             counters: Counters::default(),
         };
         node.set_links(&config.links);
@@ -307,53 +302,25 @@ impl<V: ReplicatedValue> Node<V> {
         node
     }
 
-    /// A node of `V`s recovered from its durable records
-    /// ([`Storage::load`](crate::Storage::load)). Empty records give a fresh node, as
+    /// A node of `V`s recovered from its durable state
+    /// ([`Storage::load`](crate::Storage::load)). An empty state gives a fresh node, as
     /// [`Node::new_typed`].
-    pub fn restore_typed(
-        config: Config,
-        records: impl IntoIterator<Item = StorageWrite<V>>,
-    ) -> Result<Node<V>, RestoreError> {
-        let mut node = Node::blank(&config);
-        let mut identity = None;
-        let mut any = false;
-        for record in records {
-            any = true;
-            match record {
-                StorageWrite::Identity(i) => identity = Some(i),
-                StorageWrite::Reserve(r) => node.reserved = node.reserved.max(r),
-                StorageWrite::Updates { updates, links } => {
-                    for u in &updates {
-                        if node.ks.delivery(u) == Delivery::Ready {
-                            node.ks.apply(u, &mut |_| {});
-                        }
-                    }
-                    node.restore_links(&links);
-                }
-                StorageWrite::State { chunk, link } => {
-                    node.ks.apply_state(&chunk, &mut |_| {});
-                    node.restore_links(&[link]);
-                }
-                StorageWrite::Snapshot(s) => {
-                    let s = *s;
-                    identity = Some(s.identity);
-                    node.reserved = s.reserved;
-                    node.ks = s.keyspace;
-                    node.inb.clear();
-                    node.restore_links(&s.links);
-                }
-            }
-        }
-        if !any {
+    pub fn restore_typed(config: Config, state: DurableState<V>) -> Result<Node<V>, RestoreError> {
+        if state.is_empty() {
             return Ok(Node::new_typed(config));
         }
-        let identity = identity.ok_or(RestoreError::NoIdentity)?;
+        let identity = state.identity.ok_or(RestoreError::NoIdentity)?;
         if identity.node != config.node {
             return Err(RestoreError::WrongNode {
                 expected: config.node,
                 found: identity.node,
             });
         }
+        let mut node = Node::blank(&config);
+        node.reserved = state.reserved;
+        node.ks = state.keyspace;
+        let links: Vec<LinkPosition> = state.links.into_values().collect();
+        node.restore_links(&links);
         node.replica = identity.replica;
         node.role = identity.role;
         node.session = identity.session + 1;
@@ -433,7 +400,6 @@ impl<V: ReplicatedValue> Node<V> {
     fn persist(&mut self, write: StorageWrite<V>) -> u64 {
         let token = self.next_token;
         self.next_token += 1;
-        self.records += 1;
         self.outputs.push_back(Output::Persist {
             token: PersistToken(token),
             write,
@@ -466,9 +432,6 @@ impl<V: ReplicatedValue> Node<V> {
             if let Some((_, g)) = self.gated.pop_front() {
                 self.release(g);
             }
-        }
-        if self.records >= self.limits.snapshot_every {
-            self.snapshot();
         }
     }
 
@@ -506,28 +469,6 @@ impl<V: ReplicatedValue> Node<V> {
             p.stats.messages_sent += 1;
         }
         self.outputs.push_back(Output::Send { to, message });
-    }
-
-    fn snapshot(&mut self) {
-        self.records = 0;
-        let snap = Snapshot {
-            identity: self.identity(),
-            reserved: self.reserved,
-            keyspace: self.ks.clone(),
-            links: self.link_positions(),
-        };
-        self.persist(StorageWrite::Snapshot(Box::new(snap)));
-    }
-
-    fn link_positions(&self) -> Vec<LinkPosition> {
-        self.inb
-            .iter()
-            .map(|(&from, i)| LinkPosition {
-                from,
-                stream: i.stream,
-                upto: i.applied,
-            })
-            .collect()
     }
 
     /// The next output, if any.

@@ -95,7 +95,6 @@ impl Default for SimConfig {
                 max_queued_writes: 64,
                 retransmit_ms: 300,
                 hello_ms: 100,
-                snapshot_every: 400,
                 ..Limits::default()
             },
             trace_keep: 0,

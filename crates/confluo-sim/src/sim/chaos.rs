@@ -68,10 +68,10 @@ impl Simulation {
         if self.nodes[i].node.is_some() {
             return;
         }
-        let records = self.nodes[i].storage.load().unwrap_or_default();
+        let durable = self.nodes[i].storage.load().unwrap_or_default();
         // A node whose disk is empty is a new incarnation: a fresh replica id (DESIGN
-        // pitfall 4). With records, restore takes the id from them.
-        let fresh = if records.is_empty() {
+        // pitfall 4). Otherwise restore takes the id from its storage.
+        let fresh = if durable.is_empty() {
             self.fresh_replica()
         } else {
             ReplicaId(0)
@@ -85,7 +85,7 @@ impl Simulation {
             self.nodes[i].skew = self.clock_rng.range(0, 2 * max) as i64 - max as i64;
             self.faults.clock_steps += 1;
         }
-        match Node::restore(config, records) {
+        match Node::restore(config, durable) {
             Ok(node) => {
                 self.record(Kind::Restart, id.0, 0, node.replica().0);
                 let role = node.role();

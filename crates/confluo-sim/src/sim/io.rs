@@ -39,14 +39,10 @@ impl Simulation {
         just_wrote: &mut Option<usize>,
     ) {
         match &write {
-            // A state transfer or a snapshot stands for every event of its context: once
-            // synced, this node holds all of them.
+            // A state transfer stands for every event of its context: once synced, this
+            // node holds all of them.
             StorageWrite::State { chunk, .. } => {
                 let vv = chunk.ctx.version_vector().clone();
-                self.nodes[i].unsynced_covers.push(vv);
-            }
-            StorageWrite::Snapshot(snap) => {
-                let vv = snap.keyspace.version_vector().clone();
                 self.nodes[i].unsynced_covers.push(vv);
             }
             _ => {}

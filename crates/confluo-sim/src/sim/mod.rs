@@ -87,7 +87,7 @@ struct SimNode {
     appended: u64,
     sync_scheduled: bool,
     unsynced: Vec<(ReplicaId, u64)>,
-    /// Contexts of state transfers and snapshots appended since the last sync.
+    /// Contexts of state transfers appended since the last sync.
     unsynced_covers: Vec<VersionVector>,
     pending: BTreeMap<WriteId, usize>,
     /// A client write waiting for a dot reservation (its client waits before writing more).

@@ -38,14 +38,11 @@ impl Simulation {
         write: StorageWrite,
         just_wrote: &mut Option<usize>,
     ) {
-        match &write {
-            // A state transfer stands for every event of its context: once synced, this
-            // node holds all of them.
-            StorageWrite::State { chunk, .. } => {
-                let vv = chunk.ctx.version_vector().clone();
-                self.nodes[i].unsynced_covers.push(vv);
-            }
-            _ => {}
+        // A state transfer stands for every event of its context: once synced, this node
+        // holds all of them.
+        if let StorageWrite::State { chunk, .. } = &write {
+            let vv = chunk.ctx.version_vector().clone();
+            self.nodes[i].unsynced_covers.push(vv);
         }
         if let StorageWrite::Updates { updates, links } = &write {
             for u in updates {

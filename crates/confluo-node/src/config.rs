@@ -49,8 +49,6 @@ pub struct Limits {
     pub max_state_parts: u32,
     /// Dots reserved (persisted) at a time.
     pub dot_block: u64,
-    /// Writes waiting for a reservation, at most.
-    pub max_queued_writes: usize,
     /// Resend what a peer has not acknowledged after this long (milliseconds).
     pub retransmit_ms: u64,
     /// Probe an unknown peer this often (milliseconds).
@@ -72,7 +70,6 @@ impl Default for Limits {
             max_state_part_bytes: 1024 * 1024,
             max_state_parts: 1024,
             dot_block: 1024,
-            max_queued_writes: 10_000,
             retransmit_ms: 1_000,
             hello_ms: 200,
             anti_entropy_ms: 2_000,

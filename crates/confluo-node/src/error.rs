@@ -5,6 +5,7 @@ use confluo_transport::NodeId;
 
 /// Why a client write was refused. Nothing was applied.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum WriteError {
     /// This node is a follower; writes go to its leader.
     #[error("this node is a follower; write to its leader, node {leader}")]
@@ -15,14 +16,12 @@ pub enum WriteError {
     /// The counter would exceed `u64::MAX` in this replica's increments or decrements.
     #[error("counter overflow")]
     CounterOverflow,
-    /// Too many writes are waiting for a dot reservation to become durable.
-    #[error("too many writes waiting for storage")]
-    Backlog,
 }
 
 /// Why a message from a peer was refused. Nothing of it was applied, and nothing was lost:
 /// the sender resends what was not acknowledged.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum HandleError {
     /// The bytes are not a message.
     #[error("undecodable message from node {from}: {reason}")]
@@ -53,6 +52,7 @@ pub enum HandleError {
 
 /// Why a node could not be restored from storage records.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum RestoreError {
     /// The records do not start with the node's identity (or a snapshot holding it).
     #[error("storage holds no identity record")]
@@ -69,6 +69,7 @@ pub enum RestoreError {
 
 /// Why a follower could not be promoted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum PromoteError {
     /// The node is a leader already.
     #[error("the node is already a leader")]

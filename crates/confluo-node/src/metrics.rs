@@ -66,8 +66,6 @@ pub struct NodeMetrics {
     pub held_updates: usize,
     /// Batches refused because the causal buffer was full.
     pub held_refused: u64,
-    /// Writes waiting for a dot reservation.
-    pub queued_writes: usize,
     /// Outputs waiting for storage.
     pub awaiting_storage: usize,
     /// Messages refused as undecodable or invalid.

@@ -65,7 +65,6 @@ enum Gated<V> {
     InDurable(NodeId, Stream, u64),
     Send(NodeId, Message<V>),
     Started,
-    Reserved(u64),
     DurableVv(VersionVector),
 }
 
@@ -218,10 +217,8 @@ pub struct Node<V: ReplicatedValue = Value> {
     /// Time for timers: advances by the forward steps of the wall clock only, so a clock
     /// stepped backwards stalls no timer and one stepped forwards only fires them early.
     now: u64,
-    /// Dots of `replica` up to `reserved` are durably reserved.
+    /// Dots of `replica` up to `reserved` are reserved (persisted ahead of their use).
     reserved: u64,
-    reserving: bool,
-    queued: VecDeque<(WriteId, Bytes, V::Op)>,
     started: bool,
     log: DeltaLog<V>,
     /// Per origin, the greatest dot counter appended to the log.
@@ -271,8 +268,6 @@ impl<V: ReplicatedValue> Node<V> {
             wall: 0,
             now: 0,
             reserved: 0,
-            reserving: false,
-            queued: VecDeque::new(),
             started: false,
             log: DeltaLog::default(),
             logged: VersionVector::new(),
@@ -449,11 +444,6 @@ impl<V: ReplicatedValue> Node<V> {
             }
             Gated::Send(to, message) => self.send(to, message),
             Gated::Started => self.started = true,
-            Gated::Reserved(upto) => {
-                self.reserved = self.reserved.max(upto);
-                self.reserving = false;
-                self.run_queued();
-            }
             Gated::DurableVv(vv) => {
                 if !vv.is_covered_by(&self.durable_vv) {
                     self.durable_vv.merge(&vv);
@@ -478,54 +468,42 @@ impl<V: ReplicatedValue> Node<V> {
 
     // ----- local writes and reads ---------------------------------------------------------
 
-    /// Accepts a client write of `op` at `key`. Its outcome comes as [`Output::WriteDone`]
-    /// once durable. Refused at once on a follower.
+    /// Accepts a client write of `op` at `key` and applies it at once (reads see it). Its
+    /// outcome comes as [`Output::WriteDone`] once durable. Refused at once on a follower.
     pub fn write(&mut self, key: &[u8], op: V::Op) -> Result<WriteId, WriteError> {
         if let Role::Follower { leader } = self.role {
             return Err(WriteError::NotLeader { leader });
         }
-        if self.queued.len() >= self.limits.max_queued_writes {
-            return Err(WriteError::Backlog);
-        }
         let id = WriteId(self.next_write);
         self.next_write += 1;
-        self.queued.push_back((id, key.to_vec(), op));
-        self.run_queued();
+        self.reserve_dot();
+        let ts = if V::needs_timestamp(&op) {
+            self.hlc.now(self.wall)
+        } else {
+            HlcTimestamp::default()
+        };
+        match self.ks.write(self.replica, key, &op, ts) {
+            Ok(Some(u)) => {
+                let dot = Dot::new(u.origin, u.counter);
+                let t = self.append_local(u, None);
+                self.gate(t, Gated::Done(id, Ok(Some(dot))));
+            }
+            Ok(None) => self.gate(self.latest(), Gated::Done(id, Ok(None))),
+            Err(e) => self.gate(self.latest(), Gated::Done(id, Err(e))),
+        }
         Ok(id)
     }
 
-    /// Applies queued writes while reserved dots last; reserves more when they run out.
-    fn run_queued(&mut self) {
-        while !self.queued.is_empty() {
-            if self.ks.version_vector().get(self.replica) >= self.reserved {
-                if !self.reserving {
-                    self.reserving = true;
-                    let upto = self
-                        .reserved
-                        .max(self.ks.version_vector().get(self.replica))
-                        + self.limits.dot_block.max(1);
-                    let t = self.persist(StorageWrite::Reserve(upto));
-                    self.gate(t, Gated::Reserved(upto));
-                }
-                return;
-            }
-            let Some((id, key, op)) = self.queued.pop_front() else {
-                return;
-            };
-            let ts = if V::needs_timestamp(&op) {
-                self.hlc.now(self.wall)
-            } else {
-                HlcTimestamp::default()
-            };
-            match self.ks.write(self.replica, &key, &op, ts) {
-                Ok(Some(u)) => {
-                    let dot = Dot::new(u.origin, u.counter);
-                    let t = self.append_local(u, None);
-                    self.gate(t, Gated::Done(id, Ok(Some(dot))));
-                }
-                Ok(None) => self.gate(self.latest(), Gated::Done(id, Ok(None))),
-                Err(e) => self.gate(self.latest(), Gated::Done(id, Err(e))),
-            }
+    /// Makes sure the next dot of this replica is reserved. The reservation is persisted
+    /// ahead of the write that uses the dot: storage makes records durable in order, so
+    /// the write is never durable without it, and a restart never reuses a dot that a
+    /// durable write holds (DESIGN pitfall 5). Dots are reserved in blocks to keep these
+    /// records rare.
+    fn reserve_dot(&mut self) {
+        let have = self.ks.version_vector().get(self.replica);
+        if have >= self.reserved {
+            self.reserved = self.reserved.max(have) + self.limits.dot_block.max(1);
+            self.persist(StorageWrite::Reserve(self.reserved));
         }
     }
 
@@ -986,10 +964,10 @@ impl<V: ReplicatedValue> Node<V> {
             }
             return;
         }
-        if p.known
-            && p.sent > p.acked
-            && now.saturating_sub(p.last_progress_ms) >= limits.retransmit_ms
-        {
+        // A state transfer may stand for a position the peer had acknowledged already (a
+        // new incarnation of it), so "sent beyond the ack" alone would miss its loss.
+        let unacked = p.sent > p.acked || p.pending_state.is_some();
+        if p.known && unacked && now.saturating_sub(p.last_progress_ms) >= limits.retransmit_ms {
             // No progress: go back to what was acknowledged.
             p.sent = p.acked;
             p.last_progress_ms = now;
@@ -1208,7 +1186,6 @@ impl<V: ReplicatedValue> Node<V> {
         self.replica = replica;
         self.role = Role::Leader;
         self.reserved = 0;
-        self.reserving = false;
         for p in self.out.values_mut() {
             p.known = false;
             p.pending_state = None;
@@ -1250,6 +1227,21 @@ impl<V: ReplicatedValue> Node<V> {
         self.ks.version_vector()
     }
 
+    /// The events durable here (what this node tells its peers it has).
+    pub fn durable_version_vector(&self) -> &VersionVector {
+        &self.durable_vv
+    }
+
+    /// What `peer` (an outbound link) last reported as durable there; `None` if `peer` is
+    /// not linked or has not reported yet. A peer covering a dot of this node's replica has
+    /// every earlier write of it too (dots of one replica are applied in order).
+    pub fn peer_version_vector(&self, peer: NodeId) -> Option<&VersionVector> {
+        self.out
+            .get(&peer)
+            .filter(|p| p.replica.is_some())
+            .map(|p| &p.vv)
+    }
+
     /// The replicated state.
     pub fn keyspace(&self) -> &Keyspace<V> {
         &self.ks
@@ -1277,11 +1269,10 @@ impl<V: ReplicatedValue> Node<V> {
     }
 
     /// Whether the node has nothing left to do for its peers: every outbound peer has
-    /// acknowledged the whole log, nothing is held, queued or waiting for storage.
+    /// acknowledged the whole log, nothing is held or waiting for storage.
     pub fn is_idle(&self) -> bool {
         self.outputs.is_empty()
             && self.gated.is_empty()
-            && self.queued.is_empty()
             && self.held == 0
             && self.out.values().all(|p| {
                 p.known
@@ -1323,7 +1314,6 @@ impl<V: ReplicatedValue> Node<V> {
             log_head: head,
             held_updates: self.held,
             held_refused: self.counters.held_refused,
-            queued_writes: self.queued.len(),
             awaiting_storage: self.gated.len(),
             invalid_messages: self.counters.invalid_messages,
             gaps: self.counters.gaps,

@@ -92,7 +92,6 @@ impl Default for SimConfig {
                 max_log_bytes: 256 * 1024,
                 max_held_updates: 2_000,
                 dot_block: 64,
-                max_queued_writes: 64,
                 retransmit_ms: 300,
                 hello_ms: 100,
                 ..Limits::default()

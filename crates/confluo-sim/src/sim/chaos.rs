@@ -38,7 +38,6 @@ impl Simulation {
         sn.incarnation += 1;
         sn.sync_scheduled = false;
         sn.pending.clear();
-        sn.awaiting = None;
         match mode {
             CrashMode::LoseUnsynced => {
                 sn.storage.lose_unsynced();

@@ -17,7 +17,7 @@ impl Simulation {
             .leaders
             .iter()
             .copied()
-            .filter(|&l| self.nodes[l].node.is_some() && self.nodes[l].awaiting.is_none())
+            .filter(|&l| self.nodes[l].node.is_some())
             .collect();
         if let Some(&l) = self.rng.pick(&up_leaders) {
             self.write(l, key, op);
@@ -57,7 +57,6 @@ impl Simulation {
             Ok(wid) => {
                 self.nodes[i].pending.insert(wid, w);
             }
-            Err(WriteError::Backlog) => return,
             Err(e) => {
                 self.violation(
                     Checker::Protocol,
@@ -67,17 +66,7 @@ impl Simulation {
                 return;
             }
         }
-        let unbound = self.drain(i, Some(w));
-        if unbound.is_some() {
-            // Not applied at once: either queued for a dot reservation, or a no-op.
-            let queued = self.nodes[i]
-                .node
-                .as_ref()
-                .is_some_and(|n| n.metrics().queued_writes > 0);
-            if queued && self.history.writes[w].dot.is_none() && !self.history.writes[w].acked {
-                self.nodes[i].awaiting = Some(w);
-            }
-        }
+        self.drain(i, Some(w));
     }
 
     pub(super) fn write_to_follower(&mut self) {

@@ -59,7 +59,7 @@ impl Simulation {
                 _ => None,
             };
             if let Some(dot) = local {
-                let target = just_wrote.take().or_else(|| self.nodes[i].awaiting.take());
+                let target = just_wrote.take();
                 match target {
                     Some(w) => self.history.writes[w].dot = Some(dot),
                     None => {
@@ -102,9 +102,6 @@ impl Simulation {
             );
             return;
         };
-        if self.nodes[i].awaiting == Some(w) {
-            self.nodes[i].awaiting = None;
-        }
         match result {
             Ok(dot) => {
                 if dot != self.history.writes[w].dot {
@@ -265,12 +262,6 @@ impl Simulation {
             over.push(format!(
                 "causal buffer {} updates > {}",
                 m.held_updates, l.max_held_updates
-            ));
-        }
-        if m.queued_writes > l.max_queued_writes {
-            over.push(format!(
-                "{} queued writes > {}",
-                m.queued_writes, l.max_queued_writes
             ));
         }
         for o in over {

@@ -90,8 +90,6 @@ struct SimNode {
     /// Contexts of state transfers appended since the last sync.
     unsynced_covers: Vec<VersionVector>,
     pending: BTreeMap<WriteId, usize>,
-    /// A client write waiting for a dot reservation (its client waits before writing more).
-    awaiting: Option<usize>,
 }
 
 /// One seed's run.
@@ -154,7 +152,6 @@ impl Simulation {
                 unsynced: Vec::new(),
                 unsynced_covers: Vec::new(),
                 pending: BTreeMap::new(),
-                awaiting: None,
             });
         }
         let leader_ids: Vec<NodeId> = leaders.iter().map(|&l| NodeId(l as u64 + 1)).collect();

@@ -1,0 +1,310 @@
+//! The task that owns the node: its event loop and how it carries out the node's outputs.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use confluo_crdt::Dot;
+use confluo_transport::{NodeId, RecvError, Transport};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::commit::{Committer, Done};
+use super::handle::{Access, Command, Refusal, Reply, WriteReply};
+use super::{DriverError, DriverOptions};
+use crate::message::Message;
+use crate::node::{Node, Output, WriteId};
+use crate::replicated::ReplicatedValue;
+use crate::storage::Storage;
+
+/// How long a state transfer may wait for room in a peer's queue.
+const BULK_SEND_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A `WAIT`: answered once enough peers have the dot, or at the deadline.
+struct Wait {
+    dot: Dot,
+    among: Vec<NodeId>,
+    sites: usize,
+    deadline: Instant,
+    reply: Reply<usize>,
+}
+
+/// A drain: answered once every peer has every write acknowledged here, or at the deadline.
+struct Drain {
+    deadline: Instant,
+    reply: Reply<super::DrainReport>,
+}
+
+/// What woke the task.
+enum Event<V: ReplicatedValue> {
+    Committed(Option<Done>),
+    Command(Option<Command<V>>),
+    Received(Result<(NodeId, Message<V>), RecvError>),
+    Tick,
+}
+
+struct Task<V: ReplicatedValue, T, S> {
+    node: Node<V>,
+    transport: Arc<T>,
+    committer: Committer<V, S>,
+    waiting: BTreeMap<WriteId, WriteReply>,
+    waits: Vec<Wait>,
+    drains: Vec<Drain>,
+    draining: bool,
+    options: DriverOptions,
+}
+
+pub(super) async fn run<V, T, S>(
+    node: Node<V>,
+    transport: Arc<T>,
+    storage: S,
+    mut commands: mpsc::Receiver<Command<V>>,
+    options: DriverOptions,
+) -> Result<S, DriverError>
+where
+    V: ReplicatedValue,
+    T: Transport<Message<V>>,
+    S: Storage<V> + Send + 'static,
+{
+    let committer = Committer::new(storage, options.sync)?;
+    let mut ticker = tokio::time::interval(options.tick);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut task = Task {
+        node,
+        transport,
+        committer,
+        waiting: BTreeMap::new(),
+        waits: Vec::new(),
+        drains: Vec::new(),
+        draining: false,
+        options,
+    };
+    task.node.tick(task.options.clock.now_ms());
+    let outcome = loop {
+        if let Err(e) = task.pump() {
+            break Err(e);
+        }
+        let stalled = task.committer.full().is_some();
+        let event = tokio::select! {
+            biased;
+            done = task.committer.done.recv() => Event::Committed(done),
+            cmd = commands.recv() => Event::Command(cmd),
+            // While the disk is full, peers' messages wait in the transport: what they would
+            // persist has nowhere to go, and TCP pushes back on their senders.
+            received = task.transport.recv(), if !stalled => Event::Received(received),
+            _ = ticker.tick() => Event::Tick,
+        };
+        match task.on(event) {
+            Ok(true) => {}
+            Ok(false) => break Ok(()),
+            Err(e) => break Err(e),
+        }
+    };
+    task.transport.shutdown().await;
+    let storage = task.committer.close().await;
+    outcome?;
+    Ok(storage?)
+}
+
+impl<V, T, S> Task<V, T, S>
+where
+    V: ReplicatedValue,
+    T: Transport<Message<V>>,
+    S: Storage<V> + Send + 'static,
+{
+    /// Handles one event; `Ok(false)` to stop.
+    fn on(&mut self, event: Event<V>) -> Result<bool, DriverError> {
+        match event {
+            Event::Committed(Some(done)) => self.committed(done)?,
+            Event::Committed(None) => {
+                return Err(DriverError::Storage(crate::StorageError::Io(
+                    std::io::Error::other("the storage thread stopped"),
+                )));
+            }
+            Event::Command(Some(cmd)) => return Ok(self.command(cmd)),
+            Event::Command(None) => return Ok(false),
+            Event::Received(Ok((from, message))) => {
+                if let Err(e) = self.node.handle(from, message) {
+                    tracing::debug!(error = %e, "message refused");
+                }
+                self.check_waits();
+            }
+            Event::Received(Err(RecvError::Closed)) => return Ok(false),
+            Event::Tick => {
+                self.node.tick(self.options.clock.now_ms());
+                self.check_waits();
+                self.check_drains();
+            }
+        }
+        Ok(true)
+    }
+
+    /// A job finished: release what waited for it, or stall on a full disk.
+    fn committed(&mut self, done: Done) -> Result<(), DriverError> {
+        let was_full = self.committer.full().is_some();
+        match self
+            .committer
+            .finish(done, Instant::now().into_std(), self.options.full_retry)?
+        {
+            Some(token) => {
+                if was_full {
+                    tracing::info!("storage has room again; writes are accepted");
+                }
+                self.node.persisted(token);
+            }
+            None if !was_full => {
+                tracing::error!(
+                    reason = self.committer.full().unwrap_or(""),
+                    "storage is full: writes are refused and nothing is acknowledged until a sync succeeds"
+                );
+            }
+            None => {}
+        }
+        Ok(())
+    }
+
+    /// Carries out every output the node has, then starts a sync if none is running.
+    fn pump(&mut self) -> Result<(), DriverError> {
+        while let Some(out) = self.node.poll_output() {
+            match out {
+                Output::Send { to, message } if matches!(message, Message::State(_)) => {
+                    // Bulk: wait for room in the peer's queue, on a task of its own so that
+                    // no other peer waits (the node resends it if this fails).
+                    let transport = Arc::clone(&self.transport);
+                    tokio::spawn(async move {
+                        let sent =
+                            tokio::time::timeout(BULK_SEND_TIMEOUT, transport.send(to, &message));
+                        if !matches!(sent.await, Ok(Ok(()))) {
+                            tracing::debug!(%to, "state transfer not sent; it will be resent");
+                        }
+                    });
+                }
+                Output::Send { to, message } => {
+                    if let Err(e) = self.transport.try_send(to, &message) {
+                        tracing::debug!(%to, error = %e, "message dropped; it will be resent");
+                    }
+                }
+                Output::Persist { token, write } => self.committer.push(token, write),
+                Output::WriteDone { write, result } => {
+                    if let Some(reply) = self.waiting.remove(&write) {
+                        let _ = reply.send(result.map_err(DriverError::from));
+                    }
+                }
+            }
+        }
+        self.committer.kick(Instant::now().into_std());
+        Ok(())
+    }
+
+    /// Handles a command; `false` to stop.
+    fn command(&mut self, cmd: Command<V>) -> bool {
+        match cmd {
+            Command::Exec(job) => {
+                let refusal = if let Some(why) = self.committer.full() {
+                    Some(Refusal::Full(why.to_string()))
+                } else if self.draining {
+                    Some(Refusal::Draining)
+                } else {
+                    None
+                };
+                let mut access = Access {
+                    node: &mut self.node,
+                    waiting: &mut self.waiting,
+                    refusal,
+                };
+                job(&mut access);
+            }
+            Command::CommitStats(reply) => {
+                let _ = reply.send(self.committer.stats.clone());
+            }
+            Command::SetLinks(links, reply) => {
+                self.node.set_links(&links);
+                let _ = reply.send(());
+            }
+            Command::Promote(replica, reply) => {
+                let _ = reply.send(self.node.promote(replica).map_err(DriverError::from));
+            }
+            Command::Wait {
+                dot,
+                among,
+                sites,
+                timeout,
+                reply,
+            } => {
+                self.waits.push(Wait {
+                    dot,
+                    among,
+                    sites,
+                    deadline: Instant::now() + timeout,
+                    reply,
+                });
+                self.check_waits();
+            }
+            Command::Drain { timeout, reply } => {
+                self.draining = true;
+                self.drains.push(Drain {
+                    deadline: Instant::now() + timeout,
+                    reply,
+                });
+                self.check_drains();
+            }
+            Command::Shutdown(reply) => {
+                let _ = reply.send(());
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Whether `peer` has, durably, `dot` (and every earlier write of its replica).
+    fn peer_has(&self, peer: NodeId, dot: Dot) -> bool {
+        self.node
+            .peer_version_vector(peer)
+            .is_some_and(|vv| vv.get(dot.replica) >= dot.counter)
+    }
+
+    fn check_waits(&mut self) {
+        if self.waits.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        let waits = std::mem::take(&mut self.waits);
+        for w in waits {
+            let have = w.among.iter().filter(|&&p| self.peer_has(p, w.dot)).count();
+            if have >= w.sites || now >= w.deadline || w.reply.is_closed() {
+                let _ = w.reply.send(have);
+            } else {
+                self.waits.push(w);
+            }
+        }
+    }
+
+    fn check_drains(&mut self) {
+        if self.drains.is_empty() {
+            return;
+        }
+        // Every write acknowledged here has a dot of this replica at most this one.
+        let replica = self.node.replica();
+        let own = Dot::new(replica, self.node.durable_version_vector().get(replica));
+        let behind: Vec<NodeId> = self
+            .node
+            .links()
+            .iter()
+            .map(|l| l.peer)
+            .filter(|&p| own.counter > 0 && !self.peer_has(p, own))
+            .collect();
+        let complete = behind.is_empty() && self.waiting.is_empty() && self.committer.is_idle();
+        let now = Instant::now();
+        let drains = std::mem::take(&mut self.drains);
+        for d in drains {
+            if complete || now >= d.deadline {
+                let _ = d.reply.send(super::DrainReport {
+                    complete,
+                    behind: behind.clone(),
+                });
+            } else {
+                self.drains.push(d);
+            }
+        }
+    }
+}

@@ -107,7 +107,7 @@ mod value;
 
 pub use config::{Config, Limits, Link, Topology};
 pub use error::{HandleError, PromoteError, RestoreError, WriteError};
-pub use keyspace::{Change, Delivery, KeyEntry, Keyspace, StateChunk, Update, fnv1a};
+pub use keyspace::{Change, Delivery, KeyEntry, Keyspace, StateChunk, Update, UpdateFault, fnv1a};
 pub use message::{Ack, Batch, Message, StateMessage, Stream, WireUpdate};
 pub use metrics::{NodeMetrics, PeerMetrics};
 pub use node::{Node, Output, PersistToken, WriteId};

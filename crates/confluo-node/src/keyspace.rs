@@ -490,7 +490,9 @@ mod tests {
         }
         let chunk = b.diff(whole.version_vector());
         for (key, theirs) in &chunk.keys {
-            rows.entry(key.clone()).or_default().join(&ctx, theirs, &chunk.ctx);
+            rows.entry(key.clone())
+                .or_default()
+                .join(&ctx, theirs, &chunk.ctx);
         }
         ctx.merge(&chunk.ctx);
         whole.apply_state(&chunk, &mut |_| {});

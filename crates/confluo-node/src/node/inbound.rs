@@ -1,0 +1,260 @@
+//! The receiving side of each link: streams, the causal buffer, applying in causal order,
+//! acknowledgements.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use confluo_transport::NodeId;
+
+use super::Node;
+use super::outputs::{Gated, Output};
+use crate::error::HandleError;
+use crate::keyspace::{Delivery, Update};
+use crate::message::{Ack, Batch, Message, Stream};
+use crate::replicated::ReplicatedValue;
+use crate::storage::{LinkPosition, StorageWrite};
+
+/// A batch held until its updates' causal past arrives.
+#[derive(Clone, Debug)]
+pub(super) struct Pending<V> {
+    pub(super) last_seq: u64,
+    pub(super) updates: VecDeque<Update<V>>,
+}
+
+/// The receiving side of a link.
+#[derive(Clone, Debug)]
+pub(super) struct InPeer<V> {
+    /// The sender's newest stream: streams are ordered (replica id, then session), and
+    /// messages of an older one are late.
+    pub(super) stream: Stream,
+    /// Last position queued, applied, applied and durable.
+    pub(super) received: u64,
+    pub(super) applied: u64,
+    pub(super) durable: u64,
+    pub(super) queue: VecDeque<Pending<V>>,
+    pub(super) ack_due: bool,
+    /// The durable version vector last reported to this sender (as a change count), and
+    /// when: senders need it fresh to know what the node has.
+    pub(super) vv_reported: u64,
+    pub(super) reported_ms: u64,
+}
+
+impl<V> InPeer<V> {
+    pub(super) fn new(stream: Stream) -> Self {
+        InPeer {
+            stream,
+            received: 0,
+            applied: 0,
+            durable: 0,
+            queue: VecDeque::new(),
+            ack_due: false,
+            vv_reported: 0,
+            reported_ms: 0,
+        }
+    }
+
+    pub(super) fn held(&self) -> usize {
+        self.queue.iter().map(|p| p.updates.len()).sum()
+    }
+}
+
+/// Every inbound link, and how many updates they hold in all.
+#[derive(Clone, Debug)]
+pub(super) struct Inbound<V> {
+    pub(super) peers: BTreeMap<NodeId, InPeer<V>>,
+    /// Updates held for causal order, over all links.
+    pub(super) held: usize,
+}
+
+impl<V> Default for Inbound<V> {
+    fn default() -> Self {
+        Inbound {
+            peers: BTreeMap::new(),
+            held: 0,
+        }
+    }
+}
+
+impl<V> Inbound<V> {
+    /// The inbound link of `from` if `stream` is its current stream, or a newer one (which
+    /// resets the link: a restarted or new incarnation of the sender starts over). Streams
+    /// are ordered by replica id, then session; an older one's messages are late and
+    /// ignored.
+    pub(super) fn accept(&mut self, from: NodeId, stream: Stream) -> Option<&mut InPeer<V>> {
+        let inp = self
+            .peers
+            .entry(from)
+            .or_insert_with(|| InPeer::new(stream));
+        if stream < inp.stream {
+            return None;
+        }
+        if stream > inp.stream {
+            self.held -= inp.held();
+            *inp = InPeer::new(stream);
+        }
+        Some(inp)
+    }
+}
+
+impl<V: ReplicatedValue> Node<V> {
+    pub(super) fn on_batch(&mut self, from: NodeId, b: Batch<V>) -> Result<(), HandleError> {
+        let updates = b.updates(from)?;
+        self.observe_replica(from, b.stream.replica);
+        let Some(inp) = self.inbound.accept(from, b.stream) else {
+            return Ok(());
+        };
+        inp.ack_due = true;
+        if b.last_seq <= inp.received {
+            return Ok(());
+        }
+        if b.first_seq > inp.received.saturating_add(1) {
+            self.counters.gaps += 1;
+            return Ok(());
+        }
+        inp.received = b.last_seq;
+        let n = updates.len();
+        inp.queue.push_back(Pending {
+            last_seq: b.last_seq,
+            updates: updates.into(),
+        });
+        self.inbound.held += n;
+        self.drain();
+        self.trim_held();
+        Ok(())
+    }
+
+    /// Keeps the causal buffer within its bound by dropping the newest held batches of the
+    /// link holding most (after applying what could be applied, so the batch that unblocks
+    /// the others always gets in). Their senders resend them: they were never acknowledged.
+    fn trim_held(&mut self) {
+        while self.inbound.held > self.limits.max_held_updates {
+            let Some(inp) = self.inbound.peers.values_mut().max_by_key(|i| i.held()) else {
+                return;
+            };
+            let Some(dropped) = inp.queue.pop_back() else {
+                return;
+            };
+            inp.received = inp.queue.back().map_or(inp.applied, |p| p.last_seq);
+            self.inbound.held -= dropped.updates.len();
+            self.counters.held_refused += 1;
+        }
+    }
+
+    /// Applies every held update whose causal past is here, link by link in order, until
+    /// nothing more can be applied; persists what was applied.
+    pub(super) fn drain(&mut self) {
+        let head = self.log.head();
+        let mut applied: Vec<Update<V>> = Vec::new();
+        let mut moved: Vec<NodeId> = Vec::new();
+        loop {
+            let mut progress = false;
+            for (&peer, inp) in self.inbound.peers.iter_mut() {
+                // Every held update whose causal past is here is applied, wherever it sits in
+                // the link's queue: one waiting update must not hold back the update it waits
+                // for when both came on this link (and the origin's order is kept anyway,
+                // since an update waits for its origin's previous event).
+                for pending in inp.queue.iter_mut() {
+                    let before = pending.updates.len();
+                    pending.updates.retain(|u| match self.keyspace.delivery(u) {
+                        Delivery::Wait => true,
+                        Delivery::Duplicate => {
+                            // Applied already, from a state transfer, so in no log entry
+                            // here: log it now so that it is relayed like any update.
+                            if self.logged.get(u.origin) < u.counter {
+                                self.logged.raise(u.origin, u.counter);
+                                self.log.append(u.clone(), Some(peer), self.now);
+                            }
+                            false
+                        }
+                        Delivery::Ready => {
+                            self.logged.raise(u.origin, u.counter);
+                            let hlc = &mut self.hlc;
+                            self.keyspace.apply(u, &mut |t| hlc.observe(t));
+                            self.log.append(u.clone(), Some(peer), self.now);
+                            applied.push(u.clone());
+                            false
+                        }
+                    });
+                    let done = before - pending.updates.len();
+                    if done > 0 {
+                        self.inbound.held -= done;
+                        progress = true;
+                    }
+                }
+                while inp.queue.front().is_some_and(|p| p.updates.is_empty()) {
+                    if let Some(front) = inp.queue.pop_front() {
+                        inp.applied = inp.applied.max(front.last_seq);
+                    }
+                    if !moved.contains(&peer) {
+                        moved.push(peer);
+                    }
+                    progress = true;
+                }
+            }
+            if !progress {
+                break;
+            }
+        }
+        // Duplicates logged from a batch that still waits on other updates move no link,
+        // but their entries must still become shippable (else the log stalls behind them).
+        if moved.is_empty() && applied.is_empty() && self.log.head() == head {
+            return;
+        }
+        self.counters.updates_applied += applied.len() as u64;
+        let links: Vec<LinkPosition> = moved
+            .iter()
+            .filter_map(|p| {
+                self.inbound.peers.get(p).map(|i| LinkPosition {
+                    from: *p,
+                    stream: i.stream,
+                    upto: i.applied,
+                })
+            })
+            .collect();
+        let t = if applied.is_empty() {
+            // Nothing new to persist; log entries of duplicates are durable already.
+            self.gate(self.latest(), Gated::LogDurable(self.log.head()));
+            self.latest()
+        } else {
+            let t = self.persist(StorageWrite::Updates {
+                updates: applied,
+                links: links.clone(),
+            });
+            self.gate(t, Gated::LogDurable(self.log.head()));
+            self.gate(t, Gated::DurableVv(self.keyspace.version_vector().clone()));
+            t
+        };
+        for l in links {
+            self.gate(t, Gated::InDurable(l.from, l.stream, l.upto));
+        }
+    }
+
+    // ----- time-driven work ---------------------------------------------------------------
+
+    pub(super) fn send_acks(&mut self) {
+        let mut acks = Vec::new();
+        let (now, changes, every) = (self.now, self.durable_vv_changes, self.limits.hello_ms);
+        for (&peer, inp) in self.inbound.peers.iter_mut() {
+            // Also tell senders, now and then, what arrived here from elsewhere.
+            let stale = inp.vv_reported != changes && now.saturating_sub(inp.reported_ms) >= every;
+            if inp.ack_due || stale {
+                inp.ack_due = false;
+                inp.vv_reported = changes;
+                inp.reported_ms = now;
+                acks.push((peer, inp.stream, inp.durable));
+            }
+        }
+        for (peer, stream, upto) in acks {
+            let ack = Ack {
+                stream,
+                upto,
+                replica: self.replica,
+                session: self.session,
+                vv: self.durable_vv.clone(),
+            };
+            self.outputs.queue.push_back(Output::Send {
+                to: peer,
+                message: Message::Ack(ack),
+            });
+        }
+    }
+}

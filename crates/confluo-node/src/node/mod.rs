@@ -1,0 +1,290 @@
+//! The sans-IO node: inputs in, outputs drained by polling.
+//!
+//! [`Node`] is one struct whose concerns live in one module each, so that each can be read
+//! on its own:
+//!
+//! | module | concern |
+//! |---|---|
+//! | `outputs` | [`Output`]s, and the gate that holds what depends on a storage write |
+//! | `writes` | local writes (dot reservation) and reads |
+//! | `outbound` | each outbound link: acks, probes, retransmission, anti-entropy, batches |
+//! | `inbound` | each inbound link: streams, the causal buffer, applying, acks |
+//! | `transfer` | state transfers, sent and received |
+//! | `reconfig` | links and promotion |
+//! | `inspect` | identity, state, idleness, metrics |
+//!
+//! This module holds the struct, construction and restore, and the two entry points that
+//! dispatch to the others: [`Node::handle`] and [`Node::tick`].
+
+mod inbound;
+mod inspect;
+mod outbound;
+mod outputs;
+mod reconfig;
+mod transfer;
+mod writes;
+
+use std::collections::BTreeMap;
+
+use confluo_crdt::{Hlc, ReplicaId, VersionVector};
+use confluo_transport::NodeId;
+
+pub use outputs::{Output, PersistToken, WriteId};
+
+use crate::config::{Config, Limits};
+use crate::error::{HandleError, RestoreError};
+use crate::keyspace::{Change, Keyspace, Update};
+use crate::log::DeltaLog;
+use crate::message::{Message, Stream};
+use crate::replicated::ReplicatedValue;
+use crate::storage::{DurableState, Identity, LinkPosition, Role, StorageWrite};
+use crate::value::Value;
+use inbound::{InPeer, Inbound};
+use outbound::OutPeer;
+use outputs::{Gated, Outputs};
+use transfer::Transfers;
+
+/// Counters of the node as a whole.
+#[derive(Clone, Debug, Default)]
+pub(super) struct Counters {
+    pub(super) held_refused: u64,
+    pub(super) invalid_messages: u64,
+    pub(super) gaps: u64,
+    pub(super) states_received: u64,
+    pub(super) states_refused: u64,
+    pub(super) updates_applied: u64,
+}
+
+/// A multi-leader replication node as a deterministic state machine.
+///
+/// Feed it [`write`](Node::write), [`handle`](Node::handle), [`tick`](Node::tick) and
+/// [`persisted`](Node::persisted); drain [`poll_output`](Node::poll_output) after each. It
+/// reads no clock and draws no random number: `tick` brings the time, the config brings the
+/// replica id. Cloning a node copies its whole state (for simulators).
+#[derive(Clone, Debug)]
+pub struct Node<V: ReplicatedValue = Value> {
+    id: NodeId,
+    replica: ReplicaId,
+    role: Role,
+    session: u64,
+    limits: Limits,
+    keyspace: Keyspace<V>,
+    hlc: Hlc,
+    /// The last wall-clock time given to `tick` (for the hybrid logical clock).
+    wall: u64,
+    /// Time for timers: advances by the forward steps of the wall clock only, so a clock
+    /// stepped backwards stalls no timer and one stepped forwards only fires them early.
+    now: u64,
+    /// Dots of `replica` up to `reserved` are reserved (persisted ahead of their use).
+    reserved: u64,
+    started: bool,
+    log: DeltaLog<V>,
+    /// Per origin, the greatest dot counter appended to the log.
+    logged: VersionVector,
+    outbound: BTreeMap<NodeId, OutPeer>,
+    inbound: Inbound<V>,
+    transfers: Transfers<V>,
+    next_write: u64,
+    outputs: Outputs<V>,
+    durable_vv: VersionVector,
+    /// Number of changes of `durable_vv`.
+    durable_vv_changes: u64,
+    counters: Counters,
+}
+
+impl Node {
+    /// A node of [`Value`]s with empty storage. Its replica id must be fresh (see
+    /// [`Config::replica`]). For another value type, see [`Node::new_typed`].
+    pub fn new(config: Config) -> Node {
+        Node::new_typed(config)
+    }
+
+    /// A node of [`Value`]s recovered from its durable state
+    /// ([`Storage::load`](crate::Storage::load)). An empty state gives a fresh node, as
+    /// [`Node::new`]. For another value type, see [`Node::restore_typed`].
+    pub fn restore(config: Config, state: DurableState) -> Result<Node, RestoreError> {
+        Node::restore_typed(config, state)
+    }
+}
+
+impl<V: ReplicatedValue> Node<V> {
+    fn blank(config: &Config) -> Node<V> {
+        let mut node = Node {
+            id: config.node,
+            replica: config.replica,
+            role: config.role,
+            session: 1,
+            limits: config.limits.clone(),
+            keyspace: Keyspace::default(),
+            hlc: Hlc::new(config.replica),
+            wall: 0,
+            now: 0,
+            reserved: 0,
+            started: false,
+            log: DeltaLog::default(),
+            logged: VersionVector::new(),
+            outbound: BTreeMap::new(),
+            inbound: Inbound::default(),
+            transfers: Transfers::default(),
+            next_write: 1,
+            outputs: Outputs::default(),
+            durable_vv: VersionVector::new(),
+            durable_vv_changes: 0,
+            counters: Counters::default(),
+        };
+        node.set_links(&config.links);
+        node
+    }
+
+    /// A node of `V`s with empty storage. Its replica id must be fresh (see
+    /// [`Config::replica`]).
+    pub fn new_typed(config: Config) -> Node<V> {
+        let mut node = Node::blank(&config);
+        node.start();
+        node
+    }
+
+    /// A node of `V`s recovered from its durable state
+    /// ([`Storage::load`](crate::Storage::load)). An empty state gives a fresh node, as
+    /// [`Node::new_typed`].
+    pub fn restore_typed(config: Config, state: DurableState<V>) -> Result<Node<V>, RestoreError> {
+        if state.is_empty() {
+            return Ok(Node::new_typed(config));
+        }
+        let identity = state.identity.ok_or(RestoreError::NoIdentity)?;
+        if identity.node != config.node {
+            return Err(RestoreError::WrongNode {
+                expected: config.node,
+                found: identity.node,
+            });
+        }
+        let mut node = Node::blank(&config);
+        node.reserved = state.reserved;
+        node.keyspace = state.keyspace;
+        let links: Vec<LinkPosition> = state.links.into_values().collect();
+        node.restore_links(&links);
+        node.replica = identity.replica;
+        node.role = identity.role;
+        node.session = identity.session + 1;
+        node.hlc = Hlc::new(node.replica);
+        let hlc = &mut node.hlc;
+        node.keyspace.for_each_timestamp(&mut |t| hlc.observe(t));
+        node.durable_vv = node.keyspace.version_vector().clone();
+        // Write ids stay unique across restarts of one node (for simulators' bookkeeping).
+        node.next_write = (node.session << 32) + 1;
+        node.start();
+        Ok(node)
+    }
+
+    fn restore_links(&mut self, links: &[LinkPosition]) {
+        for l in links {
+            let inp = self
+                .inbound
+                .peers
+                .entry(l.from)
+                .or_insert_with(|| InPeer::new(l.stream));
+            if inp.stream != l.stream {
+                *inp = InPeer::new(l.stream);
+            }
+            inp.received = inp.received.max(l.upto);
+            inp.applied = inp.received;
+            inp.durable = inp.received;
+        }
+    }
+
+    /// Persists the identity of this run, retires dots reserved before a crash and never
+    /// used by a durable write, and reserves the first block.
+    fn start(&mut self) {
+        let identity = self.identity();
+        let t = self.persist(StorageWrite::Identity(identity));
+        self.gate(t, Gated::Started);
+        let have = self.keyspace.version_vector().get(self.replica);
+        if self.role == Role::Leader && have < self.reserved {
+            // Writes that used these dots were lost with the crash; nobody saw them (nothing
+            // leaves before it is durable), but retiring them means no dot is ever reused.
+            let deps = self.deps();
+            let skip = Update {
+                origin: self.replica,
+                counter: self.reserved,
+                deps,
+                change: Change::Skip { first: have + 1 },
+            };
+            self.keyspace.apply(&skip, &mut |_| {});
+            self.append_local(skip, None);
+        }
+    }
+
+    fn identity(&self) -> Identity {
+        Identity {
+            node: self.id,
+            replica: self.replica,
+            session: self.session,
+            role: self.role,
+        }
+    }
+
+    fn stream(&self) -> Stream {
+        Stream {
+            replica: self.replica,
+            session: self.session,
+        }
+    }
+
+    fn deps(&self) -> VersionVector {
+        self.keyspace
+            .version_vector()
+            .iter()
+            .filter(|(r, _)| *r != self.replica)
+            .collect()
+    }
+
+    // ----- persistence gating -------------------------------------------------------------
+
+    /// Decodes and handles a message's bytes.
+    pub fn handle_bytes(&mut self, from: NodeId, bytes: &[u8]) -> Result<(), HandleError> {
+        let m =
+            Message::decode(from, bytes).inspect_err(|_| self.counters.invalid_messages += 1)?;
+        self.handle(from, m)
+    }
+
+    /// Handles a message from `from`. A message that fails its checks is refused whole
+    /// (nothing of it is applied, and its sender will resend what is unacknowledged).
+    pub fn handle(&mut self, from: NodeId, message: Message<V>) -> Result<(), HandleError> {
+        let r = match message {
+            Message::Hello(stream) => {
+                self.observe_replica(from, stream.replica);
+                if let Some(inp) = self.inbound.accept(from, stream) {
+                    inp.ack_due = true;
+                }
+                Ok(())
+            }
+            Message::Ack(ack) => {
+                self.on_ack(from, ack);
+                Ok(())
+            }
+            Message::Batch(b) => self.on_batch(from, b),
+            Message::State(s) => self.on_state(from, s),
+        };
+        if r.is_err() {
+            self.counters.invalid_messages += 1;
+        }
+        r
+    }
+
+    /// Advances time to `now_ms` (any monotonic-ish wall clock in milliseconds; it feeds the
+    /// hybrid logical clock and the timers) and does what is due: batches, state
+    /// transfers, probes, acknowledgements, buffer garbage collection.
+    pub fn tick(&mut self, now_ms: u64) {
+        self.now += now_ms.saturating_sub(self.wall);
+        self.wall = now_ms;
+        if !self.started {
+            return;
+        }
+        let peers: Vec<NodeId> = self.outbound.keys().copied().collect();
+        for peer in peers {
+            self.flush_peer(peer);
+        }
+        self.send_acks();
+        self.collect_garbage();
+    }
+}

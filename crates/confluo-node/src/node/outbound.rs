@@ -1,0 +1,315 @@
+//! The sending side of each link: what a peer acknowledged, probes, retransmission,
+//! anti-entropy, batches, and the delta buffer's garbage collection.
+
+use confluo_crdt::{ReplicaId, VersionVector};
+use confluo_transport::NodeId;
+
+use super::Node;
+use super::outputs::Output;
+use crate::message::{Ack, Batch, Message};
+use crate::metrics::PeerMetrics;
+use crate::replicated::ReplicatedValue;
+
+/// The sending side of a link.
+#[derive(Clone, Debug)]
+pub(super) struct OutPeer {
+    pub(super) relay: bool,
+    /// The peer's replica id as its acks report it (`None` until one is heard).
+    pub(super) replica: Option<ReplicaId>,
+    /// The greatest replica id any message of the peer named: a node's replica ids grow
+    /// with each incarnation, so a message naming a smaller one is a late message from an
+    /// incarnation that is gone.
+    pub(super) newest: Option<ReplicaId>,
+    /// The peer's session, as its latest ack said.
+    pub(super) session: u64,
+    /// The peer's durable version vector as last reported.
+    pub(super) vv: VersionVector,
+    /// Whether `acked`/`sent` are positions in this node's current stream.
+    pub(super) known: bool,
+    pub(super) acked: u64,
+    pub(super) sent: u64,
+    /// A state transfer sent and not yet acknowledged: its position.
+    pub(super) pending_state: Option<u64>,
+    /// Since when the peer needs a state transfer (its position is unknown).
+    pub(super) need_since: Option<u64>,
+    /// Whether the peer ever had a position here (a first contact is not staggered).
+    pub(super) ever_known: bool,
+    /// Events arrived here by state transfer, so in no log entry: send the peer a state
+    /// transfer (rate-limited) while batches go on.
+    pub(super) force_state: bool,
+    pub(super) last_state_ms: Option<u64>,
+    pub(super) last_hello_ms: Option<u64>,
+    pub(super) last_progress_ms: u64,
+    pub(super) last_ack_ms: u64,
+    /// Anti-entropy: this node's version vector at the last check, when that was, and
+    /// whether the check probed the peer.
+    pub(super) ae_vv: VersionVector,
+    pub(super) ae_at: u64,
+    pub(super) ae_probed_at: Option<u64>,
+    pub(super) stats: PeerMetrics,
+}
+
+impl OutPeer {
+    pub(super) fn new(peer: NodeId, relay: bool) -> Self {
+        OutPeer {
+            relay,
+            replica: None,
+            newest: None,
+            session: 0,
+            vv: VersionVector::new(),
+            known: false,
+            acked: 0,
+            sent: 0,
+            pending_state: None,
+            need_since: None,
+            ever_known: false,
+            force_state: false,
+            last_state_ms: None,
+            last_hello_ms: None,
+            last_progress_ms: 0,
+            last_ack_ms: 0,
+            ae_vv: VersionVector::new(),
+            ae_at: 0,
+            ae_probed_at: None,
+            stats: PeerMetrics::new(peer),
+        }
+    }
+}
+
+impl<V: ReplicatedValue> Node<V> {
+    pub(super) fn on_ack(&mut self, from: NodeId, ack: Ack) {
+        if !self.observe_replica(from, ack.replica) {
+            return; // from an incarnation of the peer that is gone
+        }
+        let stream = self.stream();
+        let head = self.log.head();
+        let now = self.now;
+        let retransmit = self.limits.retransmit_ms;
+        let Some(p) = self.outbound.get_mut(&from) else {
+            return;
+        };
+        p.last_ack_ms = now;
+        if p.replica != Some(ack.replica) {
+            // The first word from this incarnation of the peer: what we knew of an earlier
+            // one is void (DESIGN pitfall 4).
+            p.replica = Some(ack.replica);
+            p.session = ack.session;
+            p.vv = ack.vv;
+            p.known = false;
+            p.pending_state = None;
+        } else {
+            if ack.session < p.session {
+                return; // from before the peer's last restart
+            }
+            p.vv.merge(&ack.vv);
+        }
+        let restarted = ack.session > p.session;
+        p.session = ack.session;
+        if ack.stream != stream || !p.known || ack.upto > head {
+            // Another stream's ack, or a position this stream never reached (bogus).
+            return;
+        }
+        if ack.upto == 0 {
+            if p.acked > 0 && !restarted {
+                return; // late
+            }
+            // The peer has nothing of this stream: it needs a state transfer, unless one is on
+            // its way.
+            let recent = p
+                .last_state_ms
+                .is_some_and(|t| now.saturating_sub(t) < retransmit);
+            if !recent {
+                p.known = false;
+                p.pending_state = None;
+            }
+            return;
+        }
+        if p.pending_state.is_some_and(|s| ack.upto >= s) {
+            p.pending_state = None;
+        }
+        if ack.upto > p.acked {
+            p.acked = ack.upto;
+            p.sent = p.sent.max(ack.upto);
+            p.last_progress_ms = now;
+        } else if ack.upto < p.acked && restarted {
+            // The peer restarted with less of this stream than it had acknowledged (a position
+            // it never recorded); resume from what it has. In one session acks never go
+            // backwards: an older one is just late.
+            p.acked = ack.upto;
+            p.sent = ack.upto;
+        }
+        p.stats.acked = p.acked;
+    }
+
+    /// A message from `from` names its replica id. A node's replica ids grow with each
+    /// incarnation (see [`Config::replica`]): a greater id than any seen before is a new
+    /// incarnation (the peer lost its state, or was promoted), and everything we knew of it
+    /// is void (DESIGN pitfall 4), so probe it afresh; a smaller one is a late message from
+    /// an incarnation that is gone. Returns whether the id is the peer's newest.
+    pub(super) fn observe_replica(&mut self, from: NodeId, replica: ReplicaId) -> bool {
+        let Some(p) = self.outbound.get_mut(&from) else {
+            return true;
+        };
+        match p.newest {
+            Some(newest) if replica < newest => return false,
+            Some(newest) if replica == newest => return true,
+            _ => {}
+        }
+        p.newest = Some(replica);
+        if p.replica.is_some_and(|r| r != replica) {
+            p.replica = None;
+            p.vv = VersionVector::new();
+            p.known = false;
+            p.pending_state = None;
+            p.last_hello_ms = None;
+        }
+        true
+    }
+
+    pub(super) fn flush_peer(&mut self, peer: NodeId) {
+        let now = self.now;
+        let stream = self.stream();
+        let (base, durable) = (self.log.base(), self.log.durable());
+        let limits = self.limits.clone();
+        let Some(p) = self.outbound.get_mut(&peer) else {
+            return;
+        };
+        if p.replica.is_none() {
+            if p.last_hello_ms
+                .is_none_or(|t| now.saturating_sub(t) >= limits.hello_ms)
+            {
+                p.last_hello_ms = Some(now);
+                self.send(peer, Message::Hello(stream));
+            }
+            return;
+        }
+        // A state transfer may stand for a position the peer had acknowledged already (a
+        // new incarnation of it), so "sent beyond the ack" alone would miss its loss.
+        let unacked = p.sent > p.acked || p.pending_state.is_some();
+        if p.known && unacked && now.saturating_sub(p.last_progress_ms) >= limits.retransmit_ms {
+            // No progress: go back to what was acknowledged.
+            p.sent = p.acked;
+            p.last_progress_ms = now;
+            if p.pending_state.is_some() {
+                p.known = false;
+                p.pending_state = None;
+            }
+        }
+        if p.known && p.sent + 1 < base {
+            p.known = false;
+        }
+        let mut ae_due = false;
+        let mut forced = p.force_state
+            && p.last_state_ms
+                .is_none_or(|t| now.saturating_sub(t) >= limits.retransmit_ms);
+        if p.known && now.saturating_sub(p.ae_at) >= limits.anti_entropy_ms {
+            // Events we had a period ago and the peer still lacks reach it through no log
+            // (their origin died, a link changed, this link does not relay). First make sure
+            // the peer's version vector is fresh (probe), then send state.
+            let stuck = !p.ae_vv.is_covered_by(&p.vv);
+            match p.ae_probed_at {
+                Some(t) if stuck && p.last_ack_ms >= t => {
+                    forced = true;
+                    ae_due = true;
+                }
+                _ if stuck => {
+                    p.ae_probed_at = Some(now);
+                    let hello = Message::Hello(stream);
+                    p.stats.messages_sent += 1;
+                    p.stats.bytes_sent += hello.encoded_len() as u64;
+                    self.outputs.queue.push_back(Output::Send {
+                        to: peer,
+                        message: hello,
+                    });
+                }
+                _ => p.ae_probed_at = None,
+            }
+            if forced {
+                p.ae_probed_at = None;
+            }
+            p.ae_vv = self.keyspace.version_vector().clone();
+            p.ae_at = now;
+        }
+        if !p.known {
+            // Before a state transfer, wait a little (longer on higher node ids) and make
+            // sure the peer's version vector is fresh: when several peers notice a node
+            // coming back at once, the later ones then send only what the first did not.
+            let since = *p.need_since.get_or_insert(now);
+            let stagger = if p.ever_known {
+                (self.id.0 % 4) * limits.hello_ms
+            } else {
+                0
+            };
+            let due = since + stagger;
+            if now < due {
+                return;
+            }
+            if p.last_ack_ms < due {
+                if p.last_hello_ms
+                    .is_none_or(|t| now.saturating_sub(t) >= limits.hello_ms)
+                {
+                    p.last_hello_ms = Some(now);
+                    self.send(peer, Message::Hello(stream));
+                }
+                return;
+            }
+        }
+        if !p.known || forced {
+            let forwarded = p.known && p.force_state && !ae_due;
+            p.force_state = false;
+            self.send_state(peer, forwarded);
+            return;
+        }
+        let mut inflight: usize = (p.acked + 1..=p.sent)
+            .filter_map(|s| self.log.get(s).map(|e| e.size))
+            .sum();
+        while p.sent < durable && inflight < limits.max_inflight_bytes {
+            let first = p.sent + 1;
+            let mut picked = Vec::new();
+            let mut bytes = 0;
+            let mut last = p.sent;
+            while last < durable && bytes < limits.max_batch_bytes {
+                last += 1;
+                let Some(e) = self.log.get(last) else { break };
+                let u = &e.update;
+                let own = u.origin == self.replica;
+                // Not filtered by the peer's version vector: an update the peer got by state
+                // transfer is in no log there, and must reach it again as an update so that
+                // it relays it on (it logs duplicates it had only from state).
+                let wanted =
+                    e.from != Some(peer) && Some(u.origin) != p.replica && (own || p.relay);
+                if wanted {
+                    bytes += e.size;
+                    picked.push(u);
+                }
+            }
+            if p.sent == p.acked {
+                p.last_progress_ms = now;
+            }
+            p.sent = last;
+            inflight += bytes;
+            p.stats.updates_sent += picked.len() as u64;
+            let batch = Batch::new(stream, first, last, &picked);
+            let message = Message::Batch(batch);
+            p.stats.bytes_sent += message.encoded_len() as u64;
+            p.stats.messages_sent += 1;
+            self.outputs
+                .queue
+                .push_back(Output::Send { to: peer, message });
+        }
+    }
+
+    pub(super) fn collect_garbage(&mut self) {
+        let mut upto = self.log.durable();
+        for p in self.outbound.values() {
+            if p.known {
+                upto = upto.min(p.acked);
+            }
+        }
+        self.log.drop_through(upto);
+        self.log
+            .enforce(self.limits.max_log_entries, self.limits.max_log_bytes);
+    }
+
+    // ----- reconfiguration ----------------------------------------------------------------
+}

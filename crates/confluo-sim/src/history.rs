@@ -124,6 +124,26 @@ impl History {
         }
     }
 
+    /// `node` crashed and lost what it had not synced: its writes whose updates were never
+    /// durable anywhere did not happen (nobody saw them, none was acknowledged), and their
+    /// dots may be used again by the restarted node, so they no longer name them.
+    pub(crate) fn lost_unsynced(&mut self, node: NodeId) {
+        for w in self
+            .writes
+            .iter_mut()
+            .filter(|w| w.node == node && !w.acked)
+        {
+            let Some(d) = w.dot else { continue };
+            let durable = self
+                .updates
+                .get(&(d.replica, d.counter))
+                .is_some_and(|r| r.durable);
+            if !durable {
+                w.dot = None;
+            }
+        }
+    }
+
     /// `node` lost its disk.
     pub(crate) fn disk_lost(&mut self, node: NodeId) {
         let b = bit(node);

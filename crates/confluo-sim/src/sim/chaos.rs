@@ -43,6 +43,7 @@ impl Simulation {
                 sn.storage.lose_unsynced();
                 sn.unsynced.clear();
                 sn.unsynced_covers.clear();
+                self.history.lost_unsynced(id);
             }
             CrashMode::KeepUnsynced => {
                 let _ = sn.storage.sync();

@@ -18,6 +18,9 @@ pub(crate) struct Entry<V> {
     pub(crate) at_ms: u64,
     /// Its encoded size (for byte limits).
     pub(crate) size: usize,
+    /// The sizes of every entry appended so far, this one included (so that the bytes of a
+    /// range of positions cost two lookups, not a pass over the range).
+    pub(crate) end: usize,
 }
 
 /// Sequence numbers start at 2: position 1 stands for "the state this stream started
@@ -31,6 +34,8 @@ pub(crate) struct DeltaLog<V> {
     /// Greatest sequence number durable here (may be shipped).
     durable: u64,
     bytes: usize,
+    /// `end` of the last entry dropped (0 if none).
+    dropped_end: usize,
 }
 
 impl<V> Default for DeltaLog<V> {
@@ -40,6 +45,7 @@ impl<V> Default for DeltaLog<V> {
             base: 2,
             durable: 1,
             bytes: 0,
+            dropped_end: 0,
         }
     }
 }
@@ -49,11 +55,13 @@ impl<V: ReplicatedValue> DeltaLog<V> {
     pub(crate) fn append(&mut self, update: Update<V>, from: Option<NodeId>, at_ms: u64) -> u64 {
         let size = encoded_len(&update);
         self.bytes += size;
+        let end = self.end_of(self.head()) + size;
         self.entries.push_back(Entry {
             update,
             from,
             at_ms,
             size,
+            end,
         });
         self.head()
     }
@@ -81,6 +89,24 @@ impl<V: ReplicatedValue> DeltaLog<V> {
         self.entries.get(usize::try_from(i).ok()?)
     }
 
+    /// The sizes of the entries appended up to `seq` (clamped to what the log holds).
+    fn end_of(&self, seq: u64) -> usize {
+        if seq >= self.base {
+            let last = seq.min(self.head());
+            self.get(last).map_or(self.dropped_end, |e| e.end)
+        } else {
+            self.dropped_end
+        }
+    }
+
+    /// Bytes of the entries still held at positions `after + 1..=upto`.
+    pub(crate) fn bytes_in(&self, after: u64, upto: u64) -> usize {
+        if upto <= after {
+            return 0;
+        }
+        self.end_of(upto).saturating_sub(self.end_of(after))
+    }
+
     pub(crate) fn len(&self) -> usize {
         self.entries.len()
     }
@@ -95,6 +121,7 @@ impl<V: ReplicatedValue> DeltaLog<V> {
             match self.entries.pop_front() {
                 Some(e) => {
                     self.bytes -= e.size;
+                    self.dropped_end = e.end;
                     self.base += 1;
                 }
                 None => break,
@@ -107,6 +134,42 @@ impl<V: ReplicatedValue> DeltaLog<V> {
         while self.entries.len() > max_entries || self.bytes > max_bytes {
             let seq = self.base;
             self.drop_through(seq);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use confluo_crdt::{HlcTimestamp, ReplicaId};
+
+    use super::*;
+    use crate::{Keyspace, Op};
+
+    #[test]
+    fn bytes_in_a_range_match_a_sum_over_it() {
+        let mut ks = Keyspace::new();
+        let mut log = DeltaLog::default();
+        for i in 0..50u8 {
+            let op = Op::set_insert(vec![i; usize::from(i)]);
+            let u = ks
+                .write(ReplicaId(1), &[i % 7], &op, HlcTimestamp::default())
+                .unwrap()
+                .unwrap();
+            log.append(u, None, 0);
+        }
+        let sum = |log: &DeltaLog<crate::Value>, a: u64, b: u64| -> usize {
+            (a + 1..=b).filter_map(|s| log.get(s).map(|e| e.size)).sum()
+        };
+        for (a, b) in [(0, 60), (1, 51), (10, 20), (30, 30), (40, 35), (2, 3)] {
+            assert_eq!(log.bytes_in(a, b), sum(&log, a, b), "({a}, {b}]");
+        }
+        log.drop_through(20);
+        for (a, b) in [(0, 60), (15, 25), (20, 21), (25, 51), (51, 60)] {
+            assert_eq!(
+                log.bytes_in(a, b),
+                sum(&log, a, b),
+                "({a}, {b}] after a drop"
+            );
         }
     }
 }

@@ -230,12 +230,15 @@ impl<V: ReplicatedValue> Node<V> {
 
     // ----- time-driven work ---------------------------------------------------------------
 
-    pub(super) fn send_acks(&mut self) {
+    /// Acknowledges what became durable on each inbound link; with `reports`, also tells
+    /// senders, now and then, what arrived here from elsewhere (on ticks).
+    pub(super) fn send_acks(&mut self, reports: bool) {
         let mut acks = Vec::new();
         let (now, changes, every) = (self.now, self.durable_vv_changes, self.limits.hello_ms);
         for (&peer, inp) in self.inbound.peers.iter_mut() {
-            // Also tell senders, now and then, what arrived here from elsewhere.
-            let stale = inp.vv_reported != changes && now.saturating_sub(inp.reported_ms) >= every;
+            let stale = reports
+                && inp.vv_reported != changes
+                && now.saturating_sub(inp.reported_ms) >= every;
             if inp.ack_due || stale {
                 inp.ack_due = false;
                 inp.vv_reported = changes;

@@ -284,7 +284,7 @@ impl<V: ReplicatedValue> Node<V> {
         for peer in peers {
             self.flush_peer(peer);
         }
-        self.send_acks();
+        self.send_acks(true);
         self.collect_garbage();
     }
 }

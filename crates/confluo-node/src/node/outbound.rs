@@ -139,6 +139,10 @@ impl<V: ReplicatedValue> Node<V> {
             p.sent = ack.upto;
         }
         p.stats.acked = p.acked;
+        // The ack freed room in the peer's window: fill it now rather than at the next tick.
+        if self.started {
+            self.ship_batches(from);
+        }
     }
 
     /// A message from `from` names its replica id. A node's replica ids grow with each
@@ -169,7 +173,7 @@ impl<V: ReplicatedValue> Node<V> {
     pub(super) fn flush_peer(&mut self, peer: NodeId) {
         let now = self.now;
         let stream = self.stream();
-        let (base, durable) = (self.log.base(), self.log.durable());
+        let base = self.log.base();
         let limits = self.limits.clone();
         let Some(p) = self.outbound.get_mut(&peer) else {
             return;
@@ -260,9 +264,24 @@ impl<V: ReplicatedValue> Node<V> {
             self.send_state(peer, forwarded);
             return;
         }
-        let mut inflight: usize = (p.acked + 1..=p.sent)
-            .filter_map(|s| self.log.get(s).map(|e| e.size))
-            .sum();
+        self.ship_batches(peer);
+    }
+
+    /// Ships the peer what became durable here since its last batch, in batches, while its
+    /// window of unacknowledged bytes has room. Runs as soon as entries become durable and
+    /// as soon as an ack frees room (so latency is not a timer's period), and on ticks.
+    pub(super) fn ship_batches(&mut self, peer: NodeId) {
+        let now = self.now;
+        let stream = self.stream();
+        let durable = self.log.durable();
+        let limits = &self.limits;
+        let Some(p) = self.outbound.get_mut(&peer) else {
+            return;
+        };
+        if !p.known || p.replica.is_none() || p.sent + 1 < self.log.base() {
+            return; // not ready for batches: the timers decide (probe, state transfer)
+        }
+        let mut inflight = self.log.bytes_in(p.acked, p.sent);
         while p.sent < durable && inflight < limits.max_inflight_bytes {
             let first = p.sent + 1;
             let mut picked = Vec::new();
@@ -296,6 +315,23 @@ impl<V: ReplicatedValue> Node<V> {
             self.outputs
                 .queue
                 .push_back(Output::Send { to: peer, message });
+        }
+    }
+
+    /// Ships what became durable to every peer ready for it.
+    pub(super) fn ship_ready(&mut self) {
+        if !self.started {
+            return;
+        }
+        let durable = self.log.durable();
+        let ready: Vec<NodeId> = self
+            .outbound
+            .iter()
+            .filter(|(_, p)| p.known && p.sent < durable)
+            .map(|(&peer, _)| peer)
+            .collect();
+        for peer in ready {
+            self.ship_batches(peer);
         }
     }
 

@@ -3,7 +3,7 @@
 
 use std::collections::VecDeque;
 
-use confluo_crdt::{Dot, VersionVector};
+use confluo_crdt::{Dot, ReplicaId, VersionVector};
 use confluo_transport::NodeId;
 
 use super::Node;
@@ -64,6 +64,8 @@ pub(super) enum Gated<V> {
     Send(NodeId, Message<V>),
     Started,
     DurableVv(VersionVector),
+    /// One event of `origin` (all earlier ones are gated on earlier tokens).
+    DurableDot(ReplicaId, u64),
 }
 
 /// The output side of a node: outputs ready to poll, and those waiting for a token to be
@@ -127,6 +129,12 @@ impl<V: ReplicatedValue> Node<V> {
                 self.release(g);
             }
         }
+        // What just became durable goes out now, not at the next tick: log entries to the
+        // peers with room for them, acknowledgements to the senders.
+        self.ship_ready();
+        if self.started {
+            self.send_acks(false);
+        }
     }
 
     fn release(&mut self, g: Gated<V>) {
@@ -149,6 +157,12 @@ impl<V: ReplicatedValue> Node<V> {
             }
             Gated::Send(to, message) => self.send(to, message),
             Gated::Started => self.started = true,
+            Gated::DurableDot(origin, counter) => {
+                if self.durable_vv.get(origin) < counter {
+                    self.durable_vv.raise(origin, counter);
+                    self.durable_vv_changes += 1;
+                }
+            }
             Gated::DurableVv(vv) => {
                 if !vv.is_covered_by(&self.durable_vv) {
                     self.durable_vv.merge(&vv);

@@ -53,13 +53,16 @@ impl<V: ReplicatedValue> Node<V> {
     /// Buffers an update applied here, persists it; returns the token.
     pub(super) fn append_local(&mut self, u: Update<V>, from: Option<NodeId>) -> u64 {
         self.logged.raise(u.origin, u.counter);
+        let (origin, counter) = (u.origin, u.counter);
         let seq = self.log.append(u.clone(), from, self.now);
         let t = self.persist(StorageWrite::Updates {
             updates: vec![u],
             links: Vec::new(),
         });
         self.gate(t, Gated::LogDurable(seq));
-        self.gate(t, Gated::DurableVv(self.keyspace.version_vector().clone()));
+        // Every earlier event here is gated on an earlier token: raising this one entry of
+        // the durable version vector is enough (no copy of the vector per write).
+        self.gate(t, Gated::DurableDot(origin, counter));
         t
     }
 

@@ -9,7 +9,7 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use confluo_transport::{NodeId, TcpConfig, TcpTransport, Transport};
+use confluo_transport::{NodeId, PeerConfig, TcpConfig, TcpTransport, Transport};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use serde::de::{Error, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -60,9 +60,9 @@ fn pair() -> Pair {
         let a = TcpTransport::bind(TcpConfig::new(NodeId(1), 1, listen))
             .await
             .expect("bind a");
-        let b = TcpTransport::bind(TcpConfig::new(NodeId(2), 1, listen))
-            .await
-            .expect("bind b");
+        let b_config = TcpConfig::new(NodeId(2), 1, listen)
+            .with_peer_config(PeerConfig::accept_only(NodeId(1)));
+        let b = TcpTransport::bind(b_config).await.expect("bind b");
         a.add_peer(NodeId(2), b.local_addr());
         a.send(NodeId(2), &Payload(vec![0])).await.expect("send");
         b.recv().await.expect("connected");

@@ -7,14 +7,16 @@ use thiserror::Error;
 use crate::NodeId;
 use crate::codec::CodecError;
 use crate::handshake::HandshakeError;
+use crate::tcp::ConfigError;
 
 /// Why a message could not be queued for a peer. Nothing was queued when this is returned.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
 pub enum SendError {
     /// The peer's bounded outbound queue is full: send later, or fall back to sending state.
     #[error("outbound queue for node {0} is full")]
     QueueFull(NodeId),
-    /// The peer is not known to this transport (never configured, never connected).
+    /// The peer is not configured on this transport.
     #[error("unknown peer {0}")]
     UnknownPeer(NodeId),
     /// The message could not be serialized with postcard.
@@ -29,6 +31,8 @@ pub enum SendError {
 }
 
 /// Why no message could be received.
+// Not `#[non_exhaustive]`: the node's driver matches it exhaustively, and closing is the only
+// way a receive can fail.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum RecvError {
     /// The transport has been shut down and every delivered message was received.
@@ -36,9 +40,13 @@ pub enum RecvError {
     Closed,
 }
 
-/// Errors setting up a transport.
+/// Errors setting up a transport. Nothing was started: no socket is left open, no task runs.
 #[derive(Debug, Error)]
+#[non_exhaustive]
 pub enum TransportError {
+    /// The configuration was refused (see [`crate::TcpConfig::check_security`]).
+    #[error("invalid transport configuration: {0}")]
+    Config(#[from] ConfigError),
     /// Binding the listening socket failed.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -55,6 +63,7 @@ pub enum TransportError {
 /// Why an established connection was closed. Logged with `tracing`; other connections and the
 /// node keep running.
 #[derive(Debug, Error)]
+#[non_exhaustive]
 pub enum ConnectionError {
     /// The socket failed or the peer closed it.
     #[error("I/O error: {0}")]

@@ -11,21 +11,25 @@
 //! # Example: two nodes on loopback
 //!
 //! ```
-//! use confluo_transport::{NodeId, TcpConfig, TcpTransport, Transport};
+//! use confluo_transport::{NodeId, PeerConfig, TcpConfig, TcpTransport, Transport};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let cluster = 42;
-//! // Port 0: the operating system picks a free port.
-//! let alice: TcpTransport<String> =
-//!     TcpTransport::bind(TcpConfig::new(NodeId(1), cluster, "127.0.0.1:0".parse()?)).await?;
-//! let bob: TcpTransport<String> =
-//!     TcpTransport::bind(TcpConfig::new(NodeId(2), cluster, "127.0.0.1:0".parse()?)).await?;
+//! // Port 0: the operating system picks a free port. Only configured peers are let in: Bob
+//! // accepts Alice, who dials him.
+//! let bob: TcpTransport<String> = TcpTransport::bind(
+//!     TcpConfig::new(NodeId(2), cluster, "127.0.0.1:0".parse()?)
+//!         .with_peer_config(PeerConfig::accept_only(NodeId(1))),
+//! )
+//! .await?;
+//! let alice: TcpTransport<String> = TcpTransport::bind(
+//!     TcpConfig::new(NodeId(1), cluster, "127.0.0.1:0".parse()?)
+//!         .with_peer(NodeId(2), bob.local_addr()),
+//! )
+//! .await?;
 //!
-//! // Alice learns where Bob listens and dials him (Bob learns about Alice from the handshake).
-//! alice.add_peer(NodeId(2), bob.local_addr());
 //! alice.send(NodeId(2), &"hello, bob".to_string()).await?;
-//!
 //! let (from, message) = bob.recv().await?;
 //! assert_eq!(from, NodeId(1));
 //! assert_eq!(message, "hello, bob");
@@ -45,14 +49,70 @@
 //! # }
 //! ```
 //!
+//! # Example: mutual TLS
+//!
+//! Each node has a certificate for its name, signed by the cluster CA, and knows each peer's
+//! name; a peer is let in only with a certificate for the name configured for the node id it
+//! claims. (Here the certificates are minted in memory with the `testing` feature; a node
+//! loads its files with [`TlsConfig::from_pem_files`]. `docs/security.md` shows how to make
+//! them, and how to rotate them with [`TcpTransport::reload_tls`].)
+//!
+//! ```
+//! # #[cfg(feature = "testing")]
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use confluo_transport::testing::TestCa;
+//! use confluo_transport::{NodeId, PeerAuth, PeerConfig, TcpConfig, TcpTransport, Transport};
+//!
+//! let ca = TestCa::new("example CA")?;
+//! let node = |id: u64, name: &str| -> Result<TcpConfig, Box<dyn std::error::Error>> {
+//!     let tls = ca.tls_config(&ca.node(name)?)?;
+//!     let mut config = TcpConfig::new(NodeId(id), 42, "127.0.0.1:0".parse()?)
+//!         .with_auth(PeerAuth::Tls(tls));
+//!     config.name = Some(name.to_string());
+//!     Ok(config)
+//! };
+//! let bob: TcpTransport<String> = TcpTransport::bind(
+//!     node(2, "bob.example")?
+//!         .with_peer_config(PeerConfig::accept_only(NodeId(1)).with_name("alice.example")),
+//! )
+//! .await?;
+//! let alice: TcpTransport<String> = TcpTransport::bind(
+//!     node(1, "alice.example")?
+//!         .with_peer_config(PeerConfig::new(NodeId(2), bob.local_addr()).with_name("bob.example")),
+//! )
+//! .await?;
+//! alice.send(NodeId(2), &"over TLS".to_string()).await?;
+//! assert_eq!(bob.recv().await?, (NodeId(1), "over TLS".to_string()));
+//! // Each loaded certificate's expiry, for a metric.
+//! assert!(alice.tls_certificates().iter().all(|c| c.not_after > 0));
+//! # Ok(())
+//! # }
+//! # #[cfg(not(feature = "testing"))]
+//! # fn main() {}
+//! ```
+//!
 //! # Layers
 //!
 //! - [`codec`]: sans-IO frame codec over byte slices (`length u32 LE | version | crc32c |
 //!   payload`), validating the length against the maximum before anything is buffered.
-//! - [`handshake`]: sans-IO `Hello` (magic, version, cluster id, node id) and its checks.
+//! - [`handshake`]: the sans-IO handshake machine: preamble, optional shared-secret
+//!   challenge-response, hellos, and their checks; the acceptor says nothing before the dialer
+//!   has authenticated.
 //! - [`MemoryTransport`]: deterministic in-process network, for tests and simulations.
-//! - [`TcpTransport`]: listener, dialer with exponential backoff and seeded jitter, one
-//!   connection per pair of nodes, batched writes, graceful shutdown.
+//! - [`TcpTransport`]: listener, optional mutual TLS ([`TlsConfig`], rustls on ring), dialer
+//!   with exponential backoff and seeded jitter, one connection per pair of nodes, batched
+//!   writes, graceful shutdown, flood control.
+//! - [`RateLimitedWarn`]: the limiter behind every log line the network can provoke.
+//!
+//! # Security
+//!
+//! [`TcpConfig::auth`] chooses how peers authenticate: mutual TLS ([`PeerAuth::Tls`]), a
+//! shared secret for development on one machine ([`PeerAuth::SharedSecret`]), or nothing
+//! ([`PeerAuth::None`], refused on non-loopback addresses unless [`TcpConfig::insecure`]).
+//! Only configured peers ([`TcpConfig::peers`], [`TcpTransport::configure_peer`]) are let in
+//! and get state. Refused handshakes are counted by cause ([`TcpTransport::refusals`],
+//! [`RefusalCause`]) and logged at a bounded rate. The threat model is in `docs/security.md`.
 //!
 //! # Memory bounds
 //!
@@ -60,19 +120,25 @@
 //! `max_frame_size` (default 4 MiB) before its payload is buffered; each peer's outbound queue
 //! is bounded in messages and bytes ([`TcpConfig::queue_capacity`], [`TcpConfig::queue_bytes`]);
 //! decoded messages waiting for [`Transport::recv`] are bounded in messages and bytes
-//! ([`TcpConfig::inbound_capacity`], [`TcpConfig::inbound_bytes`]); and at most
-//! [`TcpConfig::max_pending_handshakes`] inbound handshakes run at once.
+//! ([`TcpConfig::inbound_capacity`], [`TcpConfig::inbound_bytes`]); inbound handshakes are
+//! bounded in total and per source ([`TcpConfig::max_pending_handshakes`],
+//! [`TcpConfig::max_pending_per_source`]); and per-peer state exists only for configured peers.
 //!
 //! The byte-by-byte wire format is in `docs/protocol.md` in the repository.
 //!
 //! # Error contract
 //!
+//! - [`TransportError`] from [`TcpTransport::bind`]: nothing was started.
+//! - [`ConfigError`] from [`TcpTransport::configure_peer`] and [`TcpTransport::reload_tls`]:
+//!   nothing changed; [`TlsError`] from loading TLS material: nothing was loaded.
 //! - [`SendError`] from sending: nothing was queued.
 //! - [`RecvError::Closed`] from receiving: the transport was shut down.
-//! - A connection that violates the protocol (bad magic, wrong cluster or version, oversize or
-//!   corrupt frame, undecodable payload, handshake timeout) is closed with a
-//!   [`ConnectionError`] logged at `warn` level; the node and its other connections keep
-//!   running, and nothing from a refused handshake reaches the receiver.
+//! - A connection that fails its handshake ([`HandshakeError`]) is closed without a word to the
+//!   peer, counted under its [`RefusalCause`] and logged (`debug`, plus a rate-limited `warn`);
+//!   nothing from it reaches the receiver and no state is kept for it.
+//! - An established connection that violates the protocol (oversize or corrupt frame,
+//!   undecodable payload) is closed with a [`ConnectionError`] logged at `warn` (rate-limited);
+//!   the node and its other connections keep running.
 
 use std::fmt;
 use std::future::Future;
@@ -85,16 +151,24 @@ pub mod codec;
 mod error;
 pub mod handshake;
 mod memory;
+mod ratelimit;
+mod refusal;
 mod stats;
 mod tcp;
+#[cfg(feature = "testing")]
+pub mod testing;
+mod tls;
 
 pub use backoff::{Backoff, BackoffConfig};
 pub use codec::{CodecError, DEFAULT_MAX_FRAME_SIZE, Frame, FrameCodec};
 pub use error::{ConnectionError, RecvError, SendError, TransportError};
-pub use handshake::HandshakeError;
+pub use handshake::{AuthMode, HandshakeError, SecretTooShort, SharedSecret};
 pub use memory::{MemoryNetwork, MemoryTransport};
+pub use ratelimit::RateLimitedWarn;
+pub use refusal::{RefusalCause, RefusalCount};
 pub use stats::{ConnectionState, PeerStats};
-pub use tcp::{TcpConfig, TcpTransport};
+pub use tcp::{ConfigError, PeerAuth, PeerConfig, TcpConfig, TcpTransport};
+pub use tls::{CertificateInfo, CertificateRole, PemItem, PemSource, TlsConfig, TlsError};
 
 /// Identifies a node in a cluster.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

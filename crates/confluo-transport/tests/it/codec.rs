@@ -1,10 +1,13 @@
 //! Sans-IO codec and handshake tests: round trips, every error path, and properties.
+//! (The handshake machine's own tests, with replay and tampering, are unit tests beside it.)
 
 use std::time::Duration;
 
+use confluo_transport::AuthMode;
 use confluo_transport::codec::{FRAME_HEADER_LEN, PROTOCOL_VERSION};
 use confluo_transport::handshake::{
-    DECISION_ACCEPT, DECISION_DUPLICATE, HELLO_LEN, Hello, MAGIC, parse_decision,
+    DECISION_ACCEPT, DECISION_DUPLICATE, HELLO_LEN, Hello, MAGIC, PREAMBLE_LEN, check_preamble,
+    parse_decision, preamble,
 };
 use confluo_transport::{Backoff, BackoffConfig, CodecError, FrameCodec, HandshakeError, NodeId};
 use quickcheck::{QuickCheck, TestResult};
@@ -249,43 +252,33 @@ fn hello_round_trip_and_layout() {
     let hello = Hello::new(0x0102_0304_0506_0708, NodeId(9));
     let bytes = hello.encode();
     assert_eq!(bytes.len(), HELLO_LEN);
-    assert_eq!(&bytes[..4], b"CNFL");
-    assert_eq!(bytes[4], PROTOCOL_VERSION);
-    assert_eq!(&bytes[5..13], &0x0102_0304_0506_0708u64.to_le_bytes());
-    assert_eq!(&bytes[13..21], &9u64.to_le_bytes());
-    assert_eq!(Hello::decode(&bytes).unwrap(), hello);
+    assert_eq!(&bytes[..8], &0x0102_0304_0506_0708u64.to_le_bytes());
+    assert_eq!(&bytes[8..16], &9u64.to_le_bytes());
+    assert_eq!(Hello::decode(&bytes), hello);
 }
 
 #[test]
-fn hello_errors() {
-    let ours = Hello::new(7, NodeId(1));
-    let mut garbage = [0xAAu8; HELLO_LEN];
+fn preamble_errors() {
+    let garbage = [0xAAu8; PREAMBLE_LEN];
     assert!(matches!(
-        Hello::decode(&garbage),
+        check_preamble(&garbage, AuthMode::None),
         Err(HandshakeError::BadMagic([0xAA, 0xAA, 0xAA, 0xAA]))
     ));
-    garbage[..4].copy_from_slice(&MAGIC);
-    assert!(
-        Hello::decode(&garbage).is_ok(),
-        "only the magic is checked by decode"
-    );
-
-    let wrong_cluster = Hello::new(8, NodeId(2));
+    let mut old = preamble(AuthMode::None);
+    old[4] = 1;
     assert!(matches!(
-        ours.check_peer(&wrong_cluster),
-        Err(HandshakeError::WrongCluster { ours: 7, theirs: 8 })
-    ));
-    let mut wrong_version = Hello::new(7, NodeId(2));
-    wrong_version.version = 9;
-    assert!(matches!(
-        ours.check_peer(&wrong_version),
-        Err(HandshakeError::UnsupportedVersion { ours: 1, theirs: 9 })
+        check_preamble(&old, AuthMode::None),
+        Err(HandshakeError::UnsupportedVersion { ours: 2, theirs: 1 })
     ));
     assert!(matches!(
-        ours.check_peer(&Hello::new(7, NodeId(1))),
-        Err(HandshakeError::SelfConnection(NodeId(1)))
+        check_preamble(&preamble(AuthMode::Tls), AuthMode::SharedSecret),
+        Err(HandshakeError::AuthModeMismatch {
+            ours: AuthMode::SharedSecret,
+            theirs: Some(AuthMode::Tls)
+        })
     ));
-    assert!(ours.check_peer(&Hello::new(7, NodeId(2))).is_ok());
+    assert_eq!(&preamble(AuthMode::None)[..4], &MAGIC);
+    assert!(check_preamble(&preamble(AuthMode::SharedSecret), AuthMode::SharedSecret).is_ok());
 }
 
 #[test]
@@ -345,11 +338,12 @@ fn wire_examples_in_docs_protocol_md() {
         ]
     );
     assert_eq!(crc32c::crc32c(b"123456789"), 0xE306_9283);
-    let hello = Hello::new(42, NodeId(1)).encode();
     assert_eq!(
-        hello,
-        [
-            b'C', b'N', b'F', b'L', 0x01, 42, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0
-        ]
+        preamble(AuthMode::SharedSecret),
+        [b'C', b'N', b'F', b'L', 0x02, 0x01]
+    );
+    assert_eq!(
+        Hello::new(42, NodeId(1)).encode(),
+        [42, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0]
     );
 }

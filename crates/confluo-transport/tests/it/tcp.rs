@@ -1,63 +1,34 @@
-//! TcpTransport integration tests on 127.0.0.1 with real sockets.
+//! TcpTransport behaviour on 127.0.0.1 with real sockets: ordering, one connection per pair,
+//! restarts, bounded queues, shutdown, and rogue clients.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use confluo_transport::handshake::Hello;
+use confluo_transport::handshake::{HELLO_LEN, Hello, preamble};
 use confluo_transport::{
-    BackoffConfig, ConnectionState, NodeId, RecvError, SendError, TcpConfig, TcpTransport,
-    Transport,
+    AuthMode, ConnectionState, NodeId, PeerConfig, RecvError, RefusalCause, SendError,
+    TcpTransport, Transport,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-const CLUSTER: u64 = 0xC0FFEE;
-/// (sender, sequence number)
-type Msg = (u64, u64);
-
-fn config(id: u64) -> TcpConfig {
-    let mut c = TcpConfig::new(NodeId(id), CLUSTER, "127.0.0.1:0".parse().unwrap());
-    c.backoff = BackoffConfig {
-        initial: Duration::from_millis(20),
-        max: Duration::from_millis(200),
-    };
-    c.handshake_timeout = Duration::from_millis(500);
-    c.seed = id;
-    c
-}
-
-async fn node(id: u64) -> Arc<TcpTransport<Msg>> {
-    Arc::new(TcpTransport::bind(config(id)).await.unwrap())
-}
-
-async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
+use crate::support::{
+    CLUSTER, Msg, config, exchange, node, node_with, read_until_closed, recv_timeout, refused,
+    valid_frame, wait_until,
+};
 
 fn state_of(t: &TcpTransport<Msg>, peer: u64) -> Option<ConnectionState> {
     t.peer(NodeId(peer)).map(|s| s.state)
 }
 
-async fn recv_timeout(t: &TcpTransport<Msg>) -> (NodeId, Msg) {
-    tokio::time::timeout(Duration::from_secs(10), t.recv())
-        .await
-        .expect("recv timed out")
-        .unwrap()
+async fn expect_closed(stream: &mut TcpStream, what: &str) {
+    read_until_closed(stream, what).await;
 }
 
-/// Sends `n` numbered messages from `a` to `b` and checks they arrive in order.
-async fn exchange(a: &TcpTransport<Msg>, b: &TcpTransport<Msg>, n: u64, tag: u64) {
-    for seq in 0..n {
-        a.send(b.local_id(), &(tag, seq)).await.unwrap();
-    }
-    for seq in 0..n {
-        assert_eq!(recv_timeout(b).await, (a.local_id(), (tag, seq)));
-    }
+/// `b` accepts `a` (which dials it).
+fn accept(b: &TcpTransport<Msg>, a: u64) {
+    b.configure_peer(PeerConfig::accept_only(NodeId(a)))
+        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -146,7 +117,7 @@ async fn simultaneous_dials_settle_on_one_connection() {
 }
 
 /// `survivor` and `victim` are connected; `victim` crashes (is dropped) and restarts on the same
-/// address knowing nobody, so `survivor` has to redial it whichever of the two has the lower id.
+/// address without the survivor's address, so `survivor` has to redial it whichever of the two has the lower id.
 async fn kill_and_restart(survivor_id: u64, victim_id: u64) {
     let a = node(survivor_id).await;
     let b = node(victim_id).await;
@@ -165,7 +136,8 @@ async fn kill_and_restart(survivor_id: u64, victim_id: u64) {
     a.try_send(NodeId(victim_id), &(survivor_id, 1000)).unwrap();
     assert_eq!(a.peer(NodeId(victim_id)).unwrap().queue_depth, 1);
 
-    let mut cfg = config(victim_id);
+    // It knows the survivor only as a peer that dials it.
+    let mut cfg = config(victim_id).with_peer_config(PeerConfig::accept_only(NodeId(survivor_id)));
     cfg.listen = b_addr;
     let mut restarted = None;
     for _ in 0..100 {
@@ -240,6 +212,7 @@ async fn full_queue_is_reported_while_the_peer_is_unreachable() {
 async fn graceful_shutdown_flushes_queued_frames() {
     let a = node(1).await;
     let b = node(2).await;
+    accept(&b, 1);
     a.add_peer(NodeId(2), b.local_addr());
     exchange(&a, &b, 1, 0).await; // connected
     for seq in 0..3000 {
@@ -261,7 +234,10 @@ async fn peers_of_another_cluster_never_connect() {
     let b = TcpTransport::<Msg>::bind(other).await.unwrap();
     a.add_peer(NodeId(2), b.local_addr());
     a.try_send(NodeId(2), &(1, 0)).unwrap();
-    wait_until("b refusing a", || b.rejected_connections() >= 2).await;
+    wait_until("b refusing a", || {
+        refused(&b, RefusalCause::WrongCluster).0 >= 2
+    })
+    .await;
     assert_ne!(state_of(&a, 2), Some(ConnectionState::Connected));
     assert!(
         b.peer_stats().is_empty(),
@@ -274,39 +250,18 @@ async fn peers_of_another_cluster_never_connect() {
     );
 }
 
-/// Reads until the server closes the connection; panics if it stays open.
-async fn expect_closed(stream: &mut TcpStream, what: &str) {
-    let mut buf = [0u8; 256];
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match tokio::time::timeout(left, stream.read(&mut buf)).await {
-            Ok(Ok(0)) | Ok(Err(_)) => return,
-            Ok(Ok(_)) => continue,
-            Err(_) => panic!("{what}: connection was not dropped"),
-        }
-    }
-}
-
-/// A raw client that completes a valid handshake as node `id` against a server with a lower id.
+/// A raw client that completes a valid unauthenticated handshake as node `id` against a server
+/// with a lower id that has `id` configured.
 async fn handshaken_rogue(addr: SocketAddr, id: u64) -> TcpStream {
     let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(&preamble(AuthMode::None)).await.unwrap();
     s.write_all(&Hello::new(CLUSTER, NodeId(id)).encode())
         .await
         .unwrap();
-    let mut reply = [0u8; 22]; // their hello + the decision byte
+    let mut reply = [0u8; HELLO_LEN + 1]; // their hello + the decision byte
     s.read_exact(&mut reply).await.unwrap();
-    assert_eq!(reply[21], 1, "accepted");
+    assert_eq!(reply[HELLO_LEN], 1, "accepted");
     s
-}
-
-fn valid_frame(msg: &Msg) -> Vec<u8> {
-    let payload = postcard::to_allocvec(msg).unwrap();
-    let mut out = Vec::new();
-    confluo_transport::FrameCodec::default()
-        .encode(&payload, &mut out)
-        .unwrap();
-    out
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -315,6 +270,9 @@ async fn rogue_clients_are_dropped_while_legit_peers_keep_working() {
     let b = node(2).await;
     a.add_peer(NodeId(2), b.local_addr());
     b.add_peer(NodeId(1), a.local_addr());
+    // Two ids a accepts without dialing them, for the clients that get past the handshake.
+    accept(&a, 98);
+    accept(&a, 99);
     exchange(&a, &b, 50, 0).await;
     let addr = a.local_addr();
     let mut tag = 1;
@@ -329,24 +287,25 @@ async fn rogue_clients_are_dropped_while_legit_peers_keep_working() {
     s.write_all(b"GET / HTTP/1.1\r\nHost: confluo\r\n\r\n")
         .await
         .unwrap();
-    expect_closed(&mut s, "garbage").await;
+    assert!(read_until_closed(&mut s, "garbage").await.is_empty());
     check_legit(&a, &b).await;
 
     // 2. Wrong cluster id, followed by a well-formed frame that must not be delivered.
     let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(&preamble(AuthMode::None)).await.unwrap();
     s.write_all(&Hello::new(CLUSTER + 1, NodeId(66)).encode())
         .await
         .unwrap();
     let _ = s.write_all(&valid_frame(&(66, 0))).await;
-    expect_closed(&mut s, "wrong cluster").await;
+    assert!(read_until_closed(&mut s, "wrong cluster").await.is_empty());
     check_legit(&a, &b).await;
 
     // 3. Wrong protocol version.
     let mut s = TcpStream::connect(addr).await.unwrap();
-    let mut hello = Hello::new(CLUSTER, NodeId(67));
-    hello.version = 200;
-    s.write_all(&hello.encode()).await.unwrap();
-    expect_closed(&mut s, "wrong version").await;
+    let mut old = preamble(AuthMode::None);
+    old[4] = 200;
+    s.write_all(&old).await.unwrap();
+    assert!(read_until_closed(&mut s, "wrong version").await.is_empty());
 
     // 4. Half-open: connects and says nothing; the handshake timeout drops it.
     let started = Instant::now();
@@ -440,7 +399,11 @@ async fn queue_is_bounded_in_bytes_too() {
     );
 
     // Point the peer at a live node: the queue drains and the bytes are given back.
-    let b = TcpTransport::<Vec<u8>>::bind(config(2)).await.unwrap();
+    let b = TcpTransport::<Vec<u8>>::bind(
+        config(2).with_peer_config(PeerConfig::accept_only(NodeId(1))),
+    )
+    .await
+    .unwrap();
     a.add_peer(NodeId(2), b.local_addr());
     for _ in 0..3 {
         let got = tokio::time::timeout(Duration::from_secs(10), b.recv())
@@ -464,27 +427,30 @@ async fn queue_is_bounded_in_bytes_too() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_flood_of_silent_connections_is_capped() {
+async fn a_flood_of_silent_connections_is_capped_by_evicting_the_oldest() {
     let mut cfg = config(1);
     cfg.max_pending_handshakes = 2;
-    cfg.handshake_timeout = Duration::from_secs(2);
-    let a = Arc::new(TcpTransport::<Msg>::bind(cfg).await.unwrap());
+    cfg.handshake_timeout = Duration::from_secs(5);
+    let a = node_with(cfg).await;
     let addr = a.local_addr();
-    let _silent1 = TcpStream::connect(addr).await.unwrap();
-    let _silent2 = TcpStream::connect(addr).await.unwrap();
-    // Let the server accept both.
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    // The third is closed at once, long before the 2 s handshake timeout.
     let started = Instant::now();
-    let mut third = TcpStream::connect(addr).await.unwrap();
-    expect_closed(&mut third, "third silent connection").await;
-    assert!(started.elapsed() < Duration::from_secs(1));
-    assert_eq!(a.rejected_connections(), 1);
+    let mut first = TcpStream::connect(addr).await.unwrap();
+    let _second = TcpStream::connect(addr).await.unwrap();
+    wait_until("both pending", || a.pending_handshakes() == 2).await;
+    // The third takes the oldest one's slot: the first is closed long before the 5 s timeout.
+    let _third = TcpStream::connect(addr).await.unwrap();
+    expect_closed(&mut first, "first silent connection").await;
+    assert!(started.elapsed() < Duration::from_secs(4));
+    wait_until("eviction counted", || {
+        refused(&a, RefusalCause::Evicted).0 == 1
+    })
+    .await;
+    assert_eq!(a.pending_handshakes(), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_receiver_bounds_decoded_bytes() {
-    let mut cfg = config(2);
+    let mut cfg = config(2).with_peer_config(PeerConfig::accept_only(NodeId(1)));
     cfg.inbound_bytes = 1000;
     let b = TcpTransport::<Vec<u8>>::bind(cfg).await.unwrap();
     let a = TcpTransport::<Vec<u8>>::bind(config(1)).await.unwrap();

@@ -2,7 +2,7 @@
 //! bytes" or a typed error, never a panic, and never an allocation (the decoder borrows).
 #![no_main]
 
-use confluo_transport::handshake::{HELLO_LEN, Hello};
+use confluo_transport::handshake::{Credentials, HELLO_LEN, Handshake, Hello, Step};
 use confluo_transport::{FrameCodec, NodeId};
 use libfuzzer_sys::fuzz_target;
 
@@ -47,11 +47,21 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!((copy.payload, used), (frame.payload, again.len()));
     }
 
-    // The handshake parser and checks.
+    // The hello layout, and the acceptor's handshake machine fed the same bytes: any input
+    // gives progress or a typed error, never a panic.
     if let Some(bytes) = stream.first_chunk::<HELLO_LEN>() {
-        if let Ok(theirs) = Hello::decode(bytes) {
-            let _ = Hello::new(1, NodeId(1)).check_peer(&theirs);
-            assert_eq!(&theirs.encode(), bytes, "hello round trip");
+        assert_eq!(&Hello::decode(bytes).encode(), bytes, "hello round trip");
+    }
+    let mut acceptor = Handshake::acceptor(Hello::new(1, NodeId(1)), Credentials::None, [0; 32]);
+    let mut rest = stream;
+    while let Step::Read(_) | Step::Admit(_) = acceptor.step() {
+        if let Step::Admit(_) = acceptor.step() {
+            let _ = acceptor.admit(Ok(()));
+            continue;
+        }
+        match acceptor.handle_input(rest) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => rest = rest.get(n..).unwrap_or_default(),
         }
     }
 });

@@ -30,7 +30,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if names.is_empty() {
         return Err("usage: make_certs OUT_DIR NAME... (at least one node name)".into());
     }
-    let days = match std::env::var("CONFLUO_CERT_DAYS") {
+    let days: u32 = match std::env::var("CONFLUO_CERT_DAYS") {
         Ok(days) => days.parse()?,
         Err(_) => 365,
     };

@@ -34,6 +34,8 @@ pub mod counters;
 pub mod footprint;
 pub mod fuzzing;
 pub mod measure;
+#[cfg(feature = "node")]
+pub mod node;
 #[cfg(feature = "baseline")]
 pub mod or_map;
 #[cfg(feature = "baseline")]

@@ -3,6 +3,7 @@
 use confluo_crdt::ReplicaId;
 use confluo_transport::NodeId;
 
+use crate::identity::{IdentityMode, incarnation_replica};
 use crate::storage::Role;
 
 /// An outbound replication link: this node sends its log to `peer`.
@@ -53,6 +54,16 @@ pub struct Limits {
     pub retransmit_ms: u64,
     /// Probe an unknown peer this often (milliseconds).
     pub hello_ms: u64,
+    /// How long a starting node with automatic identity waits for its peers to say which of
+    /// its replica ids they have seen, before it takes writes without the silent ones
+    /// (milliseconds; see the `identity` module).
+    pub join_timeout_ms: u64,
+    /// A peer that claims fewer of its own events than this node holds for this long
+    /// (milliseconds: longer than any message can be late) reuses its replica id, and is
+    /// refused.
+    pub stale_stream_ms: u64,
+    /// How often deleted keys whose delete every node holds are collected (milliseconds).
+    pub collect_ms: u64,
     /// Anti-entropy period (milliseconds): events this node had a period ago that a peer
     /// still lacks (they reach it through no log: an origin that died, a link removed, a
     /// non-relaying link) are probed for, then sent as a state transfer.
@@ -72,6 +83,9 @@ impl Default for Limits {
             dot_block: 1024,
             retransmit_ms: 1_000,
             hello_ms: 200,
+            join_timeout_ms: 3_000,
+            stale_stream_ms: 10_000,
+            collect_ms: 1_000,
             anti_entropy_ms: 2_000,
         }
     }
@@ -91,10 +105,17 @@ pub struct Config {
     /// satisfies both rules. Ignored by [`Node::restore`](crate::Node::restore) when storage
     /// names one.
     pub replica: ReplicaId,
+    /// Whether `replica` is the operator's, or the node takes its own (see the `identity`
+    /// module).
+    pub identity: IdentityMode,
     /// Leader or follower.
     pub role: Role,
     /// Where it sends its log.
     pub links: Vec<Link>,
+    /// Every node of the cluster. A starting node with automatic identity asks each which
+    /// of its ids it has seen (in a ring or star, nodes it has no link to may hold its
+    /// writes); empty means the nodes it links to.
+    pub members: Vec<NodeId>,
     /// Bounds and timers.
     pub limits: Limits,
 }
@@ -105,8 +126,10 @@ impl Config {
         Config {
             node,
             replica,
+            identity: IdentityMode::Fixed,
             role: Role::Leader,
             links: Vec::new(),
+            members: Vec::new(),
             limits: Limits::default(),
         }
     }
@@ -119,6 +142,30 @@ impl Config {
             links: vec![Link::back_to_leader(leader)],
             ..Config::leader(node, replica)
         }
+    }
+
+    /// A leader that takes its replica id by itself ([`IdentityMode::Automatic`]): the
+    /// operator configures its node id only.
+    pub fn automatic_leader(node: NodeId) -> Self {
+        Config {
+            identity: IdentityMode::Automatic,
+            ..Config::leader(node, incarnation_replica(node, 0))
+        }
+    }
+
+    /// A follower of `leader` that takes its replica id by itself (see
+    /// [`Config::automatic_leader`]).
+    pub fn automatic_follower(node: NodeId, leader: NodeId) -> Self {
+        Config {
+            identity: IdentityMode::Automatic,
+            ..Config::follower(node, incarnation_replica(node, 0), leader)
+        }
+    }
+
+    /// Sets the cluster's members (see [`Config::members`]).
+    pub fn with_members(mut self, members: Vec<NodeId>) -> Self {
+        self.members = members;
+        self
     }
 
     /// Sets the links.

@@ -16,6 +16,19 @@ pub enum WriteError {
     /// The counter would exceed `u64::MAX` in this replica's increments or decrements.
     #[error("counter overflow")]
     CounterOverflow,
+    /// The node is starting and has not settled its replica id yet (it is asking its peers
+    /// which ids it used before); retry shortly.
+    #[error("the node is starting and takes no writes yet")]
+    Joining,
+    /// This node's fixed replica id is in use by another history (peers hold more of it
+    /// than this node's storage does: an empty or restored disk under a fixed id). Writes
+    /// would reuse dots the peers hold for other writes, so none is taken: restart the node
+    /// with an empty data directory and automatic identity, or a fresh replica id.
+    #[error("replica id {replica:?} is in use by another history; this node takes no writes")]
+    ReplicaReused {
+        /// The replica id.
+        replica: confluo_crdt::ReplicaId,
+    },
 }
 
 /// Why a message from a peer was refused. Nothing of it was applied, and nothing was lost:
@@ -38,6 +51,23 @@ pub enum HandleError {
         from: NodeId,
         /// The broken invariant.
         source: ValidationError,
+    },
+    /// The sender's replica id is in use by another history: the sender holds fewer of its
+    /// own events than this node does (it restarted on an empty or restored disk and kept
+    /// its id), or it wrote a dot this node holds for another update. Its messages are
+    /// refused until it comes back under a new replica id; nothing of it was applied.
+    #[error(
+        "node {from} reuses replica id {replica:?}: this node holds {held} of its events, it claims {claimed}"
+    )]
+    ReplicaReused {
+        /// The sender.
+        from: NodeId,
+        /// The replica id in question.
+        replica: confluo_crdt::ReplicaId,
+        /// Events of it held here.
+        held: u64,
+        /// Events of it the sender says it has.
+        claimed: u64,
     },
     /// The message is well-formed but inconsistent (a replica index out of range, a delta
     /// naming a dot outside its causal past, a dot that is not the update's own...).

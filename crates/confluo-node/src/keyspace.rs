@@ -289,6 +289,11 @@ impl<V: ReplicatedValue> Keyspace<V> {
         self.keys.iter().map(|(k, e)| (k.as_slice(), e))
     }
 
+    /// The entry of `key` (its summary and value, empty once deleted), if any.
+    pub fn entry(&self, key: &[u8]) -> Option<&KeyEntry<V>> {
+        self.keys.get(key)
+    }
+
     /// The value at `key`, if present.
     pub fn get(&self, key: &[u8]) -> Option<&V> {
         self.keys

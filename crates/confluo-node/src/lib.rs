@@ -96,6 +96,7 @@
 mod config;
 pub mod driver;
 mod error;
+pub mod identity;
 mod keyspace;
 mod log;
 mod message;
@@ -107,10 +108,11 @@ mod value;
 
 pub use config::{Config, Limits, Link, Topology};
 pub use error::{HandleError, PromoteError, RestoreError, WriteError};
+pub use identity::IdentityMode;
 pub use keyspace::{Change, Delivery, KeyEntry, Keyspace, StateChunk, Update, UpdateFault, fnv1a};
-pub use message::{Ack, Batch, Message, StateMessage, Stream, WireUpdate};
+pub use message::{Ack, Batch, Message, Sighting, StateMessage, Stream, WireUpdate};
 pub use metrics::{NodeMetrics, PeerMetrics};
-pub use node::{Node, Output, PersistToken, WriteId};
+pub use node::{Alert, Node, Output, PersistToken, WriteId};
 pub use replicated::{CounterOp, MvOp, ReplicatedValue, SetOp};
 pub use storage::{
     DurableState, Identity, LinkPosition, MemoryStorage, Role, Storage, StorageError, StorageWrite,

@@ -33,6 +33,22 @@ pub enum Message<V = Value> {
     State(StateMessage<V>),
     /// The receiver's position in a sender's stream, and what it has.
     Ack(Ack),
+    /// "Which of my replica ids have you seen?", from a starting node that takes its own
+    /// (with its current replica id, `None` if its disk is empty); answered by
+    /// [`Message::YouAre`]. See the `identity` module.
+    WhoAmI(Option<ReplicaId>),
+    /// The answer to [`Message::WhoAmI`].
+    YouAre(Sighting),
+}
+
+/// What a node has seen of another's replica ids: the answer to [`Message::WhoAmI`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sighting {
+    /// The greatest replica id of the asking node seen here (in its messages, or in the
+    /// events held here).
+    pub newest: Option<ReplicaId>,
+    /// How many events of the asker's current replica id are held here.
+    pub holds: u64,
 }
 
 /// A delta-interval: consecutive log positions, with the updates among them meant for the

@@ -79,6 +79,8 @@ pub struct NodeMetrics {
     pub states_refused: u64,
     /// Updates from peers applied.
     pub updates_applied: u64,
+    /// Times a peer was caught reusing a replica id (see `Alert::ReplicaReused`).
+    pub replica_reuse: u64,
     /// Outbound links.
     pub peers: Vec<PeerMetrics>,
 }

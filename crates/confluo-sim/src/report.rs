@@ -29,6 +29,9 @@ pub struct FaultCounts {
     pub promotions: u64,
     /// Wall clocks stepped (at restarts, with clock skew on).
     pub clock_steps: u64,
+    /// Starts whose join timed out (a peer was cut off), so the replica id followed the
+    /// clock: an outcome of partitions, not a fault of its own.
+    pub joins_timed_out: u64,
 }
 
 impl FaultCounts {
@@ -44,6 +47,7 @@ impl FaultCounts {
         self.topology_changes += o.topology_changes;
         self.promotions += o.promotions;
         self.clock_steps += o.clock_steps;
+        self.joins_timed_out += o.joins_timed_out;
     }
 
     /// All faults, each message fault counted once.
@@ -65,7 +69,8 @@ impl fmt::Display for FaultCounts {
         write!(
             f,
             "{} dropped, {} cut by partitions, {} duplicated, {} partitions, {} long outages, \
-             {} crashes ({} lost the disk), {} topology changes, {} promotions, {} clock steps",
+             {} crashes ({} lost the disk), {} topology changes, {} promotions, {} clock steps, \
+             {} joins timed out",
             self.dropped,
             self.cut,
             self.duplicated,
@@ -75,7 +80,8 @@ impl fmt::Display for FaultCounts {
             self.disks_lost,
             self.topology_changes,
             self.promotions,
-            self.clock_steps
+            self.clock_steps,
+            self.joins_timed_out
         )
     }
 }

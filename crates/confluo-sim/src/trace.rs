@@ -12,7 +12,8 @@ use crate::queue::Millis;
 /// What happened.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
-    /// A message was sent (`a` to `b`; `c` its kind: 0 hello, 1 batch, 2 state, 3 ack).
+    /// A message was sent (`a` to `b`; `c` its kind: 0 hello, 1 batch, 2 state, 3 ack, 4
+    /// who-am-i, 5 you-are).
     Send,
     /// A message arrived.
     Deliver,

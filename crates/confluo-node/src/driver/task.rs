@@ -13,7 +13,7 @@ use super::commit::{Committer, Done};
 use super::handle::{Access, Command, Refusal, Reply, WriteReply};
 use super::{DriverError, DriverOptions};
 use crate::message::Message;
-use crate::node::{Node, Output, WriteId};
+use crate::node::{Alert, Node, Output, WriteId};
 use crate::replicated::ReplicatedValue;
 use crate::storage::Storage;
 
@@ -125,6 +125,8 @@ where
             Event::Command(None) => return Ok(false),
             Event::Received(Ok((from, message))) => {
                 if let Err(e) = self.node.handle(from, message) {
+                    // Refusals a peer can cause are debug: what needs an operator comes
+                    // as an alert, once.
                     tracing::debug!(error = %e, "message refused");
                 }
                 self.check_waits();
@@ -191,6 +193,9 @@ where
                     }
                 }
             }
+        }
+        while let Some(alert) = self.node.poll_alert() {
+            log_alert(&alert);
         }
         self.committer.kick(Instant::now().into_std());
         Ok(())
@@ -306,5 +311,39 @@ where
                 self.drains.push(d);
             }
         }
+    }
+}
+
+/// Tells the operator what the node found: each alert comes once per cause.
+fn log_alert(alert: &Alert) {
+    match alert {
+        Alert::ReplicaReused {
+            peer,
+            replica,
+            held,
+            claimed,
+        } => tracing::error!(
+            %peer,
+            replica = replica.0,
+            held,
+            claimed,
+            "a replica id is reused by another history: its messages are refused"
+        ),
+        Alert::RolledBack {
+            old,
+            new,
+            had,
+            peers_hold,
+        } => tracing::error!(
+            old = old.0,
+            new = new.0,
+            had,
+            peers_hold,
+            "storage holds less of this node's history than its peers do (restored backup?): took a new replica id"
+        ),
+        Alert::JoinedWithout { missing } => tracing::warn!(
+            ?missing,
+            "some peers did not answer at start: the replica id follows the clock"
+        ),
     }
 }

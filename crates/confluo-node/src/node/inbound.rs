@@ -36,6 +36,8 @@ pub(super) struct InPeer<V> {
     /// when: senders need it fresh to know what the node has.
     pub(super) vv_reported: u64,
     pub(super) reported_ms: u64,
+    /// When `stream` was first accepted as the sender's current stream (set on first use).
+    pub(super) since: Option<u64>,
 }
 
 impl<V> InPeer<V> {
@@ -49,6 +51,7 @@ impl<V> InPeer<V> {
             ack_due: false,
             vv_reported: 0,
             reported_ms: 0,
+            since: None,
         }
     }
 
@@ -75,32 +78,64 @@ impl<V> Default for Inbound<V> {
 }
 
 impl<V> Inbound<V> {
-    /// The inbound link of `from` if `stream` is its current stream, or a newer one (which
-    /// resets the link: a restarted or new incarnation of the sender starts over). Streams
-    /// are ordered by replica id, then session; an older one's messages are late and
-    /// ignored.
-    pub(super) fn accept(&mut self, from: NodeId, stream: Stream) -> Option<&mut InPeer<V>> {
+    /// Admits a message of `stream` from `from`: its link if `stream` is the sender's
+    /// current stream, or a newer one (which resets the link: a restarted or new
+    /// incarnation of the sender starts over). Streams are ordered by replica id, then
+    /// session; an older one's messages are late and ignored, unless they keep coming
+    /// `stale_ms` after the current stream appeared: no message is late by that much, so
+    /// the sender runs an older stream under its current replica id (it reused the id).
+    pub(super) fn accept(
+        &mut self,
+        from: NodeId,
+        stream: Stream,
+        now: u64,
+        stale_ms: u64,
+    ) -> Accepted<'_, V> {
         let inp = self
             .peers
             .entry(from)
             .or_insert_with(|| InPeer::new(stream));
+        let since = *inp.since.get_or_insert(now);
         if stream < inp.stream {
-            return None;
+            let reused =
+                stream.replica == inp.stream.replica && now.saturating_sub(since) >= stale_ms;
+            return if reused {
+                Accepted::Reused
+            } else {
+                Accepted::Late
+            };
         }
         if stream > inp.stream {
             self.held -= inp.held();
             *inp = InPeer::new(stream);
+            inp.since = Some(now);
         }
-        Some(inp)
+        Accepted::Current(inp)
     }
+}
+
+/// How a message's stream was admitted.
+pub(super) enum Accepted<'a, V> {
+    /// The sender's current stream: its link.
+    Current(&'a mut InPeer<V>),
+    /// An older stream: a late message, ignored.
+    Late,
+    /// An older stream long after the current one appeared: a reused replica id.
+    Reused,
 }
 
 impl<V: ReplicatedValue> Node<V> {
     pub(super) fn on_batch(&mut self, from: NodeId, b: Batch<V>) -> Result<(), HandleError> {
         let updates = b.updates(from)?;
+        self.refused(from, b.stream.replica)?;
         self.observe_replica(from, b.stream.replica);
-        let Some(inp) = self.inbound.accept(from, b.stream) else {
-            return Ok(());
+        let inp = match self
+            .inbound
+            .accept(from, b.stream, self.now, self.limits.stale_stream_ms)
+        {
+            Accepted::Current(inp) => inp,
+            Accepted::Late => return Ok(()),
+            Accepted::Reused => return Err(self.stream_reused(from, b.stream)),
         };
         inp.ack_due = true;
         if b.last_seq <= inp.received {
@@ -145,6 +180,7 @@ impl<V: ReplicatedValue> Node<V> {
         let head = self.log.head();
         let mut applied: Vec<Update<V>> = Vec::new();
         let mut moved: Vec<NodeId> = Vec::new();
+        let mut twice = Vec::new();
         loop {
             let mut progress = false;
             for (&peer, inp) in self.inbound.peers.iter_mut() {
@@ -157,6 +193,18 @@ impl<V: ReplicatedValue> Node<V> {
                     pending.updates.retain(|u| match self.keyspace.delivery(u) {
                         Delivery::Wait => true,
                         Delivery::Duplicate => {
+                            // A key here holds (in its summary) every dot written to it,
+                            // until it is collected, and collected keys hold only dots up to
+                            // `collected`: a write whose key lacks its dot was written twice.
+                            if let Some(key) = u.key() {
+                                let holds = match self.keyspace.entry(key) {
+                                    Some(e) => e.summary.get(u.origin) >= u.counter,
+                                    None => self.collected.get(u.origin) >= u.counter,
+                                };
+                                if !holds {
+                                    twice.push((peer, u.origin, u.counter));
+                                }
+                            }
                             // Applied already, from a state transfer, so in no log entry
                             // here: log it now so that it is relayed like any update.
                             if self.logged.get(u.origin) < u.counter {
@@ -193,6 +241,14 @@ impl<V: ReplicatedValue> Node<V> {
             if !progress {
                 break;
             }
+        }
+        // The buffer's bound holds between ticks too (a burst of held updates can land at
+        // once); peers behind what it drops get state.
+        self.log
+            .enforce(self.limits.max_log_entries, self.limits.max_log_bytes);
+        for (peer, origin, counter) in twice {
+            // The duplicate was dropped anyway: report it, refuse nothing else.
+            let _ = self.dot_reused(peer, origin, counter);
         }
         // Duplicates logged from a batch that still waits on other updates move no link,
         // but their entries must still become shippable (else the log stalls behind them).

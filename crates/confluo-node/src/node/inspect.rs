@@ -80,7 +80,8 @@ impl<V: ReplicatedValue> Node<V> {
     /// Whether the node has nothing left to do for its peers: every outbound peer has
     /// acknowledged the whole log, nothing is held or waiting for storage.
     pub fn is_idle(&self) -> bool {
-        self.outputs.queue.is_empty()
+        self.joining.is_none()
+            && self.outputs.queue.is_empty()
             && self.outputs.gated.is_empty()
             && self.inbound.held == 0
             && self.outbound.values().all(|p| {
@@ -129,6 +130,7 @@ impl<V: ReplicatedValue> Node<V> {
             states_received: self.counters.states_received,
             states_refused: self.counters.states_refused,
             updates_applied: self.counters.updates_applied,
+            replica_reuse: self.counters.replica_reuse,
             peers,
         }
     }

@@ -18,6 +18,7 @@
 
 mod inbound;
 mod inspect;
+mod join;
 mod outbound;
 mod outputs;
 mod reconfig;
@@ -29,17 +30,20 @@ use std::collections::BTreeMap;
 use confluo_crdt::{Hlc, ReplicaId, VersionVector};
 use confluo_transport::NodeId;
 
+pub use join::Alert;
 pub use outputs::{Output, PersistToken, WriteId};
 
 use crate::config::{Config, Limits};
 use crate::error::{HandleError, RestoreError};
+use crate::identity::IdentityMode;
 use crate::keyspace::{Change, Keyspace, Update};
 use crate::log::DeltaLog;
 use crate::message::{Message, Stream};
 use crate::replicated::ReplicatedValue;
 use crate::storage::{DurableState, Identity, LinkPosition, Role, StorageWrite};
 use crate::value::Value;
-use inbound::{InPeer, Inbound};
+use inbound::{Accepted, InPeer, Inbound};
+use join::{Joining, Suspect};
 use outbound::OutPeer;
 use outputs::{Gated, Outputs};
 use transfer::Transfers;
@@ -53,6 +57,7 @@ pub(super) struct Counters {
     pub(super) states_received: u64,
     pub(super) states_refused: u64,
     pub(super) updates_applied: u64,
+    pub(super) replica_reuse: u64,
 }
 
 /// A multi-leader replication node as a deterministic state machine.
@@ -90,6 +95,19 @@ pub struct Node<V: ReplicatedValue = Value> {
     /// Number of changes of `durable_vv`.
     durable_vv_changes: u64,
     counters: Counters,
+    /// Set while the node settles its replica id (automatic identity).
+    joining: Option<Joining<V>>,
+    alerts: std::collections::VecDeque<Alert>,
+    /// Peers suspected or caught reusing a replica id.
+    suspects: BTreeMap<NodeId, Suspect>,
+    identity_mode: IdentityMode,
+    /// Every node of the cluster (see `Config::members`).
+    members: Vec<NodeId>,
+    /// Every collected key (a delete every node holds) had only dots up to this.
+    collected: VersionVector,
+    /// This node's fixed replica id turned out to be in use by another history: it takes
+    /// no more writes.
+    own_reused: bool,
 }
 
 impl Node {
@@ -131,6 +149,13 @@ impl<V: ReplicatedValue> Node<V> {
             durable_vv: VersionVector::new(),
             durable_vv_changes: 0,
             counters: Counters::default(),
+            joining: None,
+            alerts: std::collections::VecDeque::new(),
+            suspects: BTreeMap::new(),
+            identity_mode: config.identity,
+            members: config.members.clone(),
+            collected: VersionVector::new(),
+            own_reused: false,
         };
         node.set_links(&config.links);
         node
@@ -140,8 +165,20 @@ impl<V: ReplicatedValue> Node<V> {
     /// [`Config::replica`]).
     pub fn new_typed(config: Config) -> Node<V> {
         let mut node = Node::blank(&config);
-        node.start();
+        node.begin(&config, false);
         node
+    }
+
+    /// Starts at once with a fixed identity. With an automatic one the node first asks its
+    /// peers which of its ids they have seen (a new node), or how much of its id they hold
+    /// (a restart: if they hold more than its disk, the disk rolled back and it takes a new
+    /// generation instead of retiring the dots it reserved, which peers may hold for
+    /// writes). See the `identity` module.
+    fn begin(&mut self, config: &Config, restarted: bool) {
+        match config.identity {
+            IdentityMode::Fixed => self.start(),
+            _ => self.joining = Some(Joining::new(restarted)),
+        }
     }
 
     /// A node of `V`s recovered from its durable state
@@ -172,7 +209,7 @@ impl<V: ReplicatedValue> Node<V> {
         node.durable_vv = node.keyspace.version_vector().clone();
         // Write ids stay unique across restarts of one node (for simulators' bookkeeping).
         node.next_write = (node.session << 32) + 1;
-        node.start();
+        node.begin(&config, true);
         Ok(node)
     }
 
@@ -214,6 +251,20 @@ impl<V: ReplicatedValue> Node<V> {
         }
     }
 
+    fn on_hello(&mut self, from: NodeId, stream: Stream) -> Result<(), HandleError> {
+        self.refused(from, stream.replica)?;
+        self.observe_replica(from, stream.replica);
+        match self
+            .inbound
+            .accept(from, stream, self.now, self.limits.stale_stream_ms)
+        {
+            Accepted::Current(inp) => inp.ack_due = true,
+            Accepted::Late => {}
+            Accepted::Reused => return Err(self.stream_reused(from, stream)),
+        }
+        Ok(())
+    }
+
     fn identity(&self) -> Identity {
         Identity {
             node: self.id,
@@ -250,20 +301,20 @@ impl<V: ReplicatedValue> Node<V> {
     /// Handles a message from `from`. A message that fails its checks is refused whole
     /// (nothing of it is applied, and its sender will resend what is unacknowledged).
     pub fn handle(&mut self, from: NodeId, message: Message<V>) -> Result<(), HandleError> {
+        let Some(message) = self.while_joining(from, message) else {
+            return Ok(());
+        };
         let r = match message {
-            Message::Hello(stream) => {
-                self.observe_replica(from, stream.replica);
-                if let Some(inp) = self.inbound.accept(from, stream) {
-                    inp.ack_due = true;
-                }
-                Ok(())
-            }
-            Message::Ack(ack) => {
-                self.on_ack(from, ack);
-                Ok(())
-            }
+            Message::Hello(stream) => self.on_hello(from, stream),
+            Message::Ack(ack) => self.on_ack(from, ack),
             Message::Batch(b) => self.on_batch(from, b),
             Message::State(s) => self.on_state(from, s),
+            Message::WhoAmI(current) => {
+                self.on_who_am_i(from, current);
+                Ok(())
+            }
+            // Late, or unasked for: nothing to settle.
+            Message::YouAre(_) => Ok(()),
         };
         if r.is_err() {
             self.counters.invalid_messages += 1;
@@ -277,6 +328,10 @@ impl<V: ReplicatedValue> Node<V> {
     pub fn tick(&mut self, now_ms: u64) {
         self.now += now_ms.saturating_sub(self.wall);
         self.wall = now_ms;
+        if self.joining.is_some() {
+            self.tick_join();
+            return;
+        }
         if !self.started {
             return;
         }

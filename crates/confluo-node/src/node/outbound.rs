@@ -6,6 +6,7 @@ use confluo_transport::NodeId;
 
 use super::Node;
 use super::outputs::Output;
+use crate::error::HandleError;
 use crate::message::{Ack, Batch, Message};
 use crate::metrics::PeerMetrics;
 use crate::replicated::ReplicatedValue;
@@ -77,16 +78,22 @@ impl OutPeer {
 }
 
 impl<V: ReplicatedValue> Node<V> {
-    pub(super) fn on_ack(&mut self, from: NodeId, ack: Ack) {
-        if !self.observe_replica(from, ack.replica) {
-            return; // from an incarnation of the peer that is gone
+    pub(super) fn on_ack(&mut self, from: NodeId, ack: Ack) -> Result<(), HandleError> {
+        if !self.outbound.contains_key(&from) {
+            return Ok(()); // acks come from peers this node sends to
         }
+        if !self.observe_replica(from, ack.replica) {
+            return Ok(()); // from an incarnation of the peer that is gone
+        }
+        self.refused(from, ack.replica)?;
+        self.check_claim(from, ack.replica, ack.vv.get(ack.replica))?;
+        self.check_own(from, ack.vv.get(self.replica));
         let stream = self.stream();
         let head = self.log.head();
         let now = self.now;
         let retransmit = self.limits.retransmit_ms;
         let Some(p) = self.outbound.get_mut(&from) else {
-            return;
+            return Ok(());
         };
         p.last_ack_ms = now;
         if p.replica != Some(ack.replica) {
@@ -99,7 +106,7 @@ impl<V: ReplicatedValue> Node<V> {
             p.pending_state = None;
         } else {
             if ack.session < p.session {
-                return; // from before the peer's last restart
+                return Ok(()); // from before the peer's last restart
             }
             p.vv.merge(&ack.vv);
         }
@@ -107,11 +114,11 @@ impl<V: ReplicatedValue> Node<V> {
         p.session = ack.session;
         if ack.stream != stream || !p.known || ack.upto > head {
             // Another stream's ack, or a position this stream never reached (bogus).
-            return;
+            return Ok(());
         }
         if ack.upto == 0 {
             if p.acked > 0 && !restarted {
-                return; // late
+                return Ok(()); // late
             }
             // The peer has nothing of this stream: it needs a state transfer, unless one is on
             // its way.
@@ -122,7 +129,7 @@ impl<V: ReplicatedValue> Node<V> {
                 p.known = false;
                 p.pending_state = None;
             }
-            return;
+            return Ok(());
         }
         if p.pending_state.is_some_and(|s| ack.upto >= s) {
             p.pending_state = None;
@@ -143,6 +150,7 @@ impl<V: ReplicatedValue> Node<V> {
         if self.started {
             self.ship_batches(from);
         }
+        Ok(())
     }
 
     /// A message from `from` names its replica id. A node's replica ids grow with each

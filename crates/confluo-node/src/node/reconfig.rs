@@ -7,6 +7,7 @@ use super::outbound::OutPeer;
 use super::outputs::Gated;
 use crate::config::Link;
 use crate::error::PromoteError;
+use crate::identity::{generation_of, incarnation_replica};
 use crate::replicated::ReplicatedValue;
 use crate::storage::{Role, StorageWrite};
 
@@ -26,6 +27,13 @@ impl<V: ReplicatedValue> Node<V> {
                 .and_modify(|p| p.relay = l.relay)
                 .or_insert_with(|| OutPeer::new(l.peer, l.relay));
         }
+    }
+
+    /// Turns this follower into a leader with the next generation of its own replica id
+    /// (automatic identity, see the `identity` module); returns the id.
+    pub fn promote_automatic(&mut self) -> Result<ReplicaId, PromoteError> {
+        let next = incarnation_replica(self.id, generation_of(self.replica) + 1);
+        self.promote(next).map(|()| next)
     }
 
     /// Turns this follower into a leader writing as `replica`, which must be fresh (never

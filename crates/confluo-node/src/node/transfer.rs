@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use confluo_transport::NodeId;
 
 use super::Node;
+use super::inbound::Accepted;
 use super::outputs::Gated;
 use crate::error::HandleError;
 use crate::keyspace::{KeyEntry, StateChunk};
@@ -114,10 +115,19 @@ impl<V: ReplicatedValue> Node<V> {
     }
 
     fn apply_state_message(&mut self, from: NodeId, s: StateMessage<V>) -> Result<(), HandleError> {
+        self.refused(from, s.stream.replica)?;
+        if let Some((replica, counter)) = self.conflicting_dot(&s.chunk) {
+            return Err(self.dot_reused(from, replica, counter));
+        }
         self.observe_replica(from, s.stream.replica);
         let mine = self.keyspace.version_vector();
-        let Some(inp) = self.inbound.accept(from, s.stream) else {
-            return Ok(());
+        let inp = match self
+            .inbound
+            .accept(from, s.stream, self.now, self.limits.stale_stream_ms)
+        {
+            Accepted::Current(inp) => inp,
+            Accepted::Late => return Ok(()),
+            Accepted::Reused => return Err(self.stream_reused(from, s.stream)),
         };
         inp.ack_due = true;
         if !s.base.is_covered_by(mine) {
@@ -158,6 +168,40 @@ impl<V: ReplicatedValue> Node<V> {
         }
         self.drain();
         Ok(())
+    }
+
+    /// A dot of the chunk that this node holds for another event than the chunk says: every
+    /// event belongs to one key, so a key here holds (in its summary) every dot of its
+    /// events that this node has, until it is collected (and collected keys had only dots
+    /// up to `collected`). A chunk key whose summary or value names a dot this node has
+    /// that the key here lacks shows one dot written twice (two runs of one replica id).
+    fn conflicting_dot(&self, chunk: &StateChunk<V>) -> Option<(confluo_crdt::ReplicaId, u64)> {
+        let have = self.keyspace.version_vector();
+        let mut found = None;
+        for (key, theirs) in &chunk.keys {
+            let mine = self.keyspace.entry(key);
+            let lacks = |r: confluo_crdt::ReplicaId, c: u64| {
+                have.get(r) >= c
+                    && match mine {
+                        Some(e) => e.summary.get(r) < c,
+                        None => self.collected.get(r) < c,
+                    }
+            };
+            for (r, c) in theirs.summary.iter() {
+                if lacks(r, c) {
+                    return Some((r, c));
+                }
+            }
+            theirs.value.for_each_dot(&mut |d| {
+                if found.is_none() && lacks(d.replica, d.counter) {
+                    found = Some((d.replica, d.counter));
+                }
+            });
+            if found.is_some() {
+                return found;
+            }
+        }
+        None
     }
 
     /// Sends `peer` the keys it lacks, standing for this node's log up to its head; the

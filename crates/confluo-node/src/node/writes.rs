@@ -17,6 +17,14 @@ impl<V: ReplicatedValue> Node<V> {
         if let Role::Follower { leader } = self.role {
             return Err(WriteError::NotLeader { leader });
         }
+        if self.joining.is_some() {
+            return Err(WriteError::Joining);
+        }
+        if self.own_reused {
+            return Err(WriteError::ReplicaReused {
+                replica: self.replica,
+            });
+        }
         let id = WriteId(self.next_write);
         self.next_write += 1;
         self.reserve_dot();
@@ -55,6 +63,8 @@ impl<V: ReplicatedValue> Node<V> {
         self.logged.raise(u.origin, u.counter);
         let (origin, counter) = (u.origin, u.counter);
         let seq = self.log.append(u.clone(), from, self.now);
+        self.log
+            .enforce(self.limits.max_log_entries, self.limits.max_log_bytes);
         let t = self.persist(StorageWrite::Updates {
             updates: vec![u],
             links: Vec::new(),

@@ -37,6 +37,9 @@ pub struct Net {
     pub unsynced: BTreeMap<NodeId, confluo_node::PersistToken>,
     pub reorder: bool,
     pub sync_storage: bool,
+    /// Whether a refused message fails the test (the default) or is kept in `refusals`.
+    pub tolerate_refusals: bool,
+    pub refusals: Vec<(NodeId, confluo_node::HandleError)>,
 }
 
 impl Net {
@@ -59,6 +62,8 @@ impl Net {
             unsynced: BTreeMap::new(),
             reorder: false,
             sync_storage: true,
+            tolerate_refusals: false,
+            refusals: Vec::new(),
         }
     }
 
@@ -195,7 +200,10 @@ impl Net {
             };
             for _ in 0..copies {
                 if let Some(n) = self.nodes.get_mut(&to) {
-                    n.handle(from, message.clone()).expect("valid message");
+                    if let Err(e) = n.handle(from, message.clone()) {
+                        assert!(self.tolerate_refusals, "valid message: {e}");
+                        self.refusals.push((to, e));
+                    }
                 }
             }
         }

@@ -68,15 +68,11 @@ impl Simulation {
         if self.nodes[i].node.is_some() {
             return;
         }
+        // A node whose disk is empty takes a new replica id by itself (DESIGN pitfalls 4 and
+        // 10); otherwise it keeps the one its storage names, unless its peers hold more of
+        // it than its storage does.
         let durable = self.nodes[i].storage.load().unwrap_or_default();
-        // A node whose disk is empty is a new incarnation: a fresh replica id (DESIGN
-        // pitfall 4). Otherwise restore takes the id from its storage.
-        let fresh = if durable.is_empty() {
-            self.fresh_replica()
-        } else {
-            ReplicaId(0)
-        };
-        let config = self.config_for(i, fresh);
+        let config = self.config_for(i);
         let id = self.nodes[i].id;
         let max = self.settings.max_skew_ms;
         if max > 0 {
@@ -218,20 +214,22 @@ impl Simulation {
             let at = self.now() + self.rng.range(1, 3 * self.settings.downtime_max_ms.max(1));
             self.queue.push(at, Event::Restart(l));
         }
-        let replica = self.fresh_replica();
         let id = self.nodes[f].id;
         let result = match self.nodes[f].node.as_mut() {
-            Some(node) => node.promote(replica),
+            Some(node) => node.promote_automatic(),
             None => return,
         };
-        if let Err(e) = result {
-            self.violation(
-                Checker::Protocol,
-                format!("follower {id} could not be promoted: {e}"),
-                vec![id],
-            );
-            return;
-        }
+        let replica = match result {
+            Ok(replica) => replica,
+            Err(e) => {
+                self.violation(
+                    Checker::Protocol,
+                    format!("follower {id} could not be promoted: {e}"),
+                    vec![id],
+                );
+                return;
+            }
+        };
         self.faults.promotions += 1;
         self.record(Kind::Promote, id.0, 0, replica.0);
         self.nodes[f].leader = None;

@@ -57,6 +57,8 @@ impl Simulation {
             Ok(wid) => {
                 self.nodes[i].pending.insert(wid, w);
             }
+            // Starting: it settles its replica id first; the client tries elsewhere later.
+            Err(WriteError::Joining) => return,
             Err(e) => {
                 self.violation(
                     Checker::Protocol,
@@ -83,6 +85,7 @@ impl Simulation {
         };
         match node.write(b"k0", confluo_node::Op::counter_add(1)) {
             Err(WriteError::NotLeader { leader }) if Some(leader) == expected => {}
+            Err(WriteError::Joining) => {}
             other => {
                 let detail = format!(
                     "follower {id} answered a write with {other:?}, expected NotLeader naming {expected:?}"

@@ -9,6 +9,7 @@ impl Simulation {
     /// before, which a local update in these outputs belongs to.
     pub(super) fn drain(&mut self, i: usize, mut just_wrote: Option<usize>) -> Option<usize> {
         let mut outputs = Vec::new();
+        let mut alerts = Vec::new();
         let replica = {
             let Some(node) = self.nodes[i].node.as_mut() else {
                 return just_wrote;
@@ -16,8 +17,14 @@ impl Simulation {
             while let Some(o) = node.poll_output() {
                 outputs.push(o);
             }
+            while let Some(a) = node.poll_alert() {
+                alerts.push(a);
+            }
             node.replica()
         };
+        for a in alerts {
+            self.alert(i, a);
+        }
         for o in outputs {
             match o {
                 Output::Send { to, message } => self.send(i, to, message),
@@ -28,6 +35,20 @@ impl Simulation {
             }
         }
         just_wrote
+    }
+
+    /// An alert from node `i`. No fault here reuses a replica id or rolls a disk back, so
+    /// one of those is the node's mistake; a join that timed out is a partition's doing.
+    fn alert(&mut self, i: usize, alert: confluo_node::Alert) {
+        let id = self.nodes[i].id;
+        match alert {
+            confluo_node::Alert::JoinedWithout { .. } => self.faults.joins_timed_out += 1,
+            other => self.violation(
+                Checker::Protocol,
+                format!("node {id} reported {other:?}, yet no fault reuses a replica id"),
+                vec![id],
+            ),
+        }
     }
 
     pub(super) fn persist(
@@ -133,12 +154,7 @@ impl Simulation {
     pub(super) fn send(&mut self, i: usize, to: NodeId, message: Message) {
         self.messages += 1;
         let from = self.nodes[i].id;
-        let kind = match message {
-            Message::Hello(_) => 0,
-            Message::Batch(_) => 1,
-            Message::State(_) => 2,
-            Message::Ack(_) => 3,
-        };
+        let kind = message_kind(&message);
         let Some(j) = self.nodes.iter().position(|n| n.id == to) else {
             self.violation(
                 Checker::Protocol,
@@ -188,12 +204,7 @@ impl Simulation {
     }
 
     pub(super) fn deliver(&mut self, from: NodeId, to: usize, message: Message) {
-        let kind = match message {
-            Message::Hello(_) => 0,
-            Message::Batch(_) => 1,
-            Message::State(_) => 2,
-            Message::Ack(_) => 3,
-        };
+        let kind = message_kind(&message);
         let to_id = self.nodes[to].id;
         let Some(node) = self.nodes[to].node.as_mut() else {
             return;
@@ -289,5 +300,17 @@ impl Simulation {
             node.persisted(PersistToken(token));
         }
         self.drain(i, None);
+    }
+}
+
+/// A message's kind, for the trace.
+fn message_kind(message: &Message) -> u64 {
+    match message {
+        Message::Hello(_) => 0,
+        Message::Batch(_) => 1,
+        Message::State(_) => 2,
+        Message::Ack(_) => 3,
+        Message::WhoAmI(_) => 4,
+        Message::YouAre(_) => 5,
     }
 }

@@ -26,7 +26,8 @@ mod clients;
 mod io;
 
 /// Virtual time at the start: wall clocks are skewed either way from it and stay positive.
-const START: Millis = 1_000_000_000;
+/// Simulated wall time starts here (a real date: automatic identity reads the clock).
+const START: Millis = 1_800_000_000_000;
 /// How often the heal phase looks for convergence.
 const CONVERGENCE_POLL_MS: Millis = 50;
 /// Keep the value of one read in this many, for the replay check.
@@ -107,7 +108,6 @@ pub struct Simulation {
     nodes: Vec<SimNode>,
     leaders: Vec<usize>,
     graph: Graph,
-    next_replica: u64,
     writes_left: usize,
     healed_at: Option<Millis>,
     converged_at: Option<Millis>,
@@ -172,7 +172,6 @@ impl Simulation {
             nodes,
             leaders,
             graph,
-            next_replica: n as u64 + 1,
             writes_left: cfg.writes,
             healed_at: None,
             converged_at: None,
@@ -185,7 +184,7 @@ impl Simulation {
             cfg,
         };
         for i in 0..n {
-            let config = sim.config_for(i, ReplicaId(i as u64 + 1));
+            let config = sim.config_for(i);
             sim.nodes[i].node = Some(Node::new(config));
             let phase = sim.rng.below(sim.cfg.tick_ms.max(1));
             sim.queue.push(START + phase, Event::Tick(i, 0));
@@ -273,21 +272,17 @@ impl Simulation {
         links
     }
 
-    fn config_for(&self, i: usize, replica: ReplicaId) -> Config {
+    /// Node `i`'s config: a node id only; it takes its replica id by itself.
+    fn config_for(&self, i: usize) -> Config {
         let id = self.nodes[i].id;
         let mut config = match self.nodes[i].leader {
-            None => Config::leader(id, replica),
-            Some(l) => Config::follower(id, replica, self.nodes[l].id),
+            None => Config::automatic_leader(id),
+            Some(l) => Config::automatic_follower(id, self.nodes[l].id),
         };
         config.links = self.links_for(i);
+        config.members = self.nodes.iter().map(|n| n.id).collect();
         config.limits = self.cfg.limits.clone();
         config
-    }
-
-    fn fresh_replica(&mut self) -> ReplicaId {
-        let r = ReplicaId(self.next_replica);
-        self.next_replica += 1;
-        r
     }
 
     // ----- the run ------------------------------------------------------------------------

@@ -1,0 +1,308 @@
+//! Replica ids a node takes by itself, and what happens when one is reused anyway: an empty
+//! restart, a restored backup, a data directory copied to a second node.
+
+mod common;
+
+use common::Net;
+use confluo_node::identity::{generation_of, incarnation_replica};
+use confluo_node::{
+    Alert, Config, DurableState, Identity, NodeId, Op, ReplicaId, Role, Storage, Topology,
+    WriteError,
+};
+
+const IDS: [NodeId; 3] = [NodeId(1), NodeId(2), NodeId(3)];
+
+fn automatic(id: NodeId) -> Config {
+    Config::automatic_leader(id).with_links(Topology::AllToAll.links(&IDS, id))
+}
+
+/// Three leaders with automatic identity, joined and idle.
+fn cluster() -> Net {
+    let mut net = Net::new();
+    for id in IDS {
+        net.add(automatic(id));
+    }
+    assert!(net.settle(50), "a new cluster settles");
+    net
+}
+
+fn alerts(net: &mut Net, id: u64) -> Vec<Alert> {
+    let mut out = Vec::new();
+    while let Some(a) = net.node(id).poll_alert() {
+        out.push(a);
+    }
+    out
+}
+
+fn write_counter(net: &mut Net, id: u64, times: usize) {
+    for _ in 0..times {
+        net.write(id, b"visits", Op::counter_add(1));
+    }
+}
+
+fn visits(net: &mut Net, id: u64) -> i64 {
+    net.node(id).get(b"visits").map_or(0, |v| v.counter())
+}
+
+#[test]
+fn a_new_cluster_takes_the_node_ids_as_replica_ids() {
+    let mut net = cluster();
+    for id in IDS {
+        let node = net.node(id.0);
+        assert!(!node.is_joining());
+        assert_eq!(node.replica(), incarnation_replica(id, 0));
+        assert_eq!(node.replica(), ReplicaId(id.0));
+    }
+    write_counter(&mut net, 1, 3);
+    assert!(net.settle(50));
+    assert!(net.converged());
+    assert!(alerts(&mut net, 1).is_empty());
+}
+
+#[test]
+fn a_starting_node_takes_no_writes_until_its_id_is_settled() {
+    let mut net = Net::new();
+    net.add(automatic(NodeId(1)));
+    assert!(net.node(1).is_joining());
+    assert_eq!(
+        net.node(1).write(b"k", Op::counter_add(1)),
+        Err(WriteError::Joining)
+    );
+}
+
+/// The finding: an empty restart that kept its replica id diverged forever. With
+/// automatic identity the restarted node takes the next generation, and nothing is lost.
+#[test]
+fn an_empty_restart_takes_a_new_generation_and_nothing_diverges() {
+    let mut net = cluster();
+    write_counter(&mut net, 2, 100);
+    assert!(net.settle(50));
+    net.crash(2, true);
+    net.storage[&NodeId(2)].lose_everything();
+    net.restart(2, automatic(NodeId(2)));
+    assert!(net.settle(100));
+    let replica = net.node(2).replica();
+    assert_eq!(generation_of(replica), 1, "{replica:?}");
+    write_counter(&mut net, 2, 50);
+    assert!(net.settle(100));
+    assert!(net.converged());
+    for id in 1..=3 {
+        assert_eq!(visits(&mut net, id), 150, "node {id}");
+    }
+    assert!(
+        alerts(&mut net, 1).is_empty(),
+        "a new generation is no reuse"
+    );
+}
+
+/// A backup restored under a running cluster: the peers hold writes the backup lacks,
+/// under dots the node would use again. It takes a new generation instead.
+#[test]
+fn a_restored_backup_moves_to_a_new_generation_and_keeps_the_later_writes() {
+    let mut net = cluster();
+    write_counter(&mut net, 2, 10);
+    assert!(net.settle(50));
+    let backup = net.storage[&NodeId(2)].fork();
+    write_counter(&mut net, 2, 20);
+    assert!(net.settle(50));
+    net.crash(2, true);
+    net.storage.insert(NodeId(2), backup);
+    net.restart(2, automatic(NodeId(2)));
+    assert!(net.settle(100));
+    let rolled_back = alerts(&mut net, 2);
+    assert!(
+        matches!(
+            rolled_back.as_slice(),
+            [Alert::RolledBack {
+                had: 10,
+                peers_hold: 30,
+                ..
+            }]
+        ),
+        "{rolled_back:?}"
+    );
+    assert!(generation_of(net.node(2).replica()) >= 1);
+    write_counter(&mut net, 2, 5);
+    assert!(net.settle(100));
+    assert!(net.converged());
+    assert_eq!(
+        visits(&mut net, 3),
+        35,
+        "the 20 writes after the backup are kept"
+    );
+}
+
+/// With a fixed identity the operator restarts a node on an empty disk under its old id.
+/// The node sees from its peers' acks that they hold more of its id than it does, and
+/// takes no more writes; the others go on replicating with each other.
+#[test]
+fn an_empty_restart_under_a_fixed_id_stops_taking_writes() {
+    let mut net = Net::leaders(3, Topology::AllToAll);
+    assert!(net.settle(50));
+    write_counter(&mut net, 2, 100);
+    assert!(net.settle(50));
+    net.crash(2, true);
+    net.storage[&NodeId(2)].lose_everything();
+    net.restart(2, fixed(2));
+    let mut refused = None;
+    for _ in 0..100 {
+        net.round();
+        if let Err(e) = net.node(2).write(b"visits", Op::counter_add(1)) {
+            refused = Some(e);
+            break;
+        }
+    }
+    assert_eq!(
+        refused,
+        Some(WriteError::ReplicaReused {
+            replica: ReplicaId(2)
+        })
+    );
+    let seen = alerts(&mut net, 2);
+    assert!(
+        seen.iter().any(|a| matches!(
+            a,
+            Alert::ReplicaReused {
+                peer: NodeId(2),
+                replica: ReplicaId(2),
+                claimed: 100,
+                ..
+            }
+        )),
+        "{seen:?}"
+    );
+    assert!(net.node(2).metrics().replica_reuse >= 1);
+    still_replicating_without(&mut net, 2);
+}
+
+/// The same, after the node had restarted once on its disk (its stream's session is past
+/// 1): its peers see messages of an older session under its id keep coming, far longer
+/// than any message is late, and refuse them.
+#[test]
+fn peers_refuse_an_older_stream_that_keeps_coming() {
+    let mut net = Net::leaders(3, Topology::AllToAll);
+    assert!(net.settle(50));
+    write_counter(&mut net, 2, 100);
+    assert!(net.settle(50));
+    net.crash(2, false);
+    net.restart(2, fixed(2));
+    assert!(net.settle(50));
+    assert_eq!(net.node(2).session(), 2);
+    net.crash(2, true);
+    net.storage[&NodeId(2)].lose_everything();
+    net.restart(2, fixed(2));
+    net.tolerate_refusals = true;
+    // Longer than any message can be late (Limits::stale_stream_ms, 10 s).
+    for _ in 0..300 {
+        net.round();
+    }
+    let seen = alerts(&mut net, 1);
+    assert!(
+        seen.iter().any(|a| matches!(
+            a,
+            Alert::ReplicaReused {
+                peer: NodeId(2),
+                replica: ReplicaId(2),
+                ..
+            }
+        )),
+        "{seen:?}"
+    );
+    assert!(
+        net.refusals.iter().any(|(at, e)| *at == NodeId(1)
+            && matches!(e, confluo_node::HandleError::ReplicaReused { .. })),
+        "its messages are refused with a typed error"
+    );
+    assert!(net.node(1).metrics().replica_reuse >= 1);
+    still_replicating_without(&mut net, 2);
+}
+
+fn fixed(id: u64) -> Config {
+    Config::leader(NodeId(id), ReplicaId(id)).with_links(Topology::AllToAll.links(&IDS, NodeId(id)))
+}
+
+/// The nodes other than `reused` replicate with each other, and keep every write of the
+/// reused id's first history.
+fn still_replicating_without(net: &mut Net, reused: u64) {
+    let (a, b) = if reused == 1 { (2, 3) } else { (1, 3) };
+    net.write(b, b"other", Op::counter_add(7));
+    for _ in 0..20 {
+        net.round();
+    }
+    assert_eq!(net.node(a).get(b"other").map(|v| v.counter()), Some(7));
+    assert_eq!(visits(net, a), 100);
+    assert_eq!(visits(net, b), 100);
+}
+
+/// A data directory copied to another node: opening it under the other node's id is an
+/// error, not a silent second copy of the first node.
+#[test]
+fn a_copied_data_directory_is_refused_at_restore() {
+    let mut net = cluster();
+    write_counter(&mut net, 1, 5);
+    assert!(net.settle(50));
+    let copy = net.storage[&NodeId(1)].fork().load().expect("load");
+    let err = confluo_node::Node::restore(automatic(NodeId(3)), copy).unwrap_err();
+    assert_eq!(
+        err,
+        confluo_node::RestoreError::WrongNode {
+            expected: NodeId(3),
+            found: NodeId(1)
+        }
+    );
+}
+
+/// The copy started anyway, as the original node, next to it (the operator edited the
+/// identity): both write under one replica id, and someone notices a dot written twice.
+#[test]
+fn a_copy_running_beside_the_original_is_reported() {
+    let ids = [NodeId(1), NodeId(2), NodeId(3), NodeId(4)];
+    let mut net = Net::new();
+    for &id in &ids[..3] {
+        net.add(
+            Config::leader(id, ReplicaId(id.0)).with_links(Topology::AllToAll.links(&ids[..3], id)),
+        );
+    }
+    assert!(net.settle(50));
+    write_counter(&mut net, 1, 5);
+    assert!(net.settle(50));
+    // Node 4 starts from a copy of node 1's directory, made to look like its own.
+    let mut copy: DurableState = net.storage[&NodeId(1)].fork().load().expect("load");
+    copy.identity = Some(Identity {
+        node: NodeId(4),
+        replica: ReplicaId(1),
+        session: 9,
+        role: Role::Leader,
+    });
+    let config = Config::leader(NodeId(4), ReplicaId(1)).with_links(vec![confluo_node::Link {
+        peer: NodeId(3),
+        relay: false,
+    }]);
+    let mut node4 = confluo_node::Node::restore(config, copy).expect("restore");
+    // Both write under the same next dots of replica 1, to different keys.
+    net.write(1, b"from-original", Op::counter_add(1));
+    for _ in 0..3 {
+        node4
+            .write(b"from-copy", Op::counter_add(1))
+            .expect("write");
+    }
+    net.nodes.insert(NodeId(4), node4);
+    net.storage
+        .insert(NodeId(4), confluo_node::MemoryStorage::new());
+    for _ in 0..60 {
+        net.round();
+    }
+    let seen: Vec<Alert> = (1..=4).flat_map(|id| alerts(&mut net, id)).collect();
+    assert!(
+        seen.iter().any(|a| matches!(
+            a,
+            Alert::ReplicaReused {
+                replica: ReplicaId(1),
+                ..
+            }
+        )),
+        "{seen:?}"
+    );
+    let counted: u64 = (1..=4).map(|id| net.node(id).metrics().replica_reuse).sum();
+    assert!(counted >= 1);
+}

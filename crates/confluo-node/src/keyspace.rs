@@ -1,9 +1,11 @@
 //! The replicated state: keys to [`Value`]s sharing one causal context, per-key summaries for
 //! state transfer, and the rules for applying updates in causal order.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
-use confluo_crdt::{CausalContext, Dot, HlcTimestamp, MAX_COUNTER, ReplicaId, VersionVector};
+use confluo_crdt::{
+    CausalContext, Dot, DotStore, HlcTimestamp, MAX_COUNTER, ReplicaId, VersionVector,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::error::WriteError;
@@ -227,11 +229,21 @@ impl<V: ReplicatedValue> StateChunk<V> {
 ///
 /// Invariant: updates are applied in causal order and each origin's dots contiguously, so
 /// the context is a version vector (no dot cloud) and the state reflects every event in it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+///
+/// A deleted key keeps its entry (its summary, with an empty value) so that the delete can
+/// still reach a peer by state transfer, until every node holds the delete; then
+/// [`collect`](Keyspace::collect) drops it. Summaries and deleted entries are metadata: the
+/// canonical encoding, the digest and equality cover the context and the live values only,
+/// so replicas that collected at different times still compare equal.
+#[derive(Clone, Debug, Serialize)]
 #[serde(bound = "V: ReplicatedValue")]
 pub struct Keyspace<V = Value> {
     ctx: CausalContext,
     keys: BTreeMap<Bytes, KeyEntry<V>>,
+    /// Keys whose value became empty since they were last looked at by `collect` (some
+    /// may have a value again): where collection looks, instead of every key.
+    #[serde(skip)]
+    deleted: BTreeSet<Bytes>,
 }
 
 impl<V> Default for Keyspace<V> {
@@ -239,7 +251,60 @@ impl<V> Default for Keyspace<V> {
         Keyspace {
             ctx: CausalContext::new(),
             keys: BTreeMap::new(),
+            deleted: BTreeSet::new(),
         }
+    }
+}
+
+/// Equal: the same events and the same live values. Summaries and deleted keys' entries
+/// are metadata for state transfer, which replicas collect at their own pace (a key
+/// collected and written again remembers only its new events); see the type docs.
+impl<V: DotStore> PartialEq for Keyspace<V> {
+    fn eq(&self, other: &Self) -> bool {
+        fn live<V: DotStore>(
+            keys: &BTreeMap<Bytes, KeyEntry<V>>,
+        ) -> impl Iterator<Item = (&Bytes, &V)> {
+            keys.iter()
+                .filter(|(_, e)| !e.value.is_empty())
+                .map(|(k, e)| (k, &e.value))
+        }
+        self.ctx == other.ctx && live(&self.keys).eq(live(&other.keys))
+    }
+}
+
+/// The serialized form: the context and every entry (the index of deleted keys is rebuilt).
+#[derive(Deserialize)]
+#[serde(bound = "V: ReplicatedValue")]
+struct KeyspaceParts<V> {
+    ctx: CausalContext,
+    keys: BTreeMap<Bytes, KeyEntry<V>>,
+}
+
+impl<'de, V: ReplicatedValue> Deserialize<'de> for Keyspace<V> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let parts = KeyspaceParts::<V>::deserialize(d)?;
+        let mut ks = Keyspace {
+            ctx: parts.ctx,
+            keys: parts.keys,
+            deleted: BTreeSet::new(),
+        };
+        ks.reindex();
+        Ok(ks)
+    }
+}
+
+/// The live values of a keyspace, for the canonical encoding.
+struct Live<'a, V>(&'a BTreeMap<Bytes, KeyEntry<V>>);
+
+impl<V: ReplicatedValue> Serialize for Live<'_, V> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let live: Vec<(&Bytes, &V)> = self
+            .0
+            .iter()
+            .filter(|(_, e)| !e.value.is_empty())
+            .map(|(k, e)| (k, &e.value))
+            .collect();
+        s.collect_map(live)
     }
 }
 
@@ -281,7 +346,13 @@ impl<V: ReplicatedValue> Keyspace<V> {
             entry.value.validate(&ctx).map_err(UpdateFault::Invalid)?;
             keys.insert(key, entry);
         }
-        Ok(Keyspace { ctx, keys })
+        let mut ks = Keyspace {
+            ctx,
+            keys,
+            deleted: BTreeSet::new(),
+        };
+        ks.reindex();
+        Ok(ks)
     }
 
     /// Every entry, deleted keys' summaries included, sorted by key.
@@ -352,6 +423,9 @@ impl<V: ReplicatedValue> Keyspace<V> {
         };
         let counter = self.ctx.version_vector().get(me);
         entry.summary.raise(me, counter);
+        if entry.value.is_empty() {
+            self.deleted.insert(key.to_vec());
+        }
         Ok(Some(Update {
             origin: me,
             counter,
@@ -378,6 +452,9 @@ impl<V: ReplicatedValue> Keyspace<V> {
                 delta.for_each_timestamp(observe);
                 let entry = self.keys.entry(key.clone()).or_default();
                 entry.apply(&self.ctx, u);
+                if entry.value.is_empty() {
+                    self.deleted.insert(key.clone());
+                }
                 self.ctx.insert(Dot::new(u.origin, u.counter));
             }
             Change::Skip { .. } => {
@@ -424,9 +501,62 @@ impl<V: ReplicatedValue> Keyspace<V> {
             theirs.value.for_each_timestamp(observe);
             let entry = self.keys.entry(key.clone()).or_default();
             entry.join(&self.ctx, theirs, &chunk.ctx);
+            if entry.value.is_empty() {
+                self.deleted.insert(key.clone());
+            }
         }
         self.ctx.merge(&chunk.ctx);
         true
+    }
+
+    /// Drops the entries of deleted keys whose every event is in `stable` (what every node
+    /// holds, durably): no node can need the delete any more, and an update that arrives
+    /// for such a key later is either one of those events (a duplicate, ignored) or
+    /// concurrent with the delete (it survives, as a join with nothing). Returns the keys
+    /// dropped, in order.
+    pub fn collect(&mut self, stable: &VersionVector) -> Vec<Bytes> {
+        let mut dropped = Vec::new();
+        let keys = &mut self.keys;
+        self.deleted.retain(|key| match keys.get(key) {
+            Some(e) if e.value.is_empty() => {
+                if e.summary.is_covered_by(stable) {
+                    keys.remove(key);
+                    dropped.push(key.clone());
+                    false
+                } else {
+                    true
+                }
+            }
+            // A value again, or gone: nothing to collect.
+            _ => false,
+        });
+        dropped
+    }
+
+    /// Drops the entries of `keys` (collected by the node: see
+    /// [`collect`](Keyspace::collect)); a key with a value is kept.
+    pub fn remove_collected(&mut self, keys: &[Bytes]) {
+        for key in keys {
+            if self.keys.get(key).is_some_and(|e| e.value.is_empty()) {
+                self.keys.remove(key);
+                self.deleted.remove(key);
+            }
+        }
+    }
+
+    /// Deleted keys whose entries are still kept (waiting for every node to hold the
+    /// delete).
+    pub fn deleted_entries(&self) -> usize {
+        self.keys.values().filter(|e| e.value.is_empty()).count()
+    }
+
+    fn reindex(&mut self) {
+        self.deleted = self
+            .keys
+            .iter()
+            .filter(|(_, e)| e.value.is_empty())
+            .map(|(k, _)| k.clone())
+            .collect();
     }
 
     /// Calls `observe` with every LWW timestamp (to restore a clock after a restart).
@@ -436,9 +566,10 @@ impl<V: ReplicatedValue> Keyspace<V> {
         }
     }
 
-    /// The canonical encoding: equal states give equal bytes.
+    /// The canonical encoding: equal states give equal bytes. It holds the context and the
+    /// live values (see the type docs).
     pub fn encode(&self) -> Vec<u8> {
-        postcard::to_allocvec(self).unwrap_or_default()
+        postcard::to_allocvec(&(&self.ctx, Live(&self.keys))).unwrap_or_default()
     }
 
     /// A 64-bit FNV-1a digest of [`encode`](Keyspace::encode).

@@ -110,6 +110,9 @@ pub struct StateMessage<V = Value> {
     pub base: VersionVector,
     /// The keys the receiver lacks (this part's share), with the sender's context.
     pub chunk: StateChunk<V>,
+    /// Dots of deleted keys the sender collected are at most these: its context covers
+    /// them with no key to show for them.
+    pub collected: VersionVector,
 }
 
 /// An acknowledgement: everything of `stream` up to `upto` is applied and durable here.
@@ -126,6 +129,11 @@ pub struct Ack {
     pub session: u64,
     /// The acknowledging node's durable version vector.
     pub vv: VersionVector,
+    /// What the acknowledging node knows other nodes hold durably (their version vectors,
+    /// as they or their peers reported them), sent now and then rather than with every
+    /// ack (empty otherwise). From these every node learns what all members hold, and
+    /// collects the deleted keys whose delete they all hold.
+    pub rows: Vec<(NodeId, VersionVector)>,
 }
 
 impl<V: ReplicatedValue> Message<V> {

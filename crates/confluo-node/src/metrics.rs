@@ -81,6 +81,10 @@ pub struct NodeMetrics {
     pub updates_applied: u64,
     /// Times a peer was caught reusing a replica id (see `Alert::ReplicaReused`).
     pub replica_reuse: u64,
+    /// Deleted keys collected (their delete held everywhere).
+    pub keys_collected: u64,
+    /// Deleted keys whose entries wait for every node to hold the delete.
+    pub deleted_entries: usize,
     /// Outbound links.
     pub peers: Vec<PeerMetrics>,
 }

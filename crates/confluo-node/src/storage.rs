@@ -76,7 +76,7 @@ pub struct LinkPosition {
 /// ([`DurableState::apply`] says how), so restarting reads the live keys and a handful of
 /// positions, whatever the number of writes that led there, and disk use follows the state.
 /// An empty storage holds [`DurableState::default`] (no identity): the node starts fresh.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(bound = "V: ReplicatedValue")]
 pub struct DurableState<V = Value> {
     /// Who the node is (`None`: nothing was ever persisted).
@@ -87,6 +87,15 @@ pub struct DurableState<V = Value> {
     pub keyspace: Keyspace<V>,
     /// Inbound stream positions, one per sender.
     pub links: BTreeMap<NodeId, LinkPosition>,
+}
+
+impl<V: ReplicatedValue> PartialEq for DurableState<V> {
+    fn eq(&self, other: &Self) -> bool {
+        self.identity == other.identity
+            && self.reserved == other.reserved
+            && self.keyspace == other.keyspace
+            && self.links == other.links
+    }
 }
 
 impl<V> Default for DurableState<V> {
@@ -127,6 +136,8 @@ impl<V: ReplicatedValue> DurableState<V> {
                 self.keyspace.apply_state(&chunk, &mut |_| {});
                 self.advance_links(&[link]);
             }
+            StorageWrite::Collect { keys } => self.keyspace.remove_collected(&keys),
+            StorageWrite::Reset => *self = DurableState::default(),
         }
     }
 
@@ -173,6 +184,15 @@ pub enum StorageWrite<V = Value> {
         /// The inbound position it brings.
         link: LinkPosition,
     },
+    /// Deleted keys whose delete every node holds: their entries (summary, empty value) are
+    /// dropped (see [`Keyspace::collect`]).
+    Collect {
+        /// The keys, sorted.
+        keys: Vec<crate::value::Bytes>,
+    },
+    /// Everything before is void: the node found its storage rolled back and starts over
+    /// as a new incarnation (an [`Identity`] record follows; see the `identity` module).
+    Reset,
 }
 
 /// Why storage failed; see the module docs for what each means to the caller.

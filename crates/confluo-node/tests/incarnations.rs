@@ -37,6 +37,7 @@ fn ack(to: &Node, replica: u64, session: u64, have: &[(u64, u64)]) -> Message {
         replica: ReplicaId(replica),
         session,
         vv: vv(have),
+        rows: Vec::new(),
     })
 }
 
@@ -109,6 +110,7 @@ fn state(from: &Node, base: VersionVector) -> Message {
         forwarded: false,
         chunk: from.keyspace().diff(&base),
         base,
+        collected: VersionVector::new(),
     })
 }
 

@@ -94,6 +94,7 @@ impl Default for SimConfig {
                 dot_block: 64,
                 retransmit_ms: 300,
                 hello_ms: 100,
+                collect_ms: 250,
                 ..Limits::default()
             },
             trace_keep: 0,

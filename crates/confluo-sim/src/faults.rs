@@ -29,6 +29,9 @@ pub struct FaultKinds {
     pub topology_change: bool,
     /// A leader fails and its follower is promoted.
     pub promotion: bool,
+    /// Keys created and deleted all along (session keys, queues): their deletes' metadata
+    /// must be collected once every node holds them.
+    pub churn: bool,
 }
 
 impl FaultKinds {
@@ -44,6 +47,7 @@ impl FaultKinds {
         long_outage: true,
         topology_change: true,
         promotion: true,
+        churn: true,
     };
 
     /// No fault at all: a perfect network and nodes that never fail.
@@ -58,11 +62,12 @@ impl FaultKinds {
         long_outage: false,
         topology_change: false,
         promotion: false,
+        churn: false,
     };
 
     /// Every fault kind except those named (the `--disable` list of `confluo sim`: drop,
     /// duplicate, reorder, partition, crash, disk-loss, clock-skew, long-outage, topology,
-    /// promotion; "all" for none). Errs with the first unknown name.
+    /// promotion, churn; "all" for none). Errs with the first unknown name.
     pub fn all_but<'a>(disable: impl IntoIterator<Item = &'a str>) -> Result<FaultKinds, String> {
         let mut k = FaultKinds::ALL;
         for d in disable {
@@ -78,6 +83,7 @@ impl FaultKinds {
                 "long-outage" => k.long_outage = false,
                 "topology" => k.topology_change = false,
                 "promotion" => k.promotion = false,
+                "churn" => k.churn = false,
                 other => return Err(format!("unknown fault kind {other:?}")),
             }
         }
@@ -130,6 +136,8 @@ pub struct FaultSettings {
     pub promotion: bool,
     /// Storage sync latency, at most.
     pub sync_max_ms: u64,
+    /// Whether clients create and delete keys all along (see [`FaultKinds::churn`]).
+    pub churn: bool,
 }
 
 impl FaultSettings {
@@ -157,6 +165,7 @@ impl FaultSettings {
         let topology_every_ms = rng.range(1_000, 8_000);
         let promotion = rng.chance(300_000);
         let sync_max_ms = rng.range(0, 5);
+        let churn = rng.chance(500_000);
         FaultSettings {
             drop_ppm: on(kinds.drop, drop_ppm),
             duplicate_ppm: on(kinds.duplicate, duplicate_ppm),
@@ -188,6 +197,7 @@ impl FaultSettings {
             },
             promotion: kinds.promotion && promotion,
             sync_max_ms,
+            churn: kinds.churn && churn,
         }
     }
 
@@ -209,7 +219,7 @@ impl fmt::Display for FaultSettings {
             "drop {:.1}%, duplicate {:.1}%, latency {} ms + jitter {} ms, reorder {:.1}% by <= {} ms, \
              partition every ~{} ms for <= {} ms ({:.0}% one-way), crash every ~{} ms down <= {} ms \
              (keeps unsynced {:.0}%, disk loss {:.1}%), clock skew <= {} ms, long outage {} ms, \
-             topology change every ~{} ms, promotion {}, sync <= {} ms",
+             topology change every ~{} ms, promotion {}, sync <= {} ms, churn {}",
             pct(self.drop_ppm),
             pct(self.duplicate_ppm),
             self.latency_ms,
@@ -228,6 +238,7 @@ impl fmt::Display for FaultSettings {
             self.topology_every_ms,
             if self.promotion { "yes" } else { "no" },
             self.sync_max_ms,
+            if self.churn { "yes" } else { "no" },
         )
     }
 }

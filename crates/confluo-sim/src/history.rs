@@ -24,6 +24,9 @@ pub struct WriteRecord {
     pub dot: Option<Dot>,
     /// Whether the node acknowledged it (durable, with `dot`).
     pub acked: bool,
+    /// Acknowledged, then lost with every disk that held it, and its dot used again by the
+    /// node's next incarnation (which could not know it): it no longer names a dot.
+    pub lost_with_disk: bool,
 }
 
 /// A client read.
@@ -51,6 +54,9 @@ pub struct UpdateRecord {
     /// Whether it was ever durable anywhere (an update lost in a crash before any sync was
     /// never seen by anyone, and its dot is retired).
     pub durable: bool,
+    /// When an update every durable copy of which went with lost disks was replaced here by
+    /// another one under the same dot (reads before this saw the old one).
+    pub superseded_at: Option<Millis>,
 }
 
 /// Everything the checkers need.
@@ -62,7 +68,8 @@ pub struct History {
     pub reads: Vec<ReadRecord>,
     /// Updates by (origin, counter).
     pub updates: BTreeMap<(ReplicaId, u64), UpdateRecord>,
-    /// Dots that were used by two different updates, both made durable (DESIGN pitfall 5).
+    /// Dots that were used by two different updates, both made durable, the first still on
+    /// some disk (DESIGN pitfall 5).
     pub reused_dots: Vec<Dot>,
     /// Acknowledged writes whose every durable copy went with a lost disk.
     pub lost_with_disk: usize,
@@ -78,13 +85,24 @@ pub(crate) fn bit(node: NodeId) -> u64 {
 
 impl History {
     /// Notes an update emitted for storage (not yet durable).
-    pub(crate) fn seen(&mut self, u: &Update) {
+    pub(crate) fn seen(&mut self, u: &Update, at: Millis) {
         let key = (u.origin, u.counter);
         match self.updates.get_mut(&key) {
             Some(rec) if rec.update == *u => {}
             Some(rec) => {
-                if rec.durable {
-                    self.reused_dots.push(Dot::new(u.origin, u.counter));
+                // Reusing the dot of an update every durable copy of which went with lost
+                // disks is harmless: nothing of it is left to be confused with (the node's
+                // next incarnation found no trace of it). The write it was is lost with
+                // the disk.
+                let dot = Dot::new(u.origin, u.counter);
+                if rec.durable && rec.holders != 0 {
+                    self.reused_dots.push(dot);
+                } else if rec.durable {
+                    rec.superseded_at = Some(at);
+                    for w in self.writes.iter_mut().filter(|w| w.dot == Some(dot)) {
+                        w.dot = None;
+                        w.lost_with_disk = true;
+                    }
                 }
                 rec.update = u.clone();
                 rec.durable = false;
@@ -96,6 +114,7 @@ impl History {
                         update: u.clone(),
                         holders: 0,
                         durable: false,
+                        superseded_at: None,
                     },
                 );
             }

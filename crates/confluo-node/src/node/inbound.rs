@@ -35,6 +35,8 @@ pub(super) struct InPeer<V> {
     /// The durable version vector last reported to this sender (as a change count), and
     /// when: senders need it fresh to know what the node has.
     pub(super) vv_reported: u64,
+    /// The row changes (see `Node::learn_rows`) last reported to this sender.
+    pub(super) rows_reported: u64,
     pub(super) reported_ms: u64,
     /// When `stream` was first accepted as the sender's current stream (set on first use).
     pub(super) since: Option<u64>,
@@ -50,6 +52,7 @@ impl<V> InPeer<V> {
             queue: VecDeque::new(),
             ack_due: false,
             vv_reported: 0,
+            rows_reported: 0,
             reported_ms: 0,
             since: None,
         }
@@ -197,10 +200,12 @@ impl<V: ReplicatedValue> Node<V> {
                             // until it is collected, and collected keys hold only dots up to
                             // `collected`: a write whose key lacks its dot was written twice.
                             if let Some(key) = u.key() {
-                                let holds = match self.keyspace.entry(key) {
-                                    Some(e) => e.summary.get(u.origin) >= u.counter,
-                                    None => self.collected.get(u.origin) >= u.counter,
-                                };
+                                // (Collected and written again: only new events.)
+                                let holds = self.collected.get(u.origin) >= u.counter
+                                    || self
+                                        .keyspace
+                                        .entry(key)
+                                        .is_some_and(|e| e.summary.get(u.origin) >= u.counter);
                                 if !holds {
                                     twice.push((peer, u.origin, u.counter));
                                 }
@@ -290,25 +295,35 @@ impl<V: ReplicatedValue> Node<V> {
     /// senders, now and then, what arrived here from elsewhere (on ticks).
     pub(super) fn send_acks(&mut self, reports: bool) {
         let mut acks = Vec::new();
-        let (now, changes, every) = (self.now, self.durable_vv_changes, self.limits.hello_ms);
+        let (changes, rows_now) = (self.durable_vv_changes, self.rows_changes);
+        let (now, every) = (self.now, self.limits.hello_ms);
         for (&peer, inp) in self.inbound.peers.iter_mut() {
-            let stale = reports
-                && inp.vv_reported != changes
-                && now.saturating_sub(inp.reported_ms) >= every;
+            let news = inp.vv_reported != changes || inp.rows_reported != rows_now;
+            let stale = reports && news && now.saturating_sub(inp.reported_ms) >= every;
             if inp.ack_due || stale {
                 inp.ack_due = false;
                 inp.vv_reported = changes;
                 inp.reported_ms = now;
-                acks.push((peer, inp.stream, inp.durable));
+                // What this node knows others hold goes with the first ack after it
+                // changes, not with every ack.
+                let rows = inp.rows_reported != rows_now;
+                inp.rows_reported = rows_now;
+                acks.push((peer, inp.stream, inp.durable, rows));
             }
         }
-        for (peer, stream, upto) in acks {
+        if acks.is_empty() {
+            return;
+        }
+        let rows: Vec<(NodeId, crate::VersionVector)> =
+            self.rows.iter().map(|(&n, r)| (n, r.clone())).collect();
+        for (peer, stream, upto, with_rows) in acks {
             let ack = Ack {
                 stream,
                 upto,
                 replica: self.replica,
                 session: self.session,
                 vv: self.durable_vv.clone(),
+                rows: if with_rows { rows.clone() } else { Vec::new() },
             };
             self.outputs.queue.push_back(Output::Send {
                 to: peer,

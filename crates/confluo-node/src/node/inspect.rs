@@ -131,6 +131,8 @@ impl<V: ReplicatedValue> Node<V> {
             states_refused: self.counters.states_refused,
             updates_applied: self.counters.updates_applied,
             replica_reuse: self.counters.replica_reuse,
+            keys_collected: self.counters.keys_collected,
+            deleted_entries: self.keyspace.deleted_entries(),
             peers,
         }
     }

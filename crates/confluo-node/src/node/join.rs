@@ -232,6 +232,7 @@ impl<V: ReplicatedValue> Node<V> {
             if peers_hold > had || overtaken {
                 let old = self.replica;
                 let new = incarnation_replica(self.id, generation.max(generation_of(old) + 1));
+                self.start_over();
                 self.take_replica(new);
                 self.alerts.push_back(Alert::RolledBack {
                     old,
@@ -250,6 +251,21 @@ impl<V: ReplicatedValue> Node<V> {
         for (from, message) in j.held {
             let _ = self.handle(from, message);
         }
+    }
+
+    /// Drops the state a rolled-back disk gave this node, and tells storage to: the peers
+    /// hold every write of it (they hold more of its own id, and each origin's writes reach
+    /// peers in order), and its stale keys must not come back where peers deleted and
+    /// collected them. The peers bring it up to date by state transfer.
+    fn start_over(&mut self) {
+        self.keyspace = Default::default();
+        self.inbound = Default::default();
+        self.log = Default::default();
+        self.logged = Default::default();
+        self.durable_vv = Default::default();
+        self.durable_vv_changes += 1;
+        self.collected = Default::default();
+        self.persist(StorageWrite::Reset);
     }
 
     /// Writes from now on use `replica` (fresh: see the `identity` module).
@@ -302,6 +318,7 @@ impl<V: ReplicatedValue> Node<V> {
                 replica: self.replica,
                 session: self.session,
                 vv: self.durable_vv.clone(),
+                rows: Vec::new(),
             };
             self.send(from, Message::Ack(ack));
         }
@@ -328,6 +345,7 @@ impl<V: ReplicatedValue> Node<V> {
         if self.identity_mode == IdentityMode::Automatic && self.role == Role::Leader {
             let generation = generation_of(old) + 1;
             let new = incarnation_replica(self.id, generation.max(clock_generation(self.wall)));
+            self.start_over();
             self.take_replica(new);
             self.started = false;
             let t = self.persist(StorageWrite::Identity(self.identity()));

@@ -58,6 +58,7 @@ pub(super) struct Counters {
     pub(super) states_refused: u64,
     pub(super) updates_applied: u64,
     pub(super) replica_reuse: u64,
+    pub(super) keys_collected: u64,
 }
 
 /// A multi-leader replication node as a deterministic state machine.
@@ -105,6 +106,11 @@ pub struct Node<V: ReplicatedValue = Value> {
     members: Vec<NodeId>,
     /// Every collected key (a delete every node holds) had only dots up to this.
     collected: VersionVector,
+    /// What other members hold durably, as far as this node knows (see `learn_rows`).
+    rows: BTreeMap<NodeId, VersionVector>,
+    rows_changes: u64,
+    /// When deleted keys were last collected.
+    collected_at: u64,
     /// This node's fixed replica id turned out to be in use by another history: it takes
     /// no more writes.
     own_reused: bool,
@@ -155,6 +161,9 @@ impl<V: ReplicatedValue> Node<V> {
             identity_mode: config.identity,
             members: config.members.clone(),
             collected: VersionVector::new(),
+            rows: BTreeMap::new(),
+            rows_changes: 0,
+            collected_at: 0,
             own_reused: false,
         };
         node.set_links(&config.links);
@@ -207,6 +216,9 @@ impl<V: ReplicatedValue> Node<V> {
         let hlc = &mut node.hlc;
         node.keyspace.for_each_timestamp(&mut |t| hlc.observe(t));
         node.durable_vv = node.keyspace.version_vector().clone();
+        // Which of its keys were collected before the restart is not kept: every dot held
+        // now counts as explained (reuse is still caught for what comes later).
+        node.collected = node.durable_vv.clone();
         // Write ids stay unique across restarts of one node (for simulators' bookkeeping).
         node.next_write = (node.session << 32) + 1;
         node.begin(&config, true);
@@ -341,5 +353,6 @@ impl<V: ReplicatedValue> Node<V> {
         }
         self.send_acks(true);
         self.collect_garbage();
+        self.collect_deleted();
     }
 }

@@ -10,6 +10,7 @@ use crate::error::HandleError;
 use crate::message::{Ack, Batch, Message};
 use crate::metrics::PeerMetrics;
 use crate::replicated::ReplicatedValue;
+use crate::storage::StorageWrite;
 
 /// The sending side of a link.
 #[derive(Clone, Debug)]
@@ -78,7 +79,7 @@ impl OutPeer {
 }
 
 impl<V: ReplicatedValue> Node<V> {
-    pub(super) fn on_ack(&mut self, from: NodeId, ack: Ack) -> Result<(), HandleError> {
+    pub(super) fn on_ack(&mut self, from: NodeId, mut ack: Ack) -> Result<(), HandleError> {
         if !self.outbound.contains_key(&from) {
             return Ok(()); // acks come from peers this node sends to
         }
@@ -88,6 +89,7 @@ impl<V: ReplicatedValue> Node<V> {
         self.refused(from, ack.replica)?;
         self.check_claim(from, ack.replica, ack.vv.get(ack.replica))?;
         self.check_own(from, ack.vv.get(self.replica));
+        self.learn_rows(from, &ack.vv, std::mem::take(&mut ack.rows));
         let stream = self.stream();
         let head = self.log.head();
         let now = self.now;
@@ -343,6 +345,74 @@ impl<V: ReplicatedValue> Node<V> {
         }
     }
 
+    /// Notes what `from` knows other nodes hold (its ack's rows, and its own version
+    /// vector). Rows only grow: a node's rows are lower bounds of what it holds (a new
+    /// incarnation holds less, but nothing stale: collecting against the old row is safe).
+    pub(super) fn learn_rows(
+        &mut self,
+        from: NodeId,
+        vv: &VersionVector,
+        rows: Vec<(NodeId, VersionVector)>,
+    ) {
+        let members = &self.members;
+        let wanted = |n: NodeId| members.contains(&n) || (members.is_empty() && n == from);
+        let mut changed = false;
+        for (n, row) in std::iter::once((from, vv.clone())).chain(rows) {
+            if n == self.id || !wanted(n) {
+                continue;
+            }
+            let known = self.rows.entry(n).or_default();
+            if !row.is_covered_by(known) {
+                known.merge(&row);
+                changed = true;
+            }
+        }
+        if changed {
+            self.rows_changes += 1;
+        }
+    }
+
+    /// What every node holds, as far as this node knows: the least of its own durable
+    /// version vector and every member's row (with no members configured, the nodes it
+    /// sends to), nothing while one is unknown.
+    pub(super) fn stable(&self) -> VersionVector {
+        let members: Vec<NodeId> = if self.members.is_empty() {
+            self.outbound.keys().copied().collect()
+        } else {
+            self.members
+                .iter()
+                .copied()
+                .filter(|&m| m != self.id)
+                .collect()
+        };
+        let mut stable = self.durable_vv.clone();
+        for m in members {
+            match self.rows.get(&m) {
+                Some(row) => stable = meet(&stable, row),
+                None => return VersionVector::new(),
+            }
+        }
+        stable
+    }
+
+    /// Drops deleted keys whose delete every node holds (every `collect_ms`), and tells
+    /// storage.
+    pub(super) fn collect_deleted(&mut self) {
+        if self.now.saturating_sub(self.collected_at) < self.limits.collect_ms {
+            return;
+        }
+        self.collected_at = self.now;
+        let stable = self.stable();
+        let keys = self.keyspace.collect(&stable);
+        if keys.is_empty() {
+            return;
+        }
+        self.counters.keys_collected += keys.len() as u64;
+        self.collected.merge(&stable);
+        // Not gated: a collection lost in a crash is done again after the restart.
+        self.persist(StorageWrite::Collect { keys });
+    }
+
     pub(super) fn collect_garbage(&mut self) {
         let mut upto = self.log.durable();
         for p in self.outbound.values() {
@@ -356,4 +426,14 @@ impl<V: ReplicatedValue> Node<V> {
     }
 
     // ----- reconfiguration ----------------------------------------------------------------
+}
+
+/// The pointwise least of two version vectors.
+fn meet(a: &VersionVector, b: &VersionVector) -> VersionVector {
+    a.iter()
+        .filter_map(|(r, n)| {
+            let m = n.min(b.get(r));
+            (m > 0).then_some((r, m))
+        })
+        .collect()
 }

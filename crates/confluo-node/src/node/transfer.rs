@@ -8,6 +8,8 @@ use confluo_transport::NodeId;
 use super::Node;
 use super::inbound::Accepted;
 use super::outputs::Gated;
+use confluo_crdt::VersionVector;
+
 use crate::error::HandleError;
 use crate::keyspace::{KeyEntry, StateChunk};
 use crate::message::{Message, StateMessage, fault};
@@ -116,7 +118,10 @@ impl<V: ReplicatedValue> Node<V> {
 
     fn apply_state_message(&mut self, from: NodeId, s: StateMessage<V>) -> Result<(), HandleError> {
         self.refused(from, s.stream.replica)?;
-        if let Some((replica, counter)) = self.conflicting_dot(&s.chunk) {
+        s.collected
+            .validate()
+            .map_err(|e| HandleError::InvalidState { from, source: e })?;
+        if let Some((replica, counter)) = self.conflicting_dot(&s.chunk, &s.collected) {
             return Err(self.dot_reused(from, replica, counter));
         }
         self.observe_replica(from, s.stream.replica);
@@ -150,6 +155,8 @@ impl<V: ReplicatedValue> Node<V> {
         };
         let hlc = &mut self.hlc;
         let changed = self.keyspace.apply_state(&s.chunk, &mut |t| hlc.observe(t));
+        // The sender's context covers its collected keys' dots with no key to show.
+        self.collected.merge(&s.collected);
         self.counters.states_received += 1;
         let t = self.persist(StorageWrite::State {
             chunk: s.chunk,
@@ -175,17 +182,21 @@ impl<V: ReplicatedValue> Node<V> {
     /// events that this node has, until it is collected (and collected keys had only dots
     /// up to `collected`). A chunk key whose summary or value names a dot this node has
     /// that the key here lacks shows one dot written twice (two runs of one replica id).
-    fn conflicting_dot(&self, chunk: &StateChunk<V>) -> Option<(confluo_crdt::ReplicaId, u64)> {
+    fn conflicting_dot(
+        &self,
+        chunk: &StateChunk<V>,
+        theirs_collected: &VersionVector,
+    ) -> Option<(confluo_crdt::ReplicaId, u64)> {
         let have = self.keyspace.version_vector();
         let mut found = None;
         for (key, theirs) in &chunk.keys {
             let mine = self.keyspace.entry(key);
+            // A key collected here and written again since holds only its new events.
             let lacks = |r: confluo_crdt::ReplicaId, c: u64| {
                 have.get(r) >= c
-                    && match mine {
-                        Some(e) => e.summary.get(r) < c,
-                        None => self.collected.get(r) < c,
-                    }
+                    && self.collected.get(r) < c
+                    && theirs_collected.get(r) < c
+                    && mine.is_none_or(|e| e.summary.get(r) < c)
             };
             for (r, c) in theirs.summary.iter() {
                 if lacks(r, c) {
@@ -260,6 +271,7 @@ impl<V: ReplicatedValue> Node<V> {
                     ctx: chunk.ctx.clone(),
                     keys,
                 },
+                collected: self.collected.clone(),
             });
             self.gate(self.latest(), Gated::Send(peer, message));
         }

@@ -13,7 +13,7 @@ fn ts(ms: u64, r: ReplicaId) -> HlcTimestamp {
 
 /// Records `u` as made durable by `node` and as client write `op` (acknowledged).
 fn durable_write(h: &mut History, node: u64, key: usize, op: Op, u: &Update) {
-    h.seen(u);
+    h.seen(u, 0);
     h.synced(NodeId(node), &[(u.origin, u.counter)]);
     h.writes.push(WriteRecord {
         node: NodeId(node),
@@ -22,6 +22,7 @@ fn durable_write(h: &mut History, node: u64, key: usize, op: Op, u: &Update) {
         at: 0,
         dot: Some(Dot::new(u.origin, u.counter)),
         acked: true,
+        lost_with_disk: false,
     });
 }
 
@@ -84,7 +85,7 @@ fn a_missing_acknowledged_increment_is_caught() {
     // Counted twice: a state whose counter disagrees with the increments it covers.
     let mut doubled = a.clone();
     let extra = write(&mut doubled, A, 0, &Op::counter_add(1), ts(3, A));
-    h.seen(&extra); // durable nowhere, no client asked: the counter must not include it
+    h.seen(&extra, 0); // durable nowhere, no client asked: the counter must not include it
     let mut v = Vec::new();
     check_counters(&h, &doubled, &mut v);
     assert_eq!(kinds(&v), vec![Checker::LostWrite], "{v:?}");

@@ -12,6 +12,10 @@ pub(super) fn check_acknowledged(
     let vv = ks.version_vector();
     let mut lost_with_disk = 0;
     for (i, w) in history.writes.iter().enumerate() {
+        if w.acked && w.lost_with_disk {
+            lost_with_disk += 1;
+            continue;
+        }
         let (true, Some(d)) = (w.acked, w.dot) else {
             continue;
         };

@@ -22,6 +22,9 @@ impl Simulation {
         if let Some(&l) = self.rng.pick(&up_leaders) {
             self.write(l, key, op);
         }
+        if self.settings.churn {
+            self.churn(&up_leaders);
+        }
         if self.rng.chance(self.cfg.read_ppm) {
             let up: Vec<usize> = (0..self.nodes.len())
                 .filter(|&i| self.nodes[i].node.is_some())
@@ -49,6 +52,7 @@ impl Simulation {
             at: self.now() - START,
             dot: None,
             acked: false,
+            lost_with_disk: false,
         });
         let Some(node) = self.nodes[i].node.as_mut() else {
             return;
@@ -69,6 +73,20 @@ impl Simulation {
             }
         }
         self.drain(i, Some(w));
+    }
+
+    /// A key of its own created, and the one before deleted (at a leader drawn each time):
+    /// a stream of keys that live briefly, like sessions or queue entries.
+    fn churn(&mut self, up_leaders: &[usize]) {
+        let created = workload::KEYS + self.unique as usize;
+        if let Some(&l) = self.rng.pick(up_leaders) {
+            self.write(l, created, confluo_node::Op::set_insert(b"live".to_vec()));
+        }
+        if let Some(previous) = self.churned.replace(created) {
+            if let Some(&l) = self.rng.pick(up_leaders) {
+                self.write(l, previous, confluo_node::Op::Delete);
+            }
+        }
     }
 
     pub(super) fn write_to_follower(&mut self) {

@@ -67,7 +67,7 @@ impl Simulation {
         }
         if let StorageWrite::Updates { updates, links } = &write {
             for u in updates {
-                self.history.seen(u);
+                self.history.seen(u, self.queue.now() - START);
                 self.nodes[i].unsynced.push((u.origin, u.counter));
             }
             let local = match updates.as_slice() {

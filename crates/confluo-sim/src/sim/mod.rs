@@ -26,6 +26,10 @@ mod clients;
 mod io;
 
 /// Virtual time at the start: wall clocks are skewed either way from it and stay positive.
+/// How long after convergence every node must have collected every deleted key (every
+/// node holds every delete by then).
+const COLLECT_WINDOW_MS: Millis = 30_000;
+
 /// Simulated wall time starts here (a real date: automatic identity reads the clock).
 const START: Millis = 1_800_000_000_000;
 /// How often the heal phase looks for convergence.
@@ -111,6 +115,8 @@ pub struct Simulation {
     writes_left: usize,
     healed_at: Option<Millis>,
     converged_at: Option<Millis>,
+    /// The last key the churn workload created (deleted with the next).
+    churned: Option<usize>,
     violations: Vec<Violation>,
     faults: FaultCounts,
     messages: u64,
@@ -175,6 +181,7 @@ impl Simulation {
             writes_left: cfg.writes,
             healed_at: None,
             converged_at: None,
+            churned: None,
             violations: Vec::new(),
             faults: FaultCounts::default(),
             messages: 0,
@@ -292,8 +299,11 @@ impl Simulation {
         while let Some((_, event)) = self.queue.pop() {
             self.events += 1;
             self.handle(event);
-            if self.converged_at.is_some() {
-                break;
+            // Once converged, deleted keys' metadata must go too, shortly after.
+            if let Some(c) = self.converged_at {
+                if self.collected_everywhere() || self.now() > c + COLLECT_WINDOW_MS {
+                    break;
+                }
             }
             if let Some(h) = self.healed_at {
                 if self.now() > h + self.cfg.heal_max_ms {
@@ -340,7 +350,33 @@ impl Simulation {
         }
     }
 
+    /// Whether no node keeps a deleted key's entry.
+    fn collected_everywhere(&self) -> bool {
+        self.nodes
+            .iter()
+            .filter_map(|n| n.node.as_ref())
+            .all(|n| n.keyspace().deleted_entries() == 0)
+    }
+
     fn finish(mut self) -> SeedReport {
+        if self.converged_at.is_some() && !self.collected_everywhere() {
+            for sn in &self.nodes {
+                let Some(n) = sn.node.as_ref() else { continue };
+                let left = n.keyspace().deleted_entries();
+                if left > 0 {
+                    let detail = format!(
+                        "node {} keeps {left} deleted keys' entries {COLLECT_WINDOW_MS} ms after convergence",
+                        sn.id
+                    );
+                    self.violations.push(Violation {
+                        checker: Checker::Resources,
+                        detail,
+                        nodes: vec![sn.id],
+                        key: None,
+                    });
+                }
+            }
+        }
         let nodes: Vec<&Node> = self.nodes.iter().filter_map(|n| n.node.as_ref()).collect();
         let mut violations = std::mem::take(&mut self.violations);
         if self.converged_at.is_none() {

@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, oneshot};
 
 use super::Shared;
@@ -16,6 +15,7 @@ use super::pending::Source;
 use super::stream::{PeerStream, accept_tls, drive, send_decision};
 use crate::NodeId;
 use crate::handshake::{Handshake, HandshakeError, random_nonce};
+use crate::net::{Listener, Stream};
 use crate::refusal::Direction;
 use crate::tls::certificate_is_for;
 
@@ -36,12 +36,16 @@ impl<M> Shared<M>
 where
     M: Serialize + DeserializeOwned + Send + 'static,
 {
-    pub(super) async fn accept_loop(self: Arc<Self>, listener: TcpListener) {
+    pub(super) async fn accept_loop(self: Arc<Self>, listener: Listener) {
         let mut closing = self.closing.subscribe();
         loop {
+            // Every select in this crate is `biased` (branches polled in the order written):
+            // tokio draws the order at random otherwise, from a seed only `tokio_unstable` can
+            // fix, and the deterministic tests replay a run exactly. Closing goes first here.
             let accepted = tokio::select! {
-                accepted = listener.accept() => accepted,
+                biased;
                 _ = closing.wait_for(|c| *c) => return,
+                accepted = listener.accept() => accepted,
             };
             match accepted {
                 Ok((stream, addr)) => self.admit_connection(stream, addr),
@@ -58,7 +62,7 @@ where
 
     /// Registers the connection as a pending handshake (evicting an older one if the caps are
     /// reached) and starts its handshake.
-    fn admit_connection(self: &Arc<Self>, stream: TcpStream, addr: SocketAddr) {
+    fn admit_connection(self: &Arc<Self>, stream: Stream, addr: SocketAddr) {
         let (cancel, cancelled) = oneshot::channel();
         let (id, evicted) = lock(&self.pending).insert(Source::from(addr.ip()), cancel);
         // Dropping an evicted handshake's sender wakes its task, which closes its socket and
@@ -70,7 +74,7 @@ where
 
     async fn handle_inbound(
         self: Arc<Self>,
-        stream: TcpStream,
+        stream: Stream,
         addr: SocketAddr,
         id: u64,
         cancelled: oneshot::Receiver<()>,
@@ -79,6 +83,7 @@ where
         let _ = stream.set_nodelay(true);
         let timeout = self.config.handshake_timeout;
         let result = tokio::select! {
+            biased;
             result = tokio::time::timeout(timeout, self.accept_handshake(stream)) => {
                 result.unwrap_or(Err(HandshakeError::Timeout(timeout)))
             }
@@ -99,7 +104,7 @@ where
     /// TLS (if configured), then the acceptor's handshake, then the decision.
     async fn accept_handshake(
         &self,
-        stream: TcpStream,
+        stream: Stream,
     ) -> Result<(PeerStream, LinkGuard), HandshakeError> {
         let (credentials, tls) = self.credentials();
         let mut stream = match &tls {

@@ -11,6 +11,7 @@ use crate::NodeId;
 use crate::backoff::BackoffConfig;
 use crate::codec::DEFAULT_MAX_FRAME_SIZE;
 use crate::handshake::SharedSecret;
+use crate::net::Network;
 use crate::tls::{TlsConfig, TlsError, is_valid_name};
 
 /// How peers prove who they are.
@@ -126,6 +127,9 @@ pub struct TcpConfig {
     /// Frames are queued in chunks of this many bytes, and each system call writes one chunk.
     /// Default 64 KiB.
     pub write_buffer_size: usize,
+    /// The network the transport binds, dials and accepts on. Default [`Network::Tokio`], the
+    /// operating system's; [`Network`] says when to choose another.
+    pub network: Network,
 }
 
 /// Why a [`TcpConfig`] (or a peer added later) was refused. Nothing was started.
@@ -196,6 +200,7 @@ impl TcpConfig {
             backoff: BackoffConfig::default(),
             seed: 0,
             write_buffer_size: 64 * 1024,
+            network: Network::Tokio,
         }
     }
 

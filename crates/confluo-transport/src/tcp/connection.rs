@@ -65,9 +65,11 @@ where
         W: AsyncWrite + Unpin,
     {
         tokio::select! {
+            biased;
+            // A replaced connection stops before it reads or writes anything more.
+            () = guard.kill.notified() => Ok(()),
             r = self.read_loop(peer, reader, inbound) => r,
             r = self.write_loop(peer, writer) => r,
-            () = guard.kill.notified() => Ok(()),
         }
     }
 
@@ -145,6 +147,7 @@ where
                 return Ok(());
             }
             tokio::select! {
+                biased;
                 () = peer.out_ready.notified() => {}
                 _ = closing.changed() => {}
             }

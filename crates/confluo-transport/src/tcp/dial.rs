@@ -7,7 +7,6 @@ use std::sync::atomic::Ordering;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use super::Shared;
@@ -15,6 +14,7 @@ use super::peer::{LinkGuard, Peer};
 use super::stream::{PeerStream, connect_tls, drive};
 use crate::backoff::{Backoff, SplitMix64};
 use crate::handshake::{Handshake, HandshakeError, random_nonce};
+use crate::net::Stream;
 use crate::refusal::Direction;
 
 /// Why a dial attempt failed.
@@ -82,7 +82,7 @@ where
     ) -> Result<(PeerStream, LinkGuard), DialFailure> {
         let timeout = self.config.handshake_timeout;
         let deadline = Instant::now() + timeout;
-        let stream = match tokio::time::timeout_at(deadline, TcpStream::connect(addr)).await {
+        let stream = match tokio::time::timeout_at(deadline, Stream::connect(self.config.network, addr)).await {
             Ok(Ok(stream)) => stream,
             Ok(Err(error)) => return Err(DialFailure::Connect(error)),
             Err(_) => return Err(DialFailure::Connect(std::io::ErrorKind::TimedOut.into())),

@@ -22,7 +22,6 @@ use std::time::Duration;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tokio::net::TcpSocket;
 use tokio::runtime::Handle;
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use tokio::task::{AbortHandle, JoinSet};
@@ -35,6 +34,7 @@ use self::queue::OutQueue;
 use crate::codec::FrameCodec;
 use crate::error::{RecvError, SendError, TransportError};
 use crate::handshake::{Credentials, Hello};
+use crate::net::Listener;
 use crate::ratelimit::RateLimitedWarn;
 use crate::refusal::{RefusalCount, Refusals};
 use crate::stats::PeerStats;
@@ -154,13 +154,14 @@ where
     /// Must be called within a tokio runtime; the transport's tasks run on that runtime.
     pub async fn bind(config: TcpConfig) -> Result<Self, TransportError> {
         config.check_security()?;
-        let listener = listen(config.listen)?;
-        let local_addr = listener
-            .local_addr()
-            .map_err(|source| TransportError::Bind {
-                addr: config.listen,
-                source,
-            })?;
+        let bind_err = |source| TransportError::Bind {
+            addr: config.listen,
+            source,
+        };
+        let listener = Listener::bind(config.network, config.listen)
+            .await
+            .map_err(bind_err)?;
+        let local_addr = listener.local_addr().map_err(bind_err)?;
         let (inbound_tx, inbound_rx) = mpsc::channel(config.inbound_capacity.max(1));
         let inbound_budget_capacity = config
             .inbound_bytes
@@ -306,20 +307,6 @@ where
     }
 }
 
-fn listen(addr: SocketAddr) -> Result<tokio::net::TcpListener, TransportError> {
-    let bind_err = |source| TransportError::Bind { addr, source };
-    let socket = if addr.is_ipv4() {
-        TcpSocket::new_v4()
-    } else {
-        TcpSocket::new_v6()
-    }
-    .map_err(bind_err)?;
-    // Lets a restarted node listen on its old port while old connections sit in TIME_WAIT.
-    socket.set_reuseaddr(true).map_err(bind_err)?;
-    socket.bind(addr).map_err(bind_err)?;
-    socket.listen(1024).map_err(bind_err)
-}
-
 impl<M> Drop for TcpTransport<M> {
     fn drop(&mut self) {
         self.shared.closed.store(true, Ordering::Release);
@@ -407,6 +394,7 @@ where
         async move {
             let (peer, payload) = prepared?;
             tokio::select! {
+                biased;
                 sent = peer.push(&codec, &payload) => sent,
                 _ = closing.wait_for(|c| *c) => Err(SendError::Closed),
             }

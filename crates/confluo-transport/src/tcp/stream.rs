@@ -7,10 +7,10 @@ use std::task::{Context, Poll};
 
 use rustls::pki_types::CertificateDer;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
-use tokio::net::TcpStream;
 use tokio_rustls::{TlsAcceptor, TlsConnector, TlsStream};
 
 use crate::NodeId;
+use crate::net::Stream;
 use crate::handshake::{
     DECISION_ACCEPT, DECISION_DUPLICATE, Handshake, HandshakeError, Step, parse_decision,
 };
@@ -21,8 +21,8 @@ const TLS_HANDSHAKE_RECORD: u8 = 0x16;
 
 /// A connection to a peer, before or after the handshake.
 pub(crate) enum PeerStream {
-    Plain(TcpStream),
-    Tls(Box<TlsStream<TcpStream>>),
+    Plain(Stream),
+    Tls(Box<TlsStream<Stream>>),
 }
 
 impl PeerStream {
@@ -37,7 +37,7 @@ impl PeerStream {
 
 /// Accepts TLS on an inbound socket, refusing plaintext before rustls sees it.
 pub(crate) async fn accept_tls(
-    stream: TcpStream,
+    mut stream: Stream,
     tls: &TlsConfig,
 ) -> Result<PeerStream, HandshakeError> {
     let mut first = [0u8; 1];
@@ -57,7 +57,7 @@ pub(crate) async fn accept_tls(
 
 /// Opens TLS to a peer whose certificate must carry `name`.
 pub(crate) async fn connect_tls(
-    stream: TcpStream,
+    stream: Stream,
     tls: &TlsConfig,
     peer: NodeId,
     name: Option<String>,

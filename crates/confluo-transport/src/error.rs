@@ -16,6 +16,10 @@ pub enum SendError {
     /// The peer's bounded outbound queue is full: send later, or fall back to sending state.
     #[error("outbound queue for node {0} is full")]
     QueueFull(NodeId),
+    /// The message encodes to no bytes at all (a unit type): on the wire a frame without
+    /// payload is a keepalive, so such a message cannot be carried.
+    #[error("the message encodes to no bytes and cannot be told from a keepalive")]
+    EmptyMessage,
     /// The peer is not configured on this transport.
     #[error("unknown peer {0}")]
     UnknownPeer(NodeId),
@@ -68,6 +72,10 @@ pub enum ConnectionError {
     /// The socket failed or the peer closed it.
     #[error("I/O error: {0}")]
     Io(#[from] io::Error),
+    /// Nothing arrived for [`TcpConfig::idle_timeout`](crate::TcpConfig::idle_timeout), not
+    /// even a keepalive: the peer is taken for gone.
+    #[error("nothing received for {0:?}: the peer is gone")]
+    Idle(std::time::Duration),
     /// The peer sent an invalid frame (oversize length, bad version, bad checksum).
     #[error("invalid frame: {0}")]
     Codec(#[from] CodecError),

@@ -102,7 +102,9 @@
 //! - [`MemoryTransport`]: deterministic in-process network, for tests and simulations.
 //! - [`TcpTransport`]: listener, optional mutual TLS ([`TlsConfig`], rustls on ring), dialer
 //!   with exponential backoff and seeded jitter, one connection per pair of nodes, batched
-//!   writes, graceful shutdown, flood control.
+//!   writes, keepalives and an idle timeout (a peer that vanished is noticed), graceful
+//!   shutdown, flood control. It runs on the operating system's sockets or, for deterministic
+//!   tests, on turmoil's simulated network ([`Network`], feature `turmoil`).
 //! - [`RateLimitedWarn`]: the limiter behind every log line the network can provoke.
 //!
 //! # Security

@@ -117,6 +117,16 @@ pub struct TcpConfig {
     /// Inbound handshakes allowed at once from one source (an IPv4 address or an IPv6 /64);
     /// a new one beyond this closes that source's oldest. Default 32.
     pub max_pending_per_source: usize,
+    /// A connection with nothing to send for this long sends a keepalive (a frame with an
+    /// empty payload, 9 bytes), so that a healthy link is never silent for long. Default 1 s.
+    pub keepalive_interval: Duration,
+    /// A connection on which nothing arrives for this long is closed as dead, and the link is
+    /// dialed again: the peer vanished without closing (its host crashed or lost power, a
+    /// partition, a middlebox that forgot the flow). TCP alone would take about 15 minutes to
+    /// notice while writing, and never while only reading. Time spent not reading because the
+    /// receiver is behind does not count. Keep it several times
+    /// [`TcpConfig::keepalive_interval`]. Default 10 s.
+    pub idle_timeout: Duration,
     /// Time [`Transport::shutdown`](crate::Transport::shutdown) waits for queued frames to be
     /// flushed. Default 5 s.
     pub shutdown_timeout: Duration,
@@ -196,6 +206,8 @@ impl TcpConfig {
             handshake_timeout: Duration::from_secs(3),
             max_pending_handshakes: 256,
             max_pending_per_source: 32,
+            keepalive_interval: Duration::from_secs(1),
+            idle_timeout: Duration::from_secs(10),
             shutdown_timeout: Duration::from_secs(5),
             backoff: BackoffConfig::default(),
             seed: 0,

@@ -42,7 +42,7 @@ where
         };
         match result {
             Ok(()) => tracing::debug!(peer = %peer.id, "connection closed"),
-            Err(ConnectionError::Io(error)) => {
+            Err(error @ (ConnectionError::Io(_) | ConnectionError::Idle(_))) => {
                 tracing::debug!(peer = %peer.id, %error, "connection lost")
             }
             Err(error) => self.connection_warn.log(|suppressed| {
@@ -83,6 +83,12 @@ where
         loop {
             let mut consumed = 0usize;
             while let Some((frame, used)) = self.codec.decode(buf.get(consumed..).unwrap_or(&[]))? {
+                PeerCounters::add(&peer.counters.bytes_received, used as u64);
+                if frame.payload.is_empty() {
+                    // A keepalive: it only shows the peer is there.
+                    consumed += used;
+                    continue;
+                }
                 // Wait for the receiver to make room before decoding (and allocating) more.
                 // A frame larger than the whole budget waits for all of it.
                 let cost = used.min(self.inbound_budget_capacity) as u32;
@@ -94,7 +100,6 @@ where
                 consumed += used;
                 budget.forget();
                 PeerCounters::add(&peer.counters.messages_received, 1);
-                PeerCounters::add(&peer.counters.bytes_received, used as u64);
                 if inbound.send((peer.id, msg, cost)).await.is_err() {
                     // The transport is gone: nobody will receive.
                     return Ok(());
@@ -110,7 +115,13 @@ where
             if buf.capacity() - buf.len() < want {
                 buf.reserve(want);
             }
-            let n = reader.read_buf(&mut buf).await?;
+            // Only the wait for the socket is timed: a peer that is there sends at least a
+            // keepalive every `keepalive_interval`, and a receiver that is behind is no sign of a
+            // dead peer.
+            let idle = self.config.idle_timeout;
+            let n = tokio::time::timeout(idle, reader.read_buf(&mut buf))
+                .await
+                .map_err(|_| ConnectionError::Idle(idle))??;
             if n == 0 {
                 return Err(ConnectionError::Io(io::ErrorKind::UnexpectedEof.into()));
             }
@@ -130,6 +141,7 @@ where
         };
         let _exclusive = peer.writer_lock.lock().await;
         let mut closing = self.closing.subscribe();
+        let keepalive = self.codec.encode_header(&[])?;
         loop {
             let closing_now = *closing.borrow_and_update();
             if let Some(chunk) = peer.take() {
@@ -150,6 +162,13 @@ where
                 biased;
                 () = peer.out_ready.notified() => {}
                 _ = closing.changed() => {}
+                () = tokio::time::sleep(self.config.keepalive_interval) => {
+                    // Nothing to say for a while: show the peer we are here, before its idle
+                    // timeout takes the link for dead.
+                    writer.write_all(&keepalive).await?;
+                    writer.flush().await?;
+                    PeerCounters::add(&peer.counters.bytes_sent, keepalive.len() as u64);
+                }
             }
         }
     }

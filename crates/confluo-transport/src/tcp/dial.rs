@@ -82,7 +82,8 @@ where
     ) -> Result<(PeerStream, LinkGuard), DialFailure> {
         let timeout = self.config.handshake_timeout;
         let deadline = Instant::now() + timeout;
-        let stream = match tokio::time::timeout_at(deadline, Stream::connect(self.config.network, addr)).await {
+        let connect = Stream::connect(self.config.network, addr);
+        let stream = match tokio::time::timeout_at(deadline, connect).await {
             Ok(Ok(stream)) => stream,
             Ok(Err(error)) => return Err(DialFailure::Connect(error)),
             Err(_) => return Err(DialFailure::Connect(std::io::ErrorKind::TimedOut.into())),

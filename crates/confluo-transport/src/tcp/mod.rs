@@ -92,7 +92,9 @@ struct Shared<M> {
 /// connection is used (its own dial wins a simultaneous dial), before any frame is sent. Only
 /// configured peers ([`TcpConfig::peers`], [`TcpTransport::add_peer`],
 /// [`TcpTransport::configure_peer`]) are let in, after authenticating as [`TcpConfig::auth`]
-/// says. Lost connections are redialed with exponential backoff and seeded jitter. Writes are
+/// says. Lost connections are redialed with exponential backoff and seeded jitter; a
+/// connection on which nothing arrives for [`TcpConfig::idle_timeout`] is taken for lost (its
+/// peer vanished without closing it), and keepalives keep a quiet link from looking so. Writes are
 /// batched: messages are encoded straight into the peer's queue, in chunks of
 /// [`TcpConfig::write_buffer_size`] bytes, and each system call writes one chunk; the writer
 /// only waits when the queue is empty.

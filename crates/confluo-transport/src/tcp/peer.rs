@@ -97,6 +97,9 @@ impl Peer {
 
     /// Appends a frame carrying `payload` to the queue without waiting.
     pub(crate) fn try_push(&self, codec: &FrameCodec, payload: &[u8]) -> Result<(), SendError> {
+        if payload.is_empty() {
+            return Err(SendError::EmptyMessage);
+        }
         // Checksum outside the lock.
         let header = codec.encode_header(payload)?;
         let was_empty = lock(&self.out)

@@ -10,10 +10,10 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio_rustls::{TlsAcceptor, TlsConnector, TlsStream};
 
 use crate::NodeId;
-use crate::net::Stream;
 use crate::handshake::{
     DECISION_ACCEPT, DECISION_DUPLICATE, Handshake, HandshakeError, Step, parse_decision,
 };
+use crate::net::Stream;
 use crate::tls::{TlsConfig, server_name};
 
 /// The first byte of every TLS record that opens a connection (a handshake record).

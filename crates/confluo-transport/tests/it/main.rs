@@ -5,6 +5,7 @@
 
 mod codec;
 mod findings;
+mod liveness;
 mod logging;
 mod memory;
 mod secret;

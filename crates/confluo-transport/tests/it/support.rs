@@ -1,13 +1,16 @@
 //! Shared fixtures: configs, node pairs, waiting, exchanging, raw clients, captured logs.
 
 use std::fmt::Debug;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use confluo_transport::handshake::{HELLO_LEN, Hello, preamble};
 use confluo_transport::{
-    BackoffConfig, NodeId, PeerAuth, PeerConfig, RefusalCause, TcpConfig, TcpTransport, Transport,
+    AuthMode, BackoffConfig, NodeId, PeerAuth, PeerConfig, RefusalCause, TcpConfig, TcpTransport,
+    Transport,
 };
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
@@ -126,6 +129,20 @@ pub async fn read_until_closed(stream: &mut TcpStream, what: &str) -> Vec<u8> {
             Err(_) => panic!("{what}: connection was not dropped"),
         }
     }
+}
+
+/// A raw client that completes a valid unauthenticated handshake as node `id` against a server
+/// with a lower id that has `id` configured.
+pub async fn handshaken_rogue(addr: SocketAddr, id: u64) -> TcpStream {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(&preamble(AuthMode::None)).await.unwrap();
+    s.write_all(&Hello::new(CLUSTER, NodeId(id)).encode())
+        .await
+        .unwrap();
+    let mut reply = [0u8; HELLO_LEN + 1]; // their hello + the decision byte
+    s.read_exact(&mut reply).await.unwrap();
+    assert_eq!(reply[HELLO_LEN], 1, "accepted");
+    s
 }
 
 pub fn valid_frame(msg: &Msg) -> Vec<u8> {

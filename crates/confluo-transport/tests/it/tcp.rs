@@ -4,17 +4,17 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use confluo_transport::handshake::{HELLO_LEN, Hello, preamble};
+use confluo_transport::handshake::{Hello, preamble};
 use confluo_transport::{
     AuthMode, ConnectionState, NodeId, PeerConfig, RecvError, RefusalCause, SendError,
     TcpTransport, Transport,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use crate::support::{
-    CLUSTER, Msg, config, exchange, node, node_with, read_until_closed, recv_timeout, refused,
-    valid_frame, wait_until,
+    CLUSTER, Msg, config, exchange, handshaken_rogue, node, node_with, read_until_closed,
+    recv_timeout, refused, valid_frame, wait_until,
 };
 
 fn state_of(t: &TcpTransport<Msg>, peer: u64) -> Option<ConnectionState> {
@@ -248,20 +248,6 @@ async fn peers_of_another_cluster_never_connect() {
             .await
             .is_err()
     );
-}
-
-/// A raw client that completes a valid unauthenticated handshake as node `id` against a server
-/// with a lower id that has `id` configured.
-async fn handshaken_rogue(addr: SocketAddr, id: u64) -> TcpStream {
-    let mut s = TcpStream::connect(addr).await.unwrap();
-    s.write_all(&preamble(AuthMode::None)).await.unwrap();
-    s.write_all(&Hello::new(CLUSTER, NodeId(id)).encode())
-        .await
-        .unwrap();
-    let mut reply = [0u8; HELLO_LEN + 1]; // their hello + the decision byte
-    s.read_exact(&mut reply).await.unwrap();
-    assert_eq!(reply[HELLO_LEN], 1, "accepted");
-    s
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

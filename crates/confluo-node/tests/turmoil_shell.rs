@@ -318,6 +318,46 @@ async fn steady_writer(handles: Handles, id: NodeId, acked: Acked, stop: Rc<RefC
     }
 }
 
+/// After n2's restart: it has every write it acknowledged before the crash, then catches up
+/// with the 20 writes n1 made while it was down.
+async fn caught_up(h: Handles, before_crash: Vec<Vec<u8>>) -> Outcome {
+    // The new incarnation publishes its handle on its first step.
+    sleep(Duration::from_millis(5)).await;
+    let n2 = h.get(NodeId(2));
+    for key in &before_crash {
+        let v = n2.read(key.clone()).await.expect("read");
+        let key = String::from_utf8_lossy(key);
+        assert!(v.is_some(), "acknowledged {key:?} lost in the restart");
+    }
+    let restarted = Instant::now();
+    let (digest, _) = converge(&h, 30 * SECOND).await;
+    let after_heal_ms = restarted.elapsed().as_millis();
+    for i in 0..20u8 {
+        let v = n2.read(vec![b'd', i]).await.expect("read");
+        assert!(v.is_some(), "what n1 wrote while n2 was down reached it");
+    }
+    let values = vec![before_crash.len() as i64];
+    Outcome {
+        digest,
+        after_heal_ms,
+        values,
+    }
+}
+
+/// Once the nodes agree, the acknowledged `keys` that some node lacks.
+async fn missing_anywhere(h: Handles, keys: Vec<Vec<u8>>) -> Vec<(NodeId, Vec<u8>)> {
+    converge(&h, 30 * SECOND).await;
+    let mut missing = Vec::new();
+    for id in IDS {
+        for key in &keys {
+            if h.get(id).read(key.clone()).await.expect("read").is_none() {
+                missing.push((id, key.clone()));
+            }
+        }
+    }
+    missing
+}
+
 fn restart_from_storage(seed: u64) -> Outcome {
     let mut cluster = Cluster::new(seed);
     let (acked, stop) = (Acked::default(), Rc::new(RefCell::new(false)));
@@ -337,8 +377,8 @@ fn restart_from_storage(seed: u64) -> Outcome {
     // Meanwhile the others go on.
     cluster.run(10 * SECOND, |h| async move {
         for i in 0..20u8 {
-            h.get(NodeId(1))
-                .write(vec![b'd', i], Op::set_insert(vec![i]))
+            let n1 = h.get(NodeId(1));
+            n1.write(vec![b'd', i], Op::set_insert(vec![i]))
                 .await
                 .expect("acked");
         }
@@ -346,47 +386,13 @@ fn restart_from_storage(seed: u64) -> Outcome {
     cluster.step_for(3 * SECOND);
 
     cluster.sim.bounce("n2");
-    let outcome = cluster.run(60 * SECOND, move |h| async move {
-        // The new incarnation publishes its handle on its first step.
-        sleep(Duration::from_millis(5)).await;
-        let n2 = h.get(NodeId(2));
-        for key in &before_crash {
-            let v = n2.read(key.clone()).await.expect("read");
-            assert!(
-                v.is_some(),
-                "acknowledged {:?} lost in the restart",
-                String::from_utf8_lossy(key)
-            );
-        }
-        let restarted = Instant::now();
-        // It catches up with what it missed while down.
-        let (digest, _) = converge(&h, 30 * SECOND).await;
-        let after_heal_ms = restarted.elapsed().as_millis();
-        let mut missed = 0;
-        for i in 0..20u8 {
-            missed += usize::from(n2.read(vec![b'd', i]).await.expect("read").is_none());
-        }
-        assert_eq!(missed, 0, "what it missed while down reached it");
-        Outcome {
-            digest,
-            after_heal_ms,
-            values: vec![before_crash.len() as i64],
-        }
-    });
+    let outcome = cluster.run(60 * SECOND, |h| caught_up(h, before_crash));
+    // The writer went on with the new incarnation: every write either one acknowledged ends
+    // up at every node.
     *stop.borrow_mut() = true;
-    // Every write acknowledged by either incarnation is at every node.
+    cluster.step_for(SECOND);
     let acked = acked.0.borrow().0.clone();
-    let missing = cluster.run(10 * SECOND, move |h| async move {
-        let mut missing = Vec::new();
-        for id in IDS {
-            for key in &acked {
-                if h.get(id).read(key.clone()).await.expect("read").is_none() {
-                    missing.push((id, key.clone()));
-                }
-            }
-        }
-        missing
-    });
+    let missing = cluster.run(60 * SECOND, |h| missing_anywhere(h, acked));
     assert_eq!(missing, [], "acknowledged writes missing after convergence");
     outcome
 }

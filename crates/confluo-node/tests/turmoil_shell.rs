@@ -18,7 +18,9 @@ use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use confluo_node::driver::{self, Clock, DriverError, DriverOptions, NodeHandle, SyncMode};
-use confluo_node::{Config, Dot, MemoryStorage, Message, NodeId, Op, ReplicaId, Topology};
+use confluo_node::{
+    Config, Dot, MemoryStorage, Message, NodeId, Op, ReplicaId, Topology, WriteError,
+};
 use confluo_transport::backoff::SplitMix64;
 use confluo_transport::{Network, PeerAuth, PeerConfig, SharedSecret, TcpConfig, TcpTransport};
 use tokio::time::{Instant, sleep};
@@ -80,10 +82,22 @@ struct Cluster {
     handles: Handles,
     storages: BTreeMap<NodeId, MemoryStorage>,
     clients: usize,
+    /// Replica ids taken by the nodes themselves ([`Config::automatic_leader`]) rather than
+    /// configured.
+    automatic: bool,
 }
 
 impl Cluster {
     fn new(seed: u64) -> Self {
+        Self::build(seed, false)
+    }
+
+    /// Nodes that take their replica ids themselves, and a new one after losing their disk.
+    fn automatic(seed: u64) -> Self {
+        Self::build(seed, true)
+    }
+
+    fn build(seed: u64, automatic: bool) -> Self {
         let sim = turmoil::Builder::new()
             .rng_seed(seed)
             .epoch(UNIX_EPOCH + Duration::from_secs(1_800_000_000))
@@ -94,6 +108,7 @@ impl Cluster {
             handles: Handles::default(),
             storages: BTreeMap::new(),
             clients: 0,
+            automatic,
         };
         for id in IDS {
             cluster.start_host(id);
@@ -119,13 +134,18 @@ impl Cluster {
     fn start_host(&mut self, id: NodeId) {
         let storage = self.storages.entry(id).or_default().clone();
         let handles = self.handles.clone();
+        let automatic = self.automatic;
         self.sim.host(host(id), move || {
             let (storage, handles) = (storage.clone(), handles.clone());
             async move {
                 let transport =
                     Arc::new(TcpTransport::<Message>::bind(transport_config(id)).await?);
-                let config = Config::leader(id, ReplicaId(id.0))
-                    .with_links(Topology::AllToAll.links(&IDS, id));
+                let config = if automatic {
+                    Config::automatic_leader(id)
+                } else {
+                    Config::leader(id, ReplicaId(id.0))
+                };
+                let config = config.with_links(Topology::AllToAll.links(&IDS, id));
                 let (handle, task) = driver::start(config, transport, storage, options())?;
                 handles.0.borrow_mut().insert(id, handle);
                 task.await??;
@@ -508,4 +528,79 @@ fn drain_waits_out_a_partition_and_completes_after_the_heal() {
     let outcome = drain_across_a_partition(34);
     assert_eq!(outcome.values, [100, 100], "{outcome:?}");
     assert_eq!(outcome, drain_across_a_partition(34));
+}
+
+/// Writes `key` at `h`, waiting out a join (a starting node with automatic identity takes no
+/// writes until its peers have told it which of its ids they have seen).
+async fn write_when_joined(h: &NodeHandle, key: Vec<u8>) -> Dot {
+    let start = Instant::now();
+    loop {
+        match h.write(key.clone(), Op::set_insert(vec![1])).await {
+            Ok(dot) => return dot.expect("a dot"),
+            Err(DriverError::Write(WriteError::Joining)) => {
+                assert!(start.elapsed() < 10 * SECOND, "still joining");
+                sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("unexpected: {e}"),
+        }
+    }
+}
+
+fn disk_loss_with_automatic_identity(seed: u64) -> Outcome {
+    let mut cluster = Cluster::automatic(seed);
+    let first = cluster.run(30 * SECOND, |h| async move {
+        let n2 = h.get(NodeId(2));
+        let mut last = None;
+        for i in 0..30u8 {
+            last = Some(write_when_joined(&n2, vec![b'a', i]).await);
+        }
+        let last = last.expect("written");
+        let peers = vec![NodeId(1), NodeId(3)];
+        let have = n2
+            .wait_replicated(last, peers, 2, 10 * SECOND)
+            .await
+            .expect("wait");
+        assert_eq!(have, 2, "the peers hold all 30 before the disk goes");
+        last.replica
+    });
+
+    cluster.sim.crash("n2");
+    cluster.storages[&NodeId(2)].lose_everything();
+    cluster.step_for(SECOND);
+    cluster.sim.bounce("n2");
+    cluster.run(60 * SECOND, move |h| async move {
+        sleep(Duration::from_millis(5)).await;
+        let n2 = h.get(NodeId(2));
+        let dot = write_when_joined(&n2, b"b".to_vec()).await;
+        assert!(
+            dot.replica > first,
+            "a new incarnation: {:?} after {first:?}",
+            dot.replica
+        );
+        let (digest, took) = converge(&h, 30 * SECOND).await;
+        let mut values = vec![i64::try_from(dot.replica.0).expect("small")];
+        for id in IDS {
+            let node = h.get(id);
+            let keys = node
+                .exec(|a| a.node().keyspace().len())
+                .await
+                .expect("exec");
+            values.push(keys as i64);
+            let reuse = node.metrics().await.expect("metrics").replica_reuse;
+            assert_eq!(reuse, 0, "{id}: no replica id reused");
+        }
+        Outcome {
+            digest,
+            after_heal_ms: took.as_millis(),
+            values,
+        }
+    })
+}
+
+#[test]
+fn a_node_that_lost_its_disk_rejoins_as_a_new_incarnation_and_gets_its_old_writes_back() {
+    let outcome = disk_loss_with_automatic_identity(35);
+    // Every node has the 30 writes of the lost incarnation and the new one's write.
+    assert_eq!(outcome.values[1..], [31, 31, 31], "{outcome:?}");
+    assert_eq!(outcome, disk_loss_with_automatic_identity(35));
 }

@@ -1,0 +1,129 @@
+//! Errors: [`OpenError`] from [`Store::open`](crate::Store::open), and how failures of a
+//! running store map onto the node's [`StorageError`].
+//!
+//! # Contract
+//!
+//! After an `OpenError`, nothing was changed on disk except that a missing directory may
+//! have been created (and, for a new node, a half-made database file may be left, which the
+//! next open starts over). The directory is not locked any more. Each variant says what an
+//! operator does about it.
+//!
+//! A running store reports [`StorageError`]s from [`Storage::sync`](confluo_node::Storage):
+//!
+//! - [`StorageError::Full`]: the disk had no room for the commit. Nothing of the batch is
+//!   durable, and the store keeps every record appended since the last successful sync; a
+//!   later `sync` retries them all (and succeeds once space returns). Nothing may be
+//!   acknowledged meanwhile.
+//! - [`StorageError::Io`]: the disk failed (a failed `fsync` always counts as this: after
+//!   one, the kernel may have dropped the unsynced pages and a retry could report success
+//!   falsely). The store is *poisoned*: every later `sync` fails too. What was durable before
+//!   is intact on disk (redb's commit is atomic); restart the process to recover it.
+//! - [`StorageError::Corrupt`]: a row read back from disk does not decode or breaks an
+//!   invariant. The store is poisoned. Restore the node from a backup or give it an empty
+//!   directory (it then starts as a new incarnation and its peers bring it up to date).
+
+use std::path::{Path, PathBuf};
+
+use confluo_node::{NodeId, StorageError};
+
+/// Why [`Store::open`](crate::Store::open) failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OpenError {
+    /// The directory belongs to another node. Check the node's `data_dir` and node id: each
+    /// node has a directory of its own.
+    #[error("{dir} holds the store of node {found}, not of node {expected}")]
+    WrongNode {
+        /// The directory.
+        dir: PathBuf,
+        /// The node that asked.
+        expected: NodeId,
+        /// The node the directory belongs to.
+        found: NodeId,
+    },
+    /// The directory was written by a format this build does not read (a newer confluo, or
+    /// a redb file format from before this build's). Run the matching confluo version.
+    #[error("{file} is in format {found}; this build reads format {supported}")]
+    Incompatible {
+        /// The file whose format is unknown.
+        file: PathBuf,
+        /// Its format version.
+        found: u32,
+        /// The version this build reads.
+        supported: u32,
+    },
+    /// A file of the store is damaged (truncated, overwritten, bytes flipped); `what` names
+    /// the file and the damage. Nothing of it is used: restore the directory from a backup,
+    /// or move it away and start the node on an empty one (a new incarnation, which its
+    /// peers bring up to date by state transfer).
+    #[error("the store is damaged: {what}")]
+    Corrupted {
+        /// Which file or row, and what is wrong with it.
+        what: String,
+    },
+    /// A file the store needs is missing, while others of the directory show it was made
+    /// (the manifest is there but the database file is not, or the reverse with a database
+    /// holding data). Restore the file, or start the node on an empty directory.
+    #[error("{path} is missing")]
+    MissingFile {
+        /// The missing file.
+        path: PathBuf,
+    },
+    /// The directory is not empty and holds no store: most likely a wrong `data_dir`. Point
+    /// the node at its own directory, or at an empty one for a new node.
+    #[error("{dir} is not empty and is not a confluo store (it holds {entry})")]
+    NotAStore {
+        /// The directory.
+        dir: PathBuf,
+        /// An entry that is not the store's.
+        entry: PathBuf,
+    },
+    /// Another store (in this process or another) has the directory open. Stop it first;
+    /// two processes writing one directory would corrupt it.
+    #[error("{dir} is in use by another store")]
+    Locked {
+        /// The directory.
+        dir: PathBuf,
+    },
+    /// An I/O operation failed (permissions, a missing parent, a full disk while creating
+    /// or repairing). Fix the cause and open again.
+    #[error("I/O error on {path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+}
+
+impl OpenError {
+    pub(crate) fn io(path: &Path, source: std::io::Error) -> OpenError {
+        OpenError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+
+    pub(crate) fn corrupted(path: &Path, why: impl std::fmt::Display) -> OpenError {
+        OpenError::Corrupted {
+            what: format!("{}: {why}", path.display()),
+        }
+    }
+}
+
+/// Whether an I/O error says the disk (or the user's quota) is full.
+pub(crate) fn is_full(e: &std::io::Error) -> bool {
+    const ENOSPC: i32 = 28;
+    const EDQUOT: i32 = 122;
+    e.kind() == std::io::ErrorKind::StorageFull
+        || e.kind() == std::io::ErrorKind::QuotaExceeded
+        || matches!(e.raw_os_error(), Some(ENOSPC | EDQUOT))
+}
+
+/// A row that does not decode, named by table and key.
+pub(crate) fn corrupt_row(table: &str, key: &[u8], why: impl std::fmt::Display) -> StorageError {
+    StorageError::Corrupt(format!(
+        "table {table}, row {}: {why}",
+        String::from_utf8_lossy(key)
+    ))
+}

@@ -1,0 +1,1 @@
+//! Crashes of a real process.

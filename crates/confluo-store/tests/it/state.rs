@@ -1,0 +1,123 @@
+//! What survives a restart: exactly what was synced, read back as state.
+
+use confluo_node::{DurableState, NodeId, Op, Storage, StorageWrite, Value};
+use confluo_store::Store;
+use confluo_store::testing::workload;
+
+use crate::{NODE, dir_bytes, open, sync_batch};
+
+#[test]
+fn a_reopened_store_holds_exactly_what_was_synced() {
+    let dir = tempfile::tempdir().unwrap();
+    let records = workload(11, 600);
+    let mut reference = DurableState::default();
+    let mut rest = &records[..];
+    let mut round = 0;
+    while !rest.is_empty() {
+        let mut store = open(dir.path());
+        assert_eq!(store.load().unwrap(), reference, "round {round}");
+        // A few synced batches, then records appended and never synced: a crash loses them.
+        for _ in 0..3 {
+            let (batch, tail) = rest.split_at(rest.len().min(1 + round % 13));
+            sync_batch(&mut store, &mut reference, batch);
+            rest = tail;
+        }
+        let (lost, _) = rest.split_at(rest.len().min(5));
+        for r in lost {
+            store.append(r.clone()).unwrap();
+        }
+        assert_eq!(store.pending(), lost.len());
+        drop(store);
+        round += 1;
+    }
+    assert_eq!(open(dir.path()).load().unwrap(), reference);
+    assert!(reference.keyspace.entries() > 5 && reference.identity.is_some());
+}
+
+#[test]
+fn an_empty_or_absent_directory_is_a_new_node() {
+    let parent = tempfile::tempdir().unwrap();
+    let absent = parent.path().join("a/b/node-1");
+    let store: Store = Store::open(&absent, NODE).unwrap();
+    assert!(store.load().unwrap().is_empty());
+    drop(store);
+    // Made once, the directory is that node's.
+    assert!(Store::<Value>::open(&absent, NODE).is_ok());
+    let empty = tempfile::tempdir().unwrap();
+    assert!(open(empty.path()).load().unwrap().is_empty());
+}
+
+#[test]
+fn disk_use_follows_the_keys_not_the_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = open(dir.path());
+    let mut ks = confluo_node::Keyspace::new();
+    let mut reference = DurableState::default();
+    let mut sizes = Vec::new();
+    for round in 0..10 {
+        // 2,000 increments of one hot key and 100 other keys, in batches of 100.
+        for batch in 0..20 {
+            let mut records = Vec::new();
+            for i in 0..100 {
+                let key = if i % 20 == 0 {
+                    format!("cold-{}", (batch * 5 + i / 20) % 100)
+                } else {
+                    "hot".to_string()
+                };
+                let ts = confluo_crdt::HlcTimestamp::default();
+                let u = ks
+                    .write(confluo_node::ReplicaId(1), key.as_bytes(), &Op::counter_add(1), ts)
+                    .unwrap()
+                    .unwrap();
+                records.push(StorageWrite::Updates {
+                    updates: vec![u],
+                    links: Vec::new(),
+                });
+            }
+            sync_batch(&mut store, &mut reference, &records);
+        }
+        sizes.push(dir_bytes(dir.path()));
+        assert_eq!(reference.keyspace.entries(), 101, "round {round}");
+    }
+    drop(store);
+    assert_eq!(open(dir.path()).load().unwrap(), reference);
+    // 20,000 writes: the file grows to hold 101 keys and redb's free pages, then stays.
+    assert!(
+        sizes[9] <= sizes[1] * 2,
+        "the file grows with the writes: {sizes:?}"
+    );
+}
+
+#[test]
+fn the_identity_comes_back_without_the_operator() {
+    use confluo_node::{Config, Node, Output, ReplicaId};
+    let dir = tempfile::tempdir().unwrap();
+    // The operator's config names a replica id for a new node only.
+    let config = Config::leader(NODE, ReplicaId(5));
+    let mut replica = None;
+    for run in 1..=3u64 {
+        let mut store = open(dir.path());
+        let mut node = Node::restore(config.clone(), store.load().unwrap()).unwrap();
+        assert_eq!(node.session(), run);
+        assert_eq!(*replica.get_or_insert(node.replica()), node.replica());
+        node.write(b"k", Op::counter_add(1)).unwrap();
+        loop {
+            let mut last = None;
+            while let Some(out) = node.poll_output() {
+                if let Output::Persist { token, write } = out {
+                    store.append(write).unwrap();
+                    last = Some(token);
+                }
+            }
+            let Some(token) = last else { break };
+            store.sync().unwrap();
+            node.persisted(token);
+        }
+        assert_eq!(node.get(b"k").map(Value::counter), Some(run as i64));
+    }
+    let state = open(dir.path()).load().unwrap();
+    let identity = state.identity.unwrap();
+    assert_eq!((identity.node, identity.session), (NODE, 3));
+    assert!(state.reserved >= 3, "the reservation is durable");
+    assert_ne!(NodeId(2), identity.node);
+}

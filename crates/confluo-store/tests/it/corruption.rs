@@ -47,7 +47,11 @@ fn flipped_bytes_in_the_data_file_are_an_error_at_open() {
         rng ^= rng >> 7;
         rng ^= rng << 17;
         // Half at random offsets, half in the first pages (headers, roots).
-        let offset = if i % 2 == 0 { rng % len } else { rng % 16_384.min(len) };
+        let offset = if i % 2 == 0 {
+            rng % len
+        } else {
+            rng % 16_384.min(len)
+        };
         let copy = copy_dir(good.path());
         let path = copy.path().join(DB);
         let mut bytes = fs::read(&path).unwrap();

@@ -142,18 +142,31 @@ async fn the_driver_refuses_writes_on_a_full_disk_and_loses_nothing_once_space_r
     }
     assert!(stalled, "the sync found the disk full");
     let refused = h.write(b"other".to_vec(), Op::counter_add(1)).await;
-    assert!(matches!(refused, Err(DriverError::StorageFull(_))), "{refused:?}");
+    assert!(
+        matches!(refused, Err(DriverError::StorageFull(_))),
+        "{refused:?}"
+    );
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert!(!pending.is_finished(), "nothing unsynced is acknowledged");
-    assert!(h.commit_stats().await.unwrap().full >= 2, "retried while full");
+    assert!(
+        h.commit_stats().await.unwrap().full >= 2,
+        "retried while full"
+    );
     faults.set_full(false);
-    pending.await.unwrap().expect("acknowledged once space returned");
+    pending
+        .await
+        .unwrap()
+        .expect("acknowledged once space returned");
     h.write(b"k".to_vec(), Op::counter_add(100)).await.unwrap();
     h.shutdown().await.unwrap();
     let store = task.await.unwrap().unwrap();
     drop(store);
     let state = open(dir.path()).load().unwrap();
     assert_eq!(state.keyspace.get(b"k").map(Value::counter), Some(111));
-    assert_eq!(state.keyspace.get(b"other"), None, "the refused write left nothing");
+    assert_eq!(
+        state.keyspace.get(b"other"),
+        None,
+        "the refused write left nothing"
+    );
     assert_eq!(state.identity.map(|i| i.node), Some(NodeId(1)));
 }

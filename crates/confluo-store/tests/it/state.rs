@@ -66,7 +66,12 @@ fn disk_use_follows_the_keys_not_the_writes() {
                 };
                 let ts = confluo_crdt::HlcTimestamp::default();
                 let u = ks
-                    .write(confluo_node::ReplicaId(1), key.as_bytes(), &Op::counter_add(1), ts)
+                    .write(
+                        confluo_node::ReplicaId(1),
+                        key.as_bytes(),
+                        &Op::counter_add(1),
+                        ts,
+                    )
                     .unwrap()
                     .unwrap();
                 records.push(StorageWrite::Updates {

@@ -91,4 +91,4 @@ pub mod testing;
 
 pub use error::OpenError;
 pub use format::FORMAT_VERSION;
-pub use store::{DEFAULT_CACHE_BYTES, Durability, Store, StoreOptions};
+pub use store::{DEFAULT_CACHE_BYTES, DiskUsage, Durability, Store, StoreOptions};

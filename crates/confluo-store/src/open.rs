@@ -128,7 +128,7 @@ fn open_existing(
     failures: &Failures,
 ) -> Result<Opened, OpenError> {
     let path = dir.join(DATABASE);
-    let db = database(&path, false, options, failures)?;
+    let mut db = database(&path, false, options, failures)?;
     let found = header(&db, &path)?;
     if found != node {
         return Err(OpenError::corrupted(
@@ -143,7 +143,34 @@ fn open_existing(
             format!("holds the identity of node {}", identity.node),
         ));
     }
+    compact_if_mostly_free(&mut db, &path)?;
     Ok(Opened { db, meta })
+}
+
+/// Gives free pages back when they are a third of the file or more. A commit that rewrites
+/// much of the B-tree (a large state transfer, a bulk load) leaves up to twice the pages in
+/// use behind it, free until later commits reuse them; a restart is when to shrink the file
+/// (the integrity check has just read it, and compaction moves only the pages past the
+/// free ones; see docs/storage.md for the measured cost).
+fn compact_if_mostly_free(db: &mut Database, path: &Path) -> Result<(), OpenError> {
+    let usage = || -> Result<(u64, u64), redb::Error> {
+        let txn = db.begin_write()?;
+        let stats = txn.stats()?;
+        txn.abort()?;
+        let in_use = stats.allocated_pages() * stats.page_size() as u64;
+        Ok((in_use, stats.page_size() as u64))
+    };
+    let (in_use, page) = usage().map_err(|e| OpenError::corrupted(path, e))?;
+    let file = fs::metadata(path)
+        .map_err(|e| OpenError::io(path, e))?
+        .len();
+    if 2 * file > 3 * in_use && file > 256 * page {
+        db.compact().map_err(|e| match e {
+            redb::CompactionError::Storage(redb::StorageError::Io(e)) => OpenError::io(path, e),
+            other => OpenError::corrupted(path, other),
+        })?;
+    }
+    Ok(())
 }
 
 /// The node a database's `format` row names, checking its version.

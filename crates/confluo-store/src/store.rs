@@ -87,6 +87,22 @@ impl StoreOptions {
     }
 }
 
+/// How a store's database file uses its bytes; see [`Store::disk_usage`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DiskUsage {
+    /// The file's length.
+    pub file_bytes: u64,
+    /// Bytes in pages in use (the rest of the file is free pages, reused by later commits).
+    pub allocated_bytes: u64,
+    /// Keys and values stored, without indexing overhead.
+    pub stored_bytes: u64,
+    /// Keys of branch pages and other metadata.
+    pub metadata_bytes: u64,
+    /// Unused bytes inside the pages in use.
+    pub fragmented_bytes: u64,
+}
+
 /// A node's durable state in a data directory: one row per key, plus its identity, its dot
 /// reservation, its causal context and its inbound stream positions (see the crate docs for
 /// the format). [`append`](Storage::append) buffers; [`sync`](Storage::sync) applies every
@@ -170,6 +186,47 @@ impl<V: ReplicatedValue> Store<V> {
     /// Records appended and not yet synced.
     pub fn pending(&self) -> usize {
         self.pending.len()
+    }
+
+    /// How the database file's bytes are used (redb's statistics): for monitoring, and to
+    /// see how much of the file is free pages that later commits reuse.
+    pub fn disk_usage(&self) -> Result<DiskUsage, StorageError> {
+        let db = self.db.as_ref().ok_or_else(|| {
+            StorageError::Full(
+                "the disk was full; the database is reopened by the next sync".into(),
+            )
+        })?;
+        let file_bytes = std::fs::metadata(self.dir.join(DATABASE))?.len();
+        let txn = db.begin_write().map_err(read_error)?;
+        let stats = txn.stats().map_err(read_error)?;
+        txn.abort().map_err(read_error)?;
+        Ok(DiskUsage {
+            file_bytes,
+            allocated_bytes: stats.allocated_pages() * stats.page_size() as u64,
+            stored_bytes: stats.stored_bytes(),
+            metadata_bytes: stats.metadata_bytes(),
+            fragmented_bytes: stats.fragmented_bytes(),
+        })
+    }
+
+    /// Gives the file's free pages back to the file system: moves pages in use towards the
+    /// start of the file and truncates it. Later commits reuse free pages anyway, so this is
+    /// for after a burst that grew the file (a large state transfer); it rewrites up to the
+    /// whole file, and syncs wait meanwhile. Returns whether the file shrank. Failures are
+    /// those of [`sync`](Storage::sync) (a full disk is transient, anything else poisons).
+    pub fn compact(&mut self) -> Result<bool, StorageError> {
+        if let Some(e) = &self.poisoned {
+            return Err(copy(e));
+        }
+        if self.db.is_none() {
+            self.reopen()?;
+        }
+        let db = self.db.as_mut().expect("reopened above");
+        let result = db.compact().map_err(|e| match e {
+            redb::CompactionError::Storage(e) => read_error(e),
+            other => StorageError::Io(std::io::Error::other(other)),
+        });
+        result.map_err(|e| self.failed(e))
     }
 
     /// Applies the pending records in one write transaction and commits it.

@@ -126,3 +126,68 @@ fn the_identity_comes_back_without_the_operator() {
     assert!(state.reserved >= 3, "the reservation is durable");
     assert_ne!(NodeId(2), identity.node);
 }
+
+#[test]
+fn each_sync_is_one_commit_with_one_fsync() {
+    use confluo_store::StoreOptions;
+    use confluo_store::testing::Faults;
+    let dir = tempfile::tempdir().unwrap();
+    let faults = Faults::new();
+    let options = StoreOptions::default().faults(faults.clone());
+    let mut store: Store = Store::open_with(dir.path(), NODE, options).unwrap();
+    let records = workload(21, 400);
+    let mut reference = DurableState::default();
+    for (i, batch) in records.chunks(1 + 37 % 11).enumerate() {
+        let before = faults.syncs();
+        sync_batch(&mut store, &mut reference, batch);
+        assert_eq!(faults.syncs() - before, 1, "batch {i}");
+    }
+    let (syncs, writes) = (faults.syncs(), faults.writes());
+    store.sync().unwrap();
+    assert_eq!(
+        (faults.syncs(), faults.writes()),
+        (syncs, writes),
+        "nothing to sync"
+    );
+}
+
+#[test]
+fn a_restart_gives_back_the_free_pages_a_bulk_commit_left() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = open(dir.path());
+    let mut ks = confluo_node::Keyspace::new();
+    let mut reference = DurableState::default();
+    // Two commits each rewriting every one of 20,000 keys: the second frees the first's pages.
+    for _ in 0..2 {
+        let records: Vec<StorageWrite> = (0..20_000)
+            .map(|k| {
+                let key = format!("key-{k:06}");
+                let ts = confluo_crdt::HlcTimestamp::default();
+                let u = ks
+                    .write(
+                        confluo_node::ReplicaId(1),
+                        key.as_bytes(),
+                        &Op::counter_add(1),
+                        ts,
+                    )
+                    .unwrap()
+                    .unwrap();
+                StorageWrite::Updates {
+                    updates: vec![u],
+                    links: Vec::new(),
+                }
+            })
+            .collect();
+        sync_batch(&mut store, &mut reference, &records);
+    }
+    let bulk = store.disk_usage().unwrap();
+    assert!(2 * bulk.file_bytes > 3 * bulk.allocated_bytes, "{bulk:?}");
+    drop(store);
+    let store = open(dir.path());
+    let after = store.disk_usage().unwrap();
+    assert!(
+        2 * after.file_bytes <= 3 * after.allocated_bytes,
+        "{after:?}"
+    );
+    assert_eq!(store.load().unwrap(), reference);
+}

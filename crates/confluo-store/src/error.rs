@@ -3,10 +3,11 @@
 //!
 //! # Contract
 //!
-//! After an `OpenError`, nothing was changed on disk except that a missing directory may
-//! have been created (and, for a new node, a half-made database file may be left, which the
-//! next open starts over). The directory is not locked any more. Each variant says what an
-//! operator does about it.
+//! After an `OpenError` the state on disk is as it was: the open may have created the
+//! directory and its `LOCK` file (never in a directory of other files), left a half-made
+//! database file of a new node (the next open starts it over), or let redb recover an
+//! interrupted commit, never anything else. The directory is not locked any more. Each
+//! variant says what an operator does about it.
 //!
 //! A running store reports [`StorageError`]s from [`Storage::sync`](confluo_node::Storage):
 //!

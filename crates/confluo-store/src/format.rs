@@ -126,22 +126,51 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<(), OpenError> {
 }
 
 /// Creates `dir` if needed and locks it for this process: `Locked` if another store has it.
+/// A directory of other files gets no `LOCK` file: it is refused as `NotAStore` first (and
+/// again, under the lock, if it is still not a store).
 pub(crate) fn lock(dir: &Path) -> Result<File, OpenError> {
     fs::create_dir_all(dir).map_err(|e| OpenError::io(dir, e))?;
     let path = dir.join(LOCK);
+    let ours = [LOCK, MANIFEST, DATABASE]
+        .iter()
+        .any(|f| dir.join(f).exists());
+    if !ours && let Some(entry) = foreign_entry(dir)? {
+        return Err(OpenError::NotAStore {
+            dir: dir.to_path_buf(),
+            entry,
+        });
+    }
     let file = OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
         .open(&path)
         .map_err(|e| OpenError::io(&path, e))?;
-    match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(fs::TryLockError::WouldBlock) => Err(OpenError::Locked {
-            dir: dir.to_path_buf(),
-        }),
+    retry_while_locked(dir, || match file.try_lock() {
+        Ok(()) => Ok(Some(())),
+        Err(fs::TryLockError::WouldBlock) => Ok(None),
         Err(fs::TryLockError::Error(e)) => Err(OpenError::io(&path, e)),
+    })?;
+    Ok(file)
+}
+
+/// Runs `attempt` until it gets the lock (`Some`), for at most about 200 ms, then fails with
+/// `Locked`. A lock is held by an open file description, which a child process shares from
+/// `fork` to `exec`: a process that forks (any `Command::spawn`) while a store opens or closes
+/// can hold a just-released lock for a moment. A store really in use stays locked.
+pub(crate) fn retry_while_locked<T>(
+    dir: &Path,
+    mut attempt: impl FnMut() -> Result<Option<T>, OpenError>,
+) -> Result<T, OpenError> {
+    for _ in 0..20 {
+        if let Some(t) = attempt()? {
+            return Ok(t);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
     }
+    Err(OpenError::Locked {
+        dir: dir.to_path_buf(),
+    })
 }
 
 /// The first entry of `dir` that is not the store's own: a directory holding other files is

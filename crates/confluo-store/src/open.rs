@@ -204,6 +204,33 @@ pub(crate) fn database(
     options: &StoreOptions,
     failures: &Failures,
 ) -> Result<Database, OpenError> {
+    let dir = path.parent().unwrap_or(path);
+    // redb's own lock of the file is taken anew on each attempt (see `retry_while_locked`).
+    format::retry_while_locked(dir, || {
+        match builder(options).create_with_backend(disk(path, create, options, failures)?) {
+            Ok(db) => Ok(Some(db)),
+            Err(DatabaseError::DatabaseAlreadyOpen) => Ok(None),
+            Err(e) => Err(database_error(path, e)),
+        }
+    })
+}
+
+fn builder(options: &StoreOptions) -> redb::Builder {
+    let mut builder = redb::Builder::new();
+    builder
+        .set_cache_size(options.cache_bytes)
+        .set_check_integrity_on_open(options.check_integrity);
+    builder
+}
+
+// `options` carries only the injected faults here, which exist with the `testing` feature.
+#[cfg_attr(not(any(test, feature = "testing")), allow(unused_variables))]
+fn disk(
+    path: &Path,
+    create: bool,
+    options: &StoreOptions,
+    failures: &Failures,
+) -> Result<Disk, OpenError> {
     let io = |e| OpenError::io(path, e);
     let file = OpenOptions::new()
         .read(true)
@@ -215,29 +242,20 @@ pub(crate) fn database(
     if !create && file.metadata().map_err(io)?.len() == 0 {
         return Err(OpenError::corrupted(path, "truncated to 0 bytes"));
     }
-    let disk = Disk::new(
+    Disk::new(
         file,
         failures.clone(),
         #[cfg(any(test, feature = "testing"))]
         options.faults.clone(),
     )
-    .map_err(io)?;
-    let mut builder = redb::Builder::new();
-    builder
-        .set_cache_size(options.cache_bytes)
-        .set_check_integrity_on_open(options.check_integrity);
-    builder
-        .create_with_backend(disk)
-        .map_err(|e| database_error(path, e))
+    .map_err(io)
 }
 
 fn database_error(path: &Path, e: DatabaseError) -> OpenError {
     match e {
-        DatabaseError::DatabaseAlreadyOpen | DatabaseError::LockProtocolMismatch => {
-            OpenError::Locked {
-                dir: path.parent().unwrap_or(path).to_path_buf(),
-            }
-        }
+        DatabaseError::LockProtocolMismatch => OpenError::Locked {
+            dir: path.parent().unwrap_or(path).to_path_buf(),
+        },
         DatabaseError::UpgradeRequired(found) => OpenError::Incompatible {
             file: path.to_path_buf(),
             found: u32::from(found),

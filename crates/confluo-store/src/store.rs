@@ -26,8 +26,10 @@ pub enum Durability {
     /// guarantees hold with.
     #[default]
     Fsync,
-    /// Syncs commit without `fsync`: a crash of the process loses nothing, a crash of the
-    /// machine may lose acknowledged writes. For benchmarks (the cost of the `fsync`s).
+    /// Syncs commit without `fsync` (redb's `Durability::None`: the commit is visible in
+    /// this process, but the header that makes it the file's state is not written), so a
+    /// crash, of the process or of the machine, may lose every write acknowledged since the
+    /// store was opened. Only to measure what the `fsync`s cost; never for a node.
     NoFsync,
 }
 

@@ -194,6 +194,8 @@ fn a_directory_of_other_files_is_not_taken_for_a_new_node() {
         matches!(&err, OpenError::NotAStore { entry, .. } if entry.ends_with("notes.txt")),
         "{err}"
     );
+    let entries: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
+    assert_eq!(entries.len(), 1, "nothing was added to the directory");
 }
 
 #[test]

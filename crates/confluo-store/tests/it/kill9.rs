@@ -94,7 +94,7 @@ fn run(kills: u64, seed: u64) {
         let mut child = Leader::spawn(leader_dir.path(), &cluster, run);
         // Most kills land while the leader takes writes; some during its start (exec, open,
         // recovery of the previous crash).
-        let early = xorshift(&mut rng) % 5 == 0;
+        let early = xorshift(&mut rng).is_multiple_of(5);
         let delay = if early {
             xorshift(&mut rng) % 40
         } else {

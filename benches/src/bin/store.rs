@@ -2,8 +2,8 @@
 //! large store, and the memory of a hot key.
 //!
 //! ```text
-//! cargo run --release -p confluo-benches --bin store                   # everything, ~4 min
-//! cargo run --release -p confluo-benches --bin store -- --quick        # smaller, ~40 s
+//! cargo run --release -p confluo-benches --bin store                   # everything, ~7 min
+//! cargo run --release -p confluo-benches --bin store -- --quick        # smaller, ~1 min
 //! cargo run --release -p confluo-benches --bin store -- --only commit  # commit, restore, hotkey
 //! cargo run --release -p confluo-benches --bin store -- --dir /mnt/x   # another disk
 //! cargo run --release -p confluo-benches --bin store -- --per-sync 100 # restore: small syncs

@@ -6,7 +6,7 @@
 //!
 //! [`DurableState::apply`]: confluo_node::DurableState::apply
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use confluo_crdt::{CausalContext, Dot};
 use confluo_node::{
@@ -25,11 +25,15 @@ pub(crate) struct Meta {
     pub(crate) links: BTreeMap<NodeId, LinkPosition>,
 }
 
-/// The effect of a batch: the new meta, and the touched rows in key order.
+/// The effect of a batch: the new meta, the touched rows in key order, the rows to delete,
+/// and whether everything before was void (a reset: every row and link goes first).
 #[derive(Debug)]
 pub(crate) struct Changes<V> {
     pub(crate) meta: Meta,
     pub(crate) rows: BTreeMap<Bytes, KeyEntry<V>>,
+    /// Collected keys (deleted everywhere): their rows go.
+    pub(crate) removed: BTreeSet<Bytes>,
+    pub(crate) reset: bool,
 }
 
 impl<V> Changes<V> {
@@ -38,10 +42,11 @@ impl<V> Changes<V> {
         &'a self,
         before: &'a Meta,
     ) -> impl Iterator<Item = &'a LinkPosition> + 'a {
+        let reset = self.reset;
         self.meta
             .links
             .iter()
-            .filter(move |(from, pos)| before.links.get(from) != Some(pos))
+            .filter(move |(from, pos)| reset || before.links.get(from) != Some(pos))
             .map(|(_, pos)| pos)
     }
 }
@@ -60,6 +65,8 @@ where
         changes: Changes {
             meta: meta.clone(),
             rows: BTreeMap::new(),
+            removed: BTreeSet::new(),
+            reset: false,
         },
         read,
     };
@@ -94,6 +101,32 @@ where
                 self.state(chunk)?;
                 self.advance(std::slice::from_ref(link));
             }
+            StorageWrite::Collect { keys } => self.collect(keys)?,
+            StorageWrite::Reset => {
+                self.changes.meta = Meta::default();
+                self.changes.rows.clear();
+                self.changes.removed.clear();
+                self.changes.reset = true;
+            }
+        }
+        Ok(())
+    }
+
+    /// `Keyspace::remove_collected`: a collected key's row goes (unless it has a value).
+    fn collect(&mut self, keys: &[Bytes]) -> Result<(), E> {
+        for key in keys {
+            let changes = &mut self.changes;
+            let row = row(
+                &mut changes.rows,
+                &changes.removed,
+                changes.reset,
+                &mut self.read,
+                key,
+            )?;
+            if row.value.is_empty() {
+                changes.rows.remove(key);
+                changes.removed.insert(key.clone());
+            }
         }
         Ok(())
     }
@@ -107,8 +140,15 @@ where
         }
         match &u.change {
             Change::Write { key, .. } => {
-                let row = row(&mut self.changes.rows, &mut self.read, key)?;
-                row.apply(ctx, u);
+                let changes = &mut self.changes;
+                let row = row(
+                    &mut changes.rows,
+                    &changes.removed,
+                    changes.reset,
+                    &mut self.read,
+                    key,
+                )?;
+                row.apply(&changes.meta.ctx, u);
                 self.changes.meta.ctx.insert(Dot::new(u.origin, u.counter));
             }
             Change::Skip { .. } => {
@@ -129,8 +169,15 @@ where
             return Ok(());
         }
         for (key, theirs) in &chunk.keys {
-            let row = row(&mut self.changes.rows, &mut self.read, key)?;
-            row.join(ctx, theirs, &chunk.ctx);
+            let changes = &mut self.changes;
+            let row = row(
+                &mut changes.rows,
+                &changes.removed,
+                changes.reset,
+                &mut self.read,
+                key,
+            )?;
+            row.join(&changes.meta.ctx, theirs, &chunk.ctx);
         }
         self.changes.meta.ctx.merge(&chunk.ctx);
         Ok(())
@@ -143,9 +190,12 @@ where
     }
 }
 
-/// The row of `key` in this batch, read from the store on first touch.
+/// The row of `key` in this batch, read from the store on first touch (a row this batch
+/// collected, or any row after a reset, starts empty instead).
 fn row<'a, V, E>(
     rows: &'a mut BTreeMap<Bytes, KeyEntry<V>>,
+    removed: &BTreeSet<Bytes>,
+    reset: bool,
     read: &mut impl FnMut(&[u8]) -> Result<Option<KeyEntry<V>>, E>,
     key: &[u8],
 ) -> Result<&'a mut KeyEntry<V>, E>
@@ -153,7 +203,11 @@ where
     V: ReplicatedValue,
 {
     if !rows.contains_key(key) {
-        let entry = read(key)?.unwrap_or_default();
+        let entry = if reset || removed.contains(key) {
+            KeyEntry::default()
+        } else {
+            read(key)?.unwrap_or_default()
+        };
         rows.insert(key.to_vec(), entry);
     }
     Ok(rows.get_mut(key).expect("inserted just above"))
@@ -172,14 +226,19 @@ mod tests {
         table: &mut BTreeMap<Bytes, KeyEntry>,
         records: &[StorageWrite],
     ) -> usize {
-        let mut reads = 0;
+        let mut read = BTreeSet::new();
         let changes = apply(meta, records, |k| {
-            reads += 1;
+            assert!(read.insert(k.to_vec()), "each key read once per batch");
             Ok::<_, Infallible>(table.get(k).cloned())
         })
         .unwrap();
         let touched = changes.rows.len();
-        assert_eq!(reads, touched, "each key read once per batch");
+        if changes.reset {
+            table.clear();
+        }
+        for k in &changes.removed {
+            table.remove(k);
+        }
         table.extend(changes.rows);
         *meta = changes.meta;
         touched
@@ -196,6 +255,7 @@ mod tests {
 
     #[test]
     fn row_by_row_batches_give_the_state_record_by_record_application_gives() {
+        let (mut writes, mut collects, mut resets) = (0, 0, 0);
         for seed in 0..20 {
             let records = workload(seed, 300);
             let mut reference: DurableState<Value> = DurableState::default();
@@ -213,8 +273,15 @@ mod tests {
                 rest = tail;
                 n = n * 3 % 17 + 1;
             }
-            assert!(reference.keyspace.entries() > 1, "the workload writes keys");
+            let kinds = |f: fn(&StorageWrite) -> bool| records.iter().filter(|r| f(r)).count();
+            writes += kinds(|r| matches!(r, StorageWrite::Updates { .. }));
+            collects += kinds(|r| matches!(r, StorageWrite::Collect { .. }));
+            resets += kinds(|r| matches!(r, StorageWrite::Reset));
         }
+        assert!(
+            writes > 0 && collects > 0 && resets > 0,
+            "{writes} {collects} {resets}"
+        );
     }
 
     #[test]

@@ -247,12 +247,25 @@ impl<V: ReplicatedValue> Store<V> {
         let meta = {
             let mut keys = txn.open_table(KEYS).map_err(read_error)?;
             let changes = batch::apply(&self.meta, &self.pending, |key| read_row(&keys, key))?;
+            if changes.reset {
+                keys.retain(|_, _| false).map_err(read_error)?;
+                let mut links = txn.open_table(LINKS).map_err(read_error)?;
+                links.retain(|_, _| false).map_err(read_error)?;
+            }
+            for key in &changes.removed {
+                keys.remove(key.as_slice()).map_err(read_error)?;
+            }
             for (key, entry) in &changes.rows {
                 let bytes = codec::encode(entry)?;
                 keys.insert(key.as_slice(), bytes.as_slice())
                     .map_err(read_error)?;
             }
             let mut meta = txn.open_table(META).map_err(read_error)?;
+            if changes.reset {
+                for row in [META_IDENTITY, META_RESERVED, META_CONTEXT] {
+                    meta.remove(row).map_err(read_error)?;
+                }
+            }
             let mut links = txn.open_table(LINKS).map_err(read_error)?;
             write_meta(&mut meta, &mut links, &self.meta, &changes)?;
             changes.meta

@@ -149,13 +149,15 @@ impl Workload {
     fn take(mut self, len: usize) -> Vec<StorageWrite> {
         self.restart();
         while self.records.len() < len {
-            match self.next(20) {
+            match self.next(22) {
                 0 => self.restart(),
                 1..=9 => self.local_write(),
                 10..=12 => self.node_two_writes(),
                 13..=16 => self.deliver_from_two(),
                 17 | 18 => self.node_three_writes(),
-                _ => self.transfer_from_three(),
+                19 => self.transfer_from_three(),
+                20 => self.collect(),
+                _ => self.reset(),
             }
         }
         self.records.truncate(len);
@@ -206,6 +208,26 @@ impl Workload {
             self.me.apply(&skip, &mut |_| {});
             self.push_updates(vec![skip], Vec::new());
         }
+    }
+
+    /// The node collects its deleted keys (as if every node held their deletes).
+    fn collect(&mut self) {
+        let stable = self.me.version_vector().clone();
+        let keys = self.me.collect(&stable);
+        if !keys.is_empty() {
+            self.records.push(StorageWrite::Collect { keys });
+        }
+    }
+
+    /// Now and then the node finds its storage rolled back and starts over.
+    fn reset(&mut self) {
+        if self.next(8) != 0 {
+            return;
+        }
+        self.records.push(StorageWrite::Reset);
+        self.me = Keyspace::new();
+        self.reserved = 0;
+        self.restart();
     }
 
     fn local_write(&mut self) {

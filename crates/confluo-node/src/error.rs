@@ -69,6 +69,13 @@ pub enum HandleError {
         /// Events of it the sender says it has.
         claimed: u64,
     },
+    /// The sender is not a member of the cluster (see `Config::members`): nothing of it is
+    /// kept, so strangers cannot grow per-peer state.
+    #[error("message from node {from}, which is not a member of the cluster")]
+    NotAMember {
+        /// The sender.
+        from: NodeId,
+    },
     /// The message is well-formed but inconsistent (a replica index out of range, a delta
     /// naming a dot outside its causal past, a dot that is not the update's own...).
     #[error("malformed message from node {from}: {reason}")]

@@ -85,6 +85,8 @@ pub struct NodeMetrics {
     pub keys_collected: u64,
     /// Deleted keys whose entries wait for every node to hold the delete.
     pub deleted_entries: usize,
+    /// Senders this node keeps a stream position for.
+    pub inbound_links: usize,
     /// Outbound links.
     pub peers: Vec<PeerMetrics>,
 }

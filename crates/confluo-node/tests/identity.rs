@@ -306,3 +306,33 @@ fn a_copy_running_beside_the_original_is_reported() {
     let counted: u64 = (1..=4).map(|id| net.node(id).metrics().replica_reuse).sum();
     assert!(counted >= 1);
 }
+
+/// Per-peer state exists only for members: a stranger claiming 2,000 node ids leaves
+/// nothing behind.
+#[test]
+fn strangers_claiming_many_node_ids_leave_no_per_peer_state() {
+    let mut net = Net::new();
+    for id in IDS {
+        net.add(automatic(id).with_members(IDS.to_vec()));
+    }
+    assert!(net.settle(50));
+    let before = net.node(1).metrics();
+    for fake in 1_000..3_000u64 {
+        let hello = confluo_node::Message::Hello(confluo_node::Stream {
+            replica: ReplicaId(fake),
+            session: 1,
+        });
+        let refused = net.node(1).handle(NodeId(fake), hello);
+        assert_eq!(
+            refused,
+            Err(confluo_node::HandleError::NotAMember { from: NodeId(fake) })
+        );
+    }
+    let after = net.node(1).metrics();
+    assert_eq!(after.inbound_links, before.inbound_links);
+    assert_eq!(after.peers.len(), before.peers.len());
+    assert!(after.invalid_messages >= 2_000);
+    net.write(1, b"k", Op::counter_add(1));
+    assert!(net.settle(50));
+    assert!(net.converged(), "members go on replicating");
+}

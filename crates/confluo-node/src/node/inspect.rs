@@ -133,6 +133,7 @@ impl<V: ReplicatedValue> Node<V> {
             replica_reuse: self.counters.replica_reuse,
             keys_collected: self.counters.keys_collected,
             deleted_entries: self.keyspace.deleted_entries(),
+            inbound_links: self.inbound.peers.len(),
             peers,
         }
     }

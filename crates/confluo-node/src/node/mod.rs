@@ -313,6 +313,10 @@ impl<V: ReplicatedValue> Node<V> {
     /// Handles a message from `from`. A message that fails its checks is refused whole
     /// (nothing of it is applied, and its sender will resend what is unacknowledged).
     pub fn handle(&mut self, from: NodeId, message: Message<V>) -> Result<(), HandleError> {
+        if !self.members.is_empty() && !self.members.contains(&from) {
+            self.counters.invalid_messages += 1;
+            return Err(HandleError::NotAMember { from });
+        }
         let Some(message) = self.while_joining(from, message) else {
             return Ok(());
         };

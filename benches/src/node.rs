@@ -567,6 +567,143 @@ pub fn memory_per_key(keys: u64, live: &dyn Fn() -> usize) -> Vec<Row> {
     rows
 }
 
+// ----- churn --------------------------------------------------------------------------
+
+/// Three leaders, all-to-all, sans IO, storage and network instant.
+struct Trio {
+    nodes: Vec<Node>,
+    now: u64,
+}
+
+impl Trio {
+    fn new() -> Trio {
+        let ids = [NodeId(1), NodeId(2), NodeId(3)];
+        let nodes = ids
+            .iter()
+            .map(|&id| {
+                Node::new(
+                    Config::leader(id, ReplicaId(id.0))
+                        .with_links(Topology::AllToAll.links(&ids, id))
+                        .with_members(ids.to_vec()),
+                )
+            })
+            .collect();
+        let mut trio = Trio { nodes, now: 1_000 };
+        trio.settle();
+        trio
+    }
+
+    fn pump(&mut self) {
+        loop {
+            let mut wire = Vec::new();
+            for n in &mut self.nodes {
+                let from = n.id();
+                let mut last = None;
+                loop {
+                    while let Some(out) = n.poll_output() {
+                        match out {
+                            Output::Persist { token, .. } => last = Some(token),
+                            Output::Send { to, message } => wire.push((from, to, message)),
+                            Output::WriteDone { .. } => {}
+                        }
+                    }
+                    match last.take() {
+                        Some(t) => n.persisted(t),
+                        None => break,
+                    }
+                }
+            }
+            if wire.is_empty() {
+                return;
+            }
+            for (from, to, m) in wire {
+                if let Some(n) = self.nodes.iter_mut().find(|n| n.id() == to) {
+                    let _ = n.handle(from, m);
+                }
+            }
+        }
+    }
+
+    fn tick(&mut self) {
+        self.now += 50;
+        for n in &mut self.nodes {
+            n.tick(self.now);
+        }
+        self.pump();
+    }
+
+    fn settle(&mut self) {
+        for _ in 0..200 {
+            self.tick();
+            if self.nodes.iter().all(Node::is_idle) {
+                return;
+            }
+        }
+    }
+}
+
+/// `keys` keys created and deleted at a three-leader cluster (each at a leader drawn in
+/// turn): what a node keeps of them before its peers hold the deletes, and after.
+pub fn churn(keys: u64, live: &dyn Fn() -> usize) -> Vec<Row> {
+    let base = live();
+    let mut trio = Trio::new();
+    let empty = live().saturating_sub(base);
+    let key = |k: u64| format!("session:{k:08}").into_bytes();
+    for start in (0..keys).step_by(64) {
+        let end = (start + 64).min(keys);
+        for k in start..end {
+            let _ = trio.nodes[(k % 3) as usize].write(&key(k), Op::set_insert(b"token".to_vec()));
+        }
+        // Replicated before the deletes, so that each delete observes its create.
+        trio.pump();
+        for k in start..end {
+            let _ = trio.nodes[((k + 1) % 3) as usize].write(&key(k), Op::Delete);
+        }
+        trio.pump();
+    }
+    let kept = trio.nodes[0].keyspace().deleted_entries();
+    let before = live().saturating_sub(base);
+    let (rss_before, state_before) = (rss_bytes(), trio.nodes[0].encode_state().len());
+    // Acknowledged everywhere, reported, collected.
+    for _ in 0..100 {
+        trio.tick();
+        if trio
+            .nodes
+            .iter()
+            .all(|n| n.keyspace().deleted_entries() == 0)
+        {
+            break;
+        }
+    }
+    let after = live().saturating_sub(base);
+    let left = trio.nodes[0].keyspace().deleted_entries();
+    let rss_after = rss_bytes();
+    let per_key = |heap: usize| heap.saturating_sub(empty) as f64 / 3.0 / keys as f64;
+    vec![
+        row(
+            &format!("churn: {keys} keys created and deleted, before the deletes are everywhere"),
+            format!(
+                "{kept} deleted entries per node, {:.0} B heap per deleted key per node; state {state_before} B encoded; process RSS {:.1} MB",
+                per_key(before),
+                rss_before as f64 / 1e6
+            ),
+            "",
+            None,
+        ),
+        row(
+            "churn: after every node holds the deletes",
+            format!(
+                "{left} deleted entries per node, {:.1} B heap per deleted key per node; state {} B encoded; process RSS {:.1} MB",
+                per_key(after),
+                trio.nodes[0].encode_state().len(),
+                rss_after as f64 / 1e6
+            ),
+            "0",
+            Some(left == 0 && per_key(after) < 1.0),
+        ),
+    ]
+}
+
 // ----- a hot key ----------------------------------------------------------------------
 
 /// `increments` increments of one key at a leader with two peers (all leaders, over TCP on
@@ -648,6 +785,12 @@ mod tests {
     #[test]
     fn the_write_path_replicates_every_write() {
         assert_eq!(write_path(500), 500);
+    }
+
+    #[test]
+    fn churn_leaves_nothing_behind() {
+        let rows = churn(300, &|| 0);
+        assert_eq!(rows[1].met, Some(true), "{:?}", rows[1]);
     }
 
     #[test]

@@ -29,7 +29,7 @@ struct Args {
     /// Smaller sizes (a run of about a minute).
     #[arg(long)]
     quick: bool,
-    /// Run one section: latency, idle, throughput, memory, hotkey, path.
+    /// Run one section: latency, idle, throughput, memory, churn, hotkey, path.
     #[arg(long)]
     only: Option<String>,
     /// Writes for `--only path`.
@@ -82,6 +82,10 @@ fn main() {
     if wants("memory") {
         let keys = if args.quick { 100_000 } else { 1_000_000 };
         rows.extend(bench::memory_per_key(keys, &live_bytes));
+    }
+    if wants("churn") {
+        let keys = if args.quick { 100_000 } else { 1_000_000 };
+        rows.extend(bench::churn(keys, &live_bytes));
     }
     if wants("hotkey") {
         rows.extend(rt.block_on(bench::hot_key(400_000, &live_bytes)));

@@ -117,6 +117,7 @@ impl<V: ReplicatedValue> DeltaLog<V> {
 
     /// Drops entries up to `seq`.
     pub(crate) fn drop_through(&mut self, seq: u64) {
+        let before = self.entries.len();
         while self.base <= seq {
             match self.entries.pop_front() {
                 Some(e) => {
@@ -126,6 +127,11 @@ impl<V: ReplicatedValue> DeltaLog<V> {
                 }
                 None => break,
             }
+        }
+        // After a burst the buffer's memory goes back, not just its entries.
+        let cap = self.entries.capacity();
+        if self.entries.len() < before && cap > 4096 && self.entries.len() < cap / 4 {
+            self.entries.shrink_to(self.entries.len() * 2);
         }
     }
 

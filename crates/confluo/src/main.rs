@@ -1,14 +1,16 @@
-//! The `confluo` binary: `confluo demo` shows three datacenters replicating over TCP through
-//! a partition; `confluo sim` runs the deterministic fault simulator.
+//! The `confluo` binary: `confluo serve --config FILE` runs a node that Redis clients talk
+//! to; `confluo check-config FILE` checks a config; `confluo demo` shows three datacenters
+//! replicating through a partition; `confluo sim` runs the deterministic fault simulator.
 
 mod demo;
+mod serve;
 mod sim;
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-/// Multi-leader replication over CRDTs: a demo and a fault simulator.
+/// Multi-leader replication over CRDTs: a Redis-protocol server, a demo and a fault simulator.
 #[derive(Parser, Debug)]
 #[command(name = "confluo", version, about)]
 struct Cli {
@@ -18,6 +20,11 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Runs a node: RESP clients on its client address, replication on its peer address.
+    /// SIGTERM or SIGINT drains it (writes refused, peers catch up) and exits 0.
+    Serve(serve::ServeArgs),
+    /// Checks a config file without starting anything; problems name their line.
+    CheckConfig(serve::CheckArgs),
     /// Three datacenters (leader + follower each) on 127.0.0.1 over TCP: concurrent
     /// conflicting writes, a partition, heal, convergence.
     Demo(demo::DemoArgs),
@@ -28,6 +35,8 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Serve(args) => serve::serve(args),
+        Command::CheckConfig(args) => serve::check(args),
         Command::Demo(args) => demo::run(args),
         Command::Sim(args) => sim::run(args),
     }

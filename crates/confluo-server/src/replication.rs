@@ -1,0 +1,158 @@
+//! Replication wiring: the config's members and topology become the node's links, the TCP
+//! transport and the driver. All transport construction is here, so that TLS and the
+//! peer allow-list plug in at one place.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use confluo_node::driver::{self, DriverOptions, DriverTask, NodeHandle};
+use confluo_node::{Config, Link, Message, NodeId, Topology, Value};
+use confluo_transport::{TcpConfig, TcpTransport};
+
+use crate::config::{Member, MemberRole, ServerConfig, TopologyName};
+use crate::error::ServerError;
+use crate::store::{self, NodeStorage};
+
+/// Who this node replicates with.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Plan {
+    /// Its outbound links.
+    pub(crate) links: Vec<Link>,
+    /// The leaders among them (the sites WAIT counts).
+    pub(crate) leader_peers: Vec<NodeId>,
+    /// For a follower, its leader.
+    pub(crate) leader: Option<NodeId>,
+    /// Every node it exchanges messages with (links out and in), with its peer address.
+    pub(crate) transport_peers: Vec<(NodeId, SocketAddr)>,
+}
+
+/// The outbound links of `member`: leaders link to each other by the topology (in order
+/// of node id) and to their followers; a follower links back to its leader.
+fn links_of(config: &ServerConfig, member: &Member) -> Vec<Link> {
+    let me = NodeId(member.id);
+    let id_of = |name: &str| config.member(name).map(|m| NodeId(m.id));
+    match &member.role {
+        MemberRole::Follower { leader } => id_of(leader)
+            .map(Link::back_to_leader)
+            .into_iter()
+            .collect(),
+        MemberRole::Leader => {
+            let mut leaders: Vec<NodeId> = config
+                .members()
+                .filter(|m| m.role == MemberRole::Leader)
+                .map(|m| NodeId(m.id))
+                .collect();
+            leaders.sort();
+            let topology = match &config.topology {
+                TopologyName::AllToAll => Topology::AllToAll,
+                TopologyName::Ring => Topology::Ring,
+                TopologyName::Star { hub } => Topology::Star {
+                    hub: id_of(hub).unwrap_or(me),
+                },
+            };
+            let mut links = topology.links(&leaders, me);
+            links.extend(
+                config
+                    .members()
+                    .filter(|m| matches!(&m.role, MemberRole::Follower { leader } if *leader == member.name))
+                    .map(|f| Link {
+                        peer: NodeId(f.id),
+                        relay: true,
+                    }),
+            );
+            links
+        }
+    }
+}
+
+/// This node's plan.
+pub(crate) fn plan(config: &ServerConfig) -> Plan {
+    let me = NodeId(config.node.id);
+    let links = links_of(config, &config.node);
+    let is_leader = |id: NodeId| {
+        config
+            .members()
+            .any(|m| m.id == id.0 && m.role == MemberRole::Leader)
+    };
+    let leader = match &config.node.role {
+        MemberRole::Follower { leader } => config.member(leader).map(|m| NodeId(m.id)),
+        MemberRole::Leader => None,
+    };
+    // A follower makes no writes, so there is nothing for WAIT to count.
+    let leader_peers = match leader {
+        Some(_) => Vec::new(),
+        None => links
+            .iter()
+            .map(|l| l.peer)
+            .filter(|&p| is_leader(p))
+            .collect(),
+    };
+    let transport_peers = config
+        .peers
+        .iter()
+        .filter(|p| {
+            links.iter().any(|l| l.peer.0 == p.id)
+                || links_of(config, p).iter().any(|l| l.peer == me)
+        })
+        .map(|p| (NodeId(p.id), p.peer_addr))
+        .collect();
+    Plan {
+        links,
+        leader_peers,
+        leader,
+        transport_peers,
+    }
+}
+
+/// Binds the transport and starts the node on `storage`; returns its handle, its task and
+/// the bound peer address.
+pub(crate) async fn start(
+    config: &ServerConfig,
+    plan: &Plan,
+    storage: NodeStorage,
+) -> Result<(NodeHandle<Value>, DriverTask<NodeStorage>, SocketAddr), ServerError> {
+    let me = NodeId(config.node.id);
+    let mut tcp = TcpConfig::new(me, config.cluster_id, config.node.peer_addr);
+    for &(id, addr) in &plan.transport_peers {
+        tcp = tcp.with_peer(id, addr);
+    }
+    let transport: TcpTransport<Message> = TcpTransport::bind(tcp).await?;
+    let peer_addr = transport.local_addr();
+    let replica = store::replica_for_new_node(me);
+    let node_config = match plan.leader {
+        Some(leader) => Config::follower(me, replica, leader),
+        None => Config::leader(me, replica).with_links(plan.links.clone()),
+    };
+    let (handle, task) = driver::start(
+        node_config,
+        Arc::new(transport),
+        storage,
+        DriverOptions::default(),
+    )?;
+    Ok((handle, task, peer_addr))
+}
+
+/// A lone leader over an in-memory transport and storage, syncing inline: what the fuzz
+/// target's sessions run against.
+#[cfg(feature = "fuzzing")]
+pub(crate) fn start_in_memory(
+    config: &ServerConfig,
+) -> (NodeHandle<Value>, DriverTask<confluo_node::MemoryStorage>) {
+    use confluo_transport::MemoryNetwork;
+    let me = NodeId(config.node.id);
+    let network: MemoryNetwork<Message> = MemoryNetwork::new();
+    let transport = network
+        .join(me)
+        .expect("a fresh network has room for one node");
+    let node = confluo_node::Node::new(Config::leader(me, store::replica_for_new_node(me)));
+    let options = DriverOptions {
+        sync: driver::SyncMode::Inline,
+        ..DriverOptions::default()
+    };
+    driver::spawn(
+        node,
+        Arc::new(transport),
+        confluo_node::MemoryStorage::new(),
+        options,
+    )
+}

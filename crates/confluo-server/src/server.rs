@@ -1,0 +1,223 @@
+//! [`Server`]: opens the storage, starts the transport and the node, accepts clients (at
+//! most `max_clients`, as a semaphore), and on shutdown drains: writes are refused, reads go
+//! on, the peers receive every acknowledged write (or the drain timeout passes), then the
+//! sessions close and the node stops with its storage synced.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use confluo_node::Value;
+use confluo_node::driver::{DriverError, DriverTask, NodeHandle};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use crate::config::ServerConfig;
+use crate::db::DbHandle;
+use crate::error::ServerError;
+use crate::replication;
+use crate::session::Session;
+use crate::shared::{Shared, Stats};
+use crate::shutdown::{Phase, PhaseSender, phases};
+use crate::store::{self, NodeStorage};
+
+/// How long stopped sessions may take to finish their batch and flush.
+const SESSION_GRACE: Duration = Duration::from_secs(5);
+
+/// How a server's shutdown went.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ShutdownReport {
+    /// Whether every peer held every acknowledged write before the node stopped.
+    pub drained: bool,
+    /// The peers that did not (when the drain timeout passed first).
+    pub behind: Vec<u64>,
+}
+
+/// A bound server, ready to [`serve`](Server::serve).
+#[derive(Debug)]
+pub struct Server {
+    shared: Arc<Shared>,
+    phase: PhaseSender,
+    listener: TcpListener,
+    handle: NodeHandle<Value>,
+    task: DriverTask<NodeStorage>,
+}
+
+impl Server {
+    /// Binds, serves until `shutdown` resolves, then drains and stops (see
+    /// [`Server::serve`]).
+    pub async fn run(
+        config: ServerConfig,
+        shutdown: impl Future,
+    ) -> Result<ShutdownReport, ServerError> {
+        Server::bind(config).await?.serve(shutdown).await
+    }
+
+    /// Opens the storage, binds the client listener and the replication transport, and
+    /// starts the node. Port 0 in an address binds a free port ([`client_addr`] and
+    /// [`peer_addr`] tell which).
+    ///
+    /// [`client_addr`]: Server::client_addr
+    /// [`peer_addr`]: Server::peer_addr
+    pub async fn bind(config: ServerConfig) -> Result<Server, ServerError> {
+        let addr = config.node.client_addr;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| ServerError::Bind {
+                what: "clients",
+                addr,
+                source,
+            })?;
+        let client_addr = listener.local_addr().map_err(|source| ServerError::Bind {
+            what: "clients",
+            addr,
+            source,
+        })?;
+        let storage = store::open(&config.data_dir)?;
+        let plan = replication::plan(&config);
+        let (handle, task, peer_addr) = replication::start(&config, &plan, storage).await?;
+        let leader_client = plan
+            .leader
+            .and_then(|l| config.members().find(|m| m.id == l.0))
+            .map(|m| m.client_addr);
+        let (phase, watch) = phases();
+        let shared = Arc::new(Shared {
+            config,
+            client_addr,
+            peer_addr,
+            leader_client,
+            leader_peers: plan.leader_peers,
+            started: Instant::now(),
+            stats: Stats::default(),
+            phase: watch,
+        });
+        tracing::info!(clients = %client_addr, peers = %peer_addr, node = shared.config.node.id, "confluo serving");
+        Ok(Server {
+            shared,
+            phase,
+            listener,
+            handle,
+            task,
+        })
+    }
+
+    /// Where clients connect.
+    pub fn client_addr(&self) -> SocketAddr {
+        self.shared.client_addr
+    }
+
+    /// Where peers connect.
+    pub fn peer_addr(&self) -> SocketAddr {
+        self.shared.peer_addr
+    }
+
+    /// Serves clients until `shutdown` resolves (the binary passes SIGTERM and SIGINT, a
+    /// test a oneshot), then drains: writes are refused with `-READONLY`, reads go on, and
+    /// the node waits until every peer holds every write acknowledged here, or until the
+    /// config's drain timeout passes. Then sessions finish the batch they are in and close,
+    /// and the node stops once its last sync is done. Fails if the node stops on its own
+    /// (a storage failure).
+    pub async fn serve(mut self, shutdown: impl Future) -> Result<ShutdownReport, ServerError> {
+        let permits = Arc::new(Semaphore::new(self.shared.config.limits.max_clients));
+        let mut sessions = JoinSet::new();
+        let mut shutdown = std::pin::pin!(shutdown);
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => break,
+                accepted = self.listener.accept() => self.admit(accepted, &permits, &mut sessions).await,
+                stopped = &mut self.task => return Err(node_stopped(stopped)),
+            }
+        }
+        self.phase.set(Phase::Draining);
+        tracing::info!("draining: writes are refused while the peers catch up");
+        let drain = self.handle.drain(self.shared.config.drain_timeout);
+        let mut drain = std::pin::pin!(drain);
+        let report = loop {
+            tokio::select! {
+                report = &mut drain => break report,
+                accepted = self.listener.accept() => self.admit(accepted, &permits, &mut sessions).await,
+            }
+        };
+        self.phase.set(Phase::Stopped);
+        drop(self.listener);
+        let _ = tokio::time::timeout(SESSION_GRACE, async {
+            while sessions.join_next().await.is_some() {}
+        })
+        .await;
+        sessions.abort_all();
+        let _ = self.handle.shutdown().await;
+        match self.task.await {
+            Ok(Ok(_storage)) => {}
+            Ok(Err(e)) => return Err(ServerError::Node(e)),
+            Err(_) => return Err(ServerError::Node(DriverError::Stopped)),
+        }
+        let report = match report {
+            Ok(r) => ShutdownReport {
+                drained: r.complete,
+                behind: r.behind.iter().map(|p| p.0).collect(),
+            },
+            Err(_) => ShutdownReport {
+                drained: false,
+                behind: Vec::new(),
+            },
+        };
+        if report.drained {
+            tracing::info!("drained: every peer holds every acknowledged write");
+        } else {
+            tracing::warn!(behind = ?report.behind, "drain timed out: these peers may lack acknowledged writes");
+        }
+        Ok(report)
+    }
+
+    /// Starts a session for an accepted client, or refuses it when `max_clients` are
+    /// connected (with Redis's error, as Redis does).
+    async fn admit(
+        &self,
+        accepted: std::io::Result<(TcpStream, SocketAddr)>,
+        permits: &Arc<Semaphore>,
+        sessions: &mut JoinSet<()>,
+    ) {
+        while sessions.try_join_next().is_some() {}
+        let (stream, addr) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                // Out of file descriptors, most likely: back off instead of spinning.
+                tracing::debug!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                return;
+            }
+        };
+        let stats = &self.shared.stats;
+        let Ok(permit) = Arc::clone(permits).try_acquire_owned() else {
+            stats.rejected.fetch_add(1, Ordering::Relaxed);
+            let line = format!("-{}\r\n", crate::reply::RespError::MaxClients);
+            let _ = stream.try_write(line.as_bytes());
+            return;
+        };
+        let _ = stream.set_nodelay(true);
+        stats.accepted.fetch_add(1, Ordering::Relaxed);
+        stats.connected.fetch_add(1, Ordering::Relaxed);
+        let db = DbHandle::new(self.handle.clone(), Arc::clone(&self.shared));
+        let shared = Arc::clone(&self.shared);
+        sessions.spawn(async move {
+            Session::new(stream, Some(addr), db, Arc::clone(&shared))
+                .run()
+                .await;
+            shared.stats.connected.fetch_sub(1, Ordering::Relaxed);
+            drop(permit);
+        });
+    }
+}
+
+fn node_stopped(
+    result: Result<Result<NodeStorage, DriverError>, tokio::task::JoinError>,
+) -> ServerError {
+    match result {
+        Ok(Err(e)) => ServerError::Node(e),
+        _ => ServerError::Node(DriverError::Stopped),
+    }
+}

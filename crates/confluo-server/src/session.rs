@@ -1,0 +1,298 @@
+//! One client: read a batch of requests, parse each into a command, run the node's commands
+//! of the batch in one round trip to the node's task, wait until the writes among them are
+//! durable, then encode every reply in order. Per-client state (protocol version, name, the
+//! dot of its last write for WAIT) lives in [`ClientState`].
+//!
+//! A pipeline is one batch: the replies of a batch are sent together, after its last write
+//! is durable, so a reply never announces a write that a crash could still lose. Commands
+//! that change the session (HELLO, CLIENT SETNAME, QUIT) or block (WAIT) split the batch:
+//! what came before them runs first.
+
+use std::net::SocketAddr;
+use std::pin::pin;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use crate::cmd::{self, Command, NodeCommand, SessionCommand, replication::Wait};
+use crate::connection::{Connection, Ended};
+use crate::db::{DbHandle, Dot};
+use crate::frame::{self, Proto, Request};
+use crate::reply::{Reply, RespError};
+use crate::shared::Shared;
+
+/// Requests taken from the input at once, at most (bounds one round trip's work).
+const MAX_BATCH: usize = 1024;
+/// How long a closing connection may take to flush its last replies.
+const CLOSE_FLUSH: Duration = Duration::from_secs(2);
+
+/// What a client has set up on its connection.
+#[derive(Debug)]
+pub(crate) struct ClientState {
+    /// `CLIENT ID`.
+    pub(crate) id: u64,
+    /// Its address, if it has one.
+    pub(crate) addr: Option<SocketAddr>,
+    /// `CLIENT SETNAME`.
+    pub(crate) name: Option<Bytes>,
+    /// `CLIENT SETINFO LIB-NAME`.
+    pub(crate) lib_name: Option<Bytes>,
+    /// `CLIENT SETINFO LIB-VER`.
+    pub(crate) lib_ver: Option<Bytes>,
+    /// RESP2 until `HELLO 3`.
+    pub(crate) proto: Proto,
+    /// The dot of its last write that changed something: WAIT waits for it.
+    pub(crate) last_dot: Option<Dot>,
+    /// QUIT was sent: close once the reply is out.
+    pub(crate) quit: bool,
+}
+
+impl ClientState {
+    pub(crate) fn new(id: u64, addr: Option<SocketAddr>) -> Self {
+        ClientState {
+            id,
+            addr,
+            name: None,
+            lib_name: None,
+            lib_ver: None,
+            proto: Proto::Resp2,
+            last_dot: None,
+            quit: false,
+        }
+    }
+
+    /// The `CLIENT INFO` line.
+    pub(crate) fn describe(&self) -> String {
+        let text = |b: &Option<Bytes>| {
+            b.as_deref()
+                .map(|b| String::from_utf8_lossy(b).into_owned())
+                .unwrap_or_default()
+        };
+        format!(
+            "id={} addr={} name={} db=0 lib-name={} lib-ver={} resp={}\n",
+            self.id,
+            self.addr.map_or_else(String::new, |a| a.to_string()),
+            text(&self.name),
+            text(&self.lib_name),
+            text(&self.lib_ver),
+            if self.proto == Proto::Resp3 { 3 } else { 2 },
+        )
+    }
+
+    /// RESET: back to a fresh connection's settings (the writes made stay this client's).
+    pub(crate) fn reset(&mut self) {
+        self.name = None;
+        self.proto = Proto::Resp2;
+    }
+}
+
+/// An item of a batch on its way to the node: a command to run there, or a reply known
+/// already (kept in place so that replies stay in order).
+#[derive(Debug)]
+enum Item {
+    Node(NodeCommand),
+    Ready(Reply),
+}
+
+/// A client connection being served.
+pub(crate) struct Session<S> {
+    conn: Connection<S>,
+    client: ClientState,
+    db: DbHandle,
+    shared: Arc<Shared>,
+    batch: Vec<Request>,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
+    pub(crate) fn new(
+        stream: S,
+        addr: Option<SocketAddr>,
+        db: DbHandle,
+        shared: Arc<Shared>,
+    ) -> Self {
+        let id = shared.stats.next_client_id();
+        Session {
+            conn: Connection::new(stream, &shared.config.limits),
+            client: ClientState::new(id, addr),
+            db,
+            shared,
+            batch: Vec::new(),
+        }
+    }
+
+    /// Serves the client until it leaves, breaks a rule, or the server stops.
+    pub(crate) async fn run(mut self) {
+        let ended = self.serve().await;
+        let stats = &self.shared.stats;
+        match &ended {
+            Err(Ended::Protocol) => {
+                stats.protocol_errors.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(Ended::QueryBuffer | Ended::OutputBuffer) => {
+                stats.buffer_disconnects.fetch_add(1, Ordering::Relaxed);
+            }
+            _ => {}
+        }
+        // A client that does not read gets nothing more; the others get their last replies.
+        if !matches!(
+            ended,
+            Err(Ended::OutputBuffer | Ended::Io(_) | Ended::Closed)
+        ) {
+            let _ = tokio::time::timeout(CLOSE_FLUSH, self.conn.close()).await;
+        }
+        if let Err(e) = ended {
+            // A client can make this happen at will: debug, not warn.
+            tracing::debug!(client = self.client.id, reason = %e, "client connection ended");
+        }
+    }
+
+    async fn serve(&mut self) -> Result<(), Ended> {
+        let mut phase = self.shared.phase.clone();
+        loop {
+            tokio::select! {
+                biased;
+                read = self.conn.read_requests(&mut self.batch, MAX_BATCH) => read?,
+                () = phase.stopped() => return Ok(()),
+            }
+            self.run_batch().await?;
+            if self.client.quit {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Runs the batch of requests read, in order.
+    async fn run_batch(&mut self) -> Result<(), Ended> {
+        let mut batch = std::mem::take(&mut self.batch);
+        self.shared
+            .stats
+            .commands
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        let mut group = Vec::with_capacity(batch.len());
+        for request in batch.drain(..) {
+            match cmd::parse(request) {
+                Ok(Command::Node(c)) => group.push(Item::Node(c)),
+                Ok(Command::Ready(r)) => group.push(Item::Ready(r)),
+                Err(e) => group.push(Item::Ready(Reply::Error(e))),
+                Ok(Command::Session(c)) => {
+                    self.run_group(&mut group).await?;
+                    let reply = self.run_session(c).await?;
+                    self.send(&reply)?;
+                    if self.client.quit {
+                        // Redis closes after QUIT's reply; what followed is not run.
+                        break;
+                    }
+                }
+            }
+        }
+        self.run_group(&mut group).await?;
+        // Keep the allocation for the next batch.
+        self.batch = batch;
+        self.batch.clear();
+        Ok(())
+    }
+
+    /// Runs a group of node commands in one round trip, awaits their writes, sends the
+    /// replies.
+    async fn run_group(&mut self, group: &mut Vec<Item>) -> Result<(), Ended> {
+        if group.iter().all(|i| matches!(i, Item::Ready(_))) {
+            for item in group.drain(..) {
+                if let Item::Ready(r) = item {
+                    self.send(&r)?;
+                }
+            }
+            return Ok(());
+        }
+        let items = std::mem::take(group);
+        let count = items.len();
+        let outcome = self
+            .db
+            .run(move |db| {
+                let mut replies = Vec::with_capacity(items.len());
+                for item in items {
+                    let reply = match item {
+                        Item::Ready(r) => r,
+                        Item::Node(c) => c.execute(db).into(),
+                    };
+                    replies.push((reply, db.writes()));
+                }
+                replies
+            })
+            .await;
+        let (replies, durables) = match outcome {
+            Ok(done) => done,
+            Err(e) => {
+                for _ in 0..count {
+                    self.send(&Reply::Error(e.clone()))?;
+                }
+                return Ok(());
+            }
+        };
+        let mut durables = durables.into_iter();
+        let mut awaited = 0;
+        let mut failed: Option<RespError> = None;
+        for (reply, writes) in replies {
+            // Every write before this reply must be durable before it goes out.
+            while awaited < writes {
+                awaited += 1;
+                let Some(durable) = durables.next() else {
+                    break;
+                };
+                match durable.await {
+                    Ok(Some(dot)) => self.client.last_dot = Some(dot),
+                    Ok(None) => {}
+                    Err(e) => {
+                        failed.get_or_insert(RespError::from_driver(e, self.shared.leader_client));
+                    }
+                }
+            }
+            match &failed {
+                // The node stopped: no later reply can be trusted to be durable.
+                Some(e) => self.send(&Reply::Error(e.clone()))?,
+                None => self.send(&reply)?,
+            }
+        }
+        if failed.is_some() {
+            self.client.quit = true;
+        }
+        Ok(())
+    }
+
+    /// Encodes a reply; fails once the client lets too much pile up.
+    fn send(&mut self, reply: &Reply) -> Result<(), Ended> {
+        frame::encode(reply, self.client.proto, self.conn.output());
+        self.conn.check_output()
+    }
+
+    async fn run_session(&mut self, c: SessionCommand) -> Result<Reply, Ended> {
+        Ok(match c {
+            SessionCommand::Connection(c) => c.execute(&mut self.client, &self.shared),
+            SessionCommand::Config(c) => c.execute(&self.shared),
+            SessionCommand::Wait(w) => self.wait(w).await?,
+        })
+    }
+
+    /// WAIT: blocks this client (not the others) until enough sites hold its last write,
+    /// reading meanwhile so that a client that disconnects is noticed.
+    async fn wait(&mut self, w: Wait) -> Result<Reply, Ended> {
+        let Some(dot) = self.client.last_dot else {
+            // No write to wait for: every site holds all of this client's writes.
+            return Ok(Reply::Int(self.shared.leader_peers.len() as i64));
+        };
+        let db = self.db.clone();
+        let stats = &self.shared.stats;
+        stats.blocked.fetch_add(1, Ordering::Relaxed);
+        let mut waiting = pin!(db.wait(dot, w.sites, w.timeout));
+        let outcome = loop {
+            tokio::select! {
+                n = &mut waiting => break Ok(n),
+                read = self.conn.fill() => if let Err(e) = read { break Err(e) },
+            }
+        };
+        stats.blocked.fetch_sub(1, Ordering::Relaxed);
+        Ok(Reply::Int(outcome? as i64))
+    }
+}

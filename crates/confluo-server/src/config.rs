@@ -122,17 +122,11 @@ impl ServerConfig {
             path: path.to_path_buf(),
             source,
         })?;
-        let mut config = ServerConfig::parse(&text, path.parent())?;
-        if config.data_dir.is_relative() {
-            if let Some(dir) = path.parent() {
-                config.data_dir = dir.join(&config.data_dir);
-            }
-        }
-        Ok(config)
+        ServerConfig::parse(&text, path.parent())
     }
 
-    /// Parses and checks a config. `base` is the directory relative data directories are
-    /// checked against (`None`: the working directory).
+    /// Parses and checks a config. A relative data directory is taken relative to `base`
+    /// (`None`: the working directory).
     pub fn parse(text: &str, base: Option<&Path>) -> Result<ServerConfig, ConfigError> {
         let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Invalid {
             problems: vec![problem(
@@ -337,7 +331,7 @@ impl Check<'_> {
         if let Err(why) = usable_dir(&full) {
             self.at(dir.span(), format!("data_dir {}: {why}", full.display()));
         }
-        Some(path.clone())
+        Some(full)
     }
 
     /// Ids, names and addresses must be unique.

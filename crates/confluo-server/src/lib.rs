@@ -29,8 +29,6 @@
 //!     "#,
 //!     Some(dir.path()),
 //! )?;
-//! # let mut config = config;
-//! # config.data_dir = dir.path().join("data");
 //!
 //! let runtime = tokio::runtime::Runtime::new()?;
 //! let server = runtime.block_on(Server::bind(config))?;

@@ -1,22 +1,20 @@
-//! `confluo demo`: three datacenters in one process, each a leader and a follower, over TCP
-//! on 127.0.0.1, running the node's tokio driver.
-//!
-//! The partition is made in a thin transport wrapper ([`Cuttable`]): messages between the
-//! two sides are dropped when sent and when received, as a network would lose them; the TCP
-//! connections themselves stay open.
+//! `confluo demo`: three datacenters, each a leader and a follower, run as confluo servers on
+//! 127.0.0.1 with data directories in a temporary directory. Every write goes over RESP
+//! through the `redis` crate, as an application's would. The links between datacenters run
+//! through small TCP proxies the demo owns ([`Proxy`]), which is how it partitions dc3
+//! away and heals it without touching the servers.
 
-use std::collections::BTreeSet;
+use std::net::SocketAddr;
 use std::process::ExitCode;
-use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use clap::Args;
-use confluo_crdt::ReplicaId;
-use confluo_node::driver::{self, DriverError, DriverOptions, NodeHandle};
-use confluo_node::{Config, Link, MemoryStorage, Message, Op, Topology, Value};
-use confluo_transport::{
-    NodeId, PeerStats, RecvError, SendError, TcpConfig, TcpTransport, Transport,
-};
+use confluo_server::proxy::Proxy;
+use confluo_server::{Server, ServerConfig, ServerError, ShutdownReport};
+use redis::AsyncCommands;
+use redis::aio::MultiplexedConnection;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
 
 /// `confluo demo` options.
 #[derive(Args, Debug)]
@@ -27,74 +25,46 @@ pub struct DemoArgs {
     /// How long to wait for convergence after each phase, in seconds.
     #[arg(long, default_value_t = 20)]
     timeout_secs: u64,
+    /// Leave the cluster running after the demo (until Ctrl-C), and print redis-cli
+    /// commands to try against each leader.
+    #[arg(long)]
+    keep_running: bool,
 }
 
-/// The directed links currently cut, shared by every node's transport.
-type Cuts = Arc<RwLock<BTreeSet<(NodeId, NodeId)>>>;
+const COUNTER: &str = "visits";
+const SET: &str = "tags";
+const REGISTER: &str = "owner";
+const SIBLINGS: &str = "owners";
 
-/// A transport whose traffic to and from some peers can be cut.
-struct Cuttable<T> {
-    inner: T,
-    cuts: Cuts,
-}
-
-impl<T> Cuttable<T> {
-    fn is_cut(&self, from: NodeId, to: NodeId) -> bool {
-        self.cuts
-            .read()
-            .map(|c| c.contains(&(from, to)))
-            .unwrap_or(false)
-    }
-}
-
-impl<T: Transport<Message>> Transport<Message> for Cuttable<T> {
-    fn local_id(&self) -> NodeId {
-        self.inner.local_id()
-    }
-
-    fn try_send(&self, to: NodeId, msg: &Message) -> Result<(), SendError> {
-        if self.is_cut(self.local_id(), to) {
-            // Lost in the partition: the node resends what is not acknowledged.
-            return Ok(());
-        }
-        self.inner.try_send(to, msg)
-    }
-
-    async fn send(&self, to: NodeId, msg: &Message) -> Result<(), SendError> {
-        if self.is_cut(self.local_id(), to) {
-            return Ok(());
-        }
-        self.inner.send(to, msg).await
-    }
-
-    async fn recv(&self) -> Result<(NodeId, Message), RecvError> {
-        loop {
-            let (from, m) = self.inner.recv().await?;
-            if !self.is_cut(from, self.local_id()) {
-                return Ok((from, m));
-            }
-        }
-    }
-
-    fn peer_stats(&self) -> Vec<PeerStats> {
-        self.inner.peer_stats()
-    }
-
-    async fn shutdown(&self) {
-        self.inner.shutdown().await
-    }
+/// Why the demo stopped early.
+#[derive(Debug, thiserror::Error)]
+enum DemoError {
+    #[error("server: {0}")]
+    Server(#[from] ServerError),
+    #[error("redis client: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
 }
 
 /// One node of the demo.
 struct Replica {
     name: String,
-    id: NodeId,
-    handle: NodeHandle,
+    dc: usize,
+    leader: bool,
+    client: SocketAddr,
+    con: MultiplexedConnection,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<Result<ShutdownReport, ServerError>>,
 }
 
-const COUNTER: &[u8] = b"visits";
-const SET: &[u8] = b"tags";
-const REGISTER: &[u8] = b"owner";
+/// The running cluster: six servers, the proxies between datacenters, their directory.
+struct Cluster {
+    replicas: Vec<Replica>,
+    /// (datacenter of the dialing node, datacenter of the dialed node, proxy).
+    proxies: Vec<(usize, usize, Proxy)>,
+    dir: tempfile::TempDir,
+}
 
 /// Runs the demo.
 pub fn run(args: DemoArgs) -> ExitCode {
@@ -119,240 +89,271 @@ pub fn run(args: DemoArgs) -> ExitCode {
     }
 }
 
-/// Why the demo stopped early.
-#[derive(Debug, thiserror::Error)]
-enum DemoError {
-    #[error("transport: {0}")]
-    Transport(#[from] confluo_transport::TransportError),
-    #[error("node: {0}")]
-    Driver(#[from] DriverError),
-    #[error("bad address: {0}")]
-    Addr(#[from] std::net::AddrParseError),
+async fn demo(args: DemoArgs) -> Result<bool, DemoError> {
+    let mut cluster = start_cluster().await?;
+    let expected = script(&mut cluster, &args).await?;
+    let ok = verdict(
+        &mut cluster,
+        expected,
+        Duration::from_secs(args.timeout_secs),
+    )
+    .await?;
+    if args.keep_running {
+        keep_running(&cluster).await;
+    }
+    stop(cluster).await;
+    Ok(ok)
 }
 
-async fn demo(args: DemoArgs) -> Result<bool, DemoError> {
-    let cuts: Cuts = Arc::new(RwLock::new(BTreeSet::new()));
-    let ids: Vec<NodeId> = (1..=6).map(NodeId).collect();
-    let mut tcps = Vec::new();
-    for &id in &ids {
-        let t: TcpTransport<Message> =
-            TcpTransport::bind(TcpConfig::new(id, 0xc0f1, "127.0.0.1:0".parse()?)).await?;
-        tcps.push(t);
+/// A free port on 127.0.0.1 (bound and released: the server binds it right after).
+fn free_port() -> std::io::Result<SocketAddr> {
+    std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()
+}
+
+/// The config file of node `me` among `nodes` (name, dc, leader?, client, peer), where
+/// `peer_of(me, other)` is the address `me` dials `other` at.
+fn config_text(
+    me: usize,
+    nodes: &[(String, usize, bool, SocketAddr, SocketAddr)],
+    peer_of: impl Fn(usize, usize) -> SocketAddr,
+    data_dir: &std::path::Path,
+) -> String {
+    let entry = |i: usize, peer: SocketAddr| {
+        let (name, dc, leader, client, _) = &nodes[i];
+        let role = if *leader {
+            "role = \"leader\"".to_string()
+        } else {
+            format!("role = \"follower\"\nleader = \"dc{dc}-leader\"")
+        };
+        format!(
+            "name = \"{name}\"\nid = {}\ndatacenter = \"dc{dc}\"\n{role}\nclient_addr = \"{client}\"\npeer_addr = \"{peer}\"\n",
+            i + 1
+        )
+    };
+    let mut text = format!(
+        "cluster_id = 0xC0F1\ntopology = \"all-to-all\"\n\n[node]\n{}data_dir = \"{}\"\n",
+        entry(me, nodes[me].4),
+        data_dir.join(&nodes[me].0).display()
+    );
+    for other in (0..nodes.len()).filter(|&o| o != me) {
+        text.push_str(&format!(
+            "\n[[peers]]\n{}",
+            entry(other, peer_of(me, other))
+        ));
     }
-    for a in &tcps {
-        for b in &tcps {
-            if a.local_id() != b.local_id() {
-                a.add_peer(b.local_id(), b.local_addr());
+    text
+}
+
+/// Starts the six servers, the links between datacenters through proxies.
+async fn start_cluster() -> Result<Cluster, DemoError> {
+    let dir = tempfile::tempdir()?;
+    let mut nodes = Vec::new();
+    for dc in 1..=3 {
+        for leader in [true, false] {
+            let name = format!("dc{dc}-{}", if leader { "leader" } else { "follower" });
+            nodes.push((name, dc, leader, free_port()?, free_port()?));
+        }
+    }
+    let mut proxies = Vec::new();
+    let mut routes = Vec::new();
+    for (a, na) in nodes.iter().enumerate() {
+        for (b, nb) in nodes.iter().enumerate() {
+            if na.1 != nb.1 {
+                let p = Proxy::start("127.0.0.1:0".parse().expect("an address"), nb.4).await?;
+                routes.push((a, b, p.addr()));
+                proxies.push((na.1, nb.1, p));
             }
         }
     }
-    let leaders = [NodeId(1), NodeId(3), NodeId(5)];
-    println!("confluo demo: three datacenters on 127.0.0.1, each a leader and a follower");
+    let peer_of = |a: usize, b: usize| {
+        routes
+            .iter()
+            .find(|r| r.0 == a && r.1 == b)
+            .map_or(nodes[b].4, |r| r.2)
+    };
+    println!("confluo demo: three datacenters on 127.0.0.1, each a leader and a follower,");
+    println!("  as confluo servers; every write below is sent over RESP by a Redis client");
     let mut replicas = Vec::new();
-    let mut tasks = Vec::new();
-    for (i, tcp) in tcps.into_iter().enumerate() {
-        let id = ids[i];
-        let dc = i / 2 + 1;
-        let is_leader = i % 2 == 0;
-        let name = format!("dc{dc}-{}", if is_leader { "leader" } else { "follower" });
-        println!("  {name:<14} node {id} listening on {}", tcp.local_addr());
-        let config = if is_leader {
-            let mut links = Topology::AllToAll.links(&leaders, id);
-            links.push(Link {
-                peer: ids[i + 1],
-                relay: true,
-            });
-            Config::leader(id, ReplicaId(id.0)).with_links(links)
-        } else {
-            Config::follower(id, ReplicaId(id.0), ids[i - 1])
-        };
-        let transport = Arc::new(Cuttable {
-            inner: tcp,
-            cuts: cuts.clone(),
+    for (i, (name, dc, leader, client, _)) in nodes.iter().enumerate() {
+        let text = config_text(i, &nodes, peer_of, dir.path());
+        let config = ServerConfig::parse(&text, None).map_err(ServerError::Config)?;
+        let server = Server::bind(config).await?;
+        println!(
+            "  {name:<14} node {} clients on {client}, peers on {}",
+            i + 1,
+            server.peer_addr()
+        );
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(server.serve(async move {
+            let _ = stopped.await;
+        }));
+        let con = redis::Client::open(format!("redis://{client}/"))?
+            .get_multiplexed_async_connection()
+            .await?;
+        replicas.push(Replica {
+            name: name.clone(),
+            dc: *dc,
+            leader: *leader,
+            client: *client,
+            con,
+            stop: Some(stop),
+            task,
         });
-        let options = DriverOptions {
-            tick: Duration::from_millis(20),
-            ..DriverOptions::default()
-        };
-        let (handle, task) = driver::start(config, transport, MemoryStorage::new(), options)?;
-        replicas.push(Replica { name, id, handle });
-        tasks.push(task);
     }
-    let leader_of = |dc: usize| &replicas[2 * (dc - 1)].handle;
-    let timeout = Duration::from_secs(args.timeout_secs);
-    let mut increments = 0u64;
+    Ok(Cluster {
+        replicas,
+        proxies,
+        dir,
+    })
+}
 
+impl Cluster {
+    fn leader(&self, dc: usize) -> MultiplexedConnection {
+        self.replicas
+            .iter()
+            .find(|r| r.dc == dc && r.leader)
+            .map(|r| r.con.clone())
+            .expect("every datacenter has a leader")
+    }
+
+    /// Cuts or heals every link between `dc` and the other datacenters.
+    fn partition(&self, dc: usize, cut: bool) {
+        for (a, b, p) in &self.proxies {
+            if *a == dc || *b == dc {
+                if cut { p.cut() } else { p.heal() }
+            }
+        }
+    }
+}
+
+/// The writes: concurrent conflicting ones at every leader, then a partition of dc3 with
+/// both sides writing, then the heal. Returns the counter's expected total.
+async fn script(cluster: &mut Cluster, args: &DemoArgs) -> Result<i64, DemoError> {
+    let n = args.increments;
+    let timeout = Duration::from_secs(args.timeout_secs);
     println!("\n== 1. concurrent conflicting writes at all three leaders");
     println!(
-        "   each leader increments {COUNTER:?} {} times, adds its own tag and \"shared\" to {SET:?}, and writes {REGISTER:?}",
-        args.increments,
-        COUNTER = s(COUNTER),
-        SET = s(SET),
-        REGISTER = s(REGISTER),
+        "   each leader: INCR {COUNTER} x{n}, SADD {SET} dc<N> shared, SET {REGISTER} dc<N>, CONFLUO.MVSET {SIBLINGS} dc<N>"
     );
-    let mut writers = Vec::new();
-    for dc in 1..=3 {
-        let h = leader_of(dc).clone();
-        let n = args.increments;
-        writers.push(tokio::spawn(async move {
-            for _ in 0..n {
-                h.write(COUNTER.to_vec(), Op::counter_add(1)).await?;
-            }
-            h.write(SET.to_vec(), Op::set_insert(format!("dc{dc}").into_bytes()))
-                .await?;
-            h.write(SET.to_vec(), Op::set_insert(b"shared".to_vec()))
-                .await?;
-            h.write(
-                REGISTER.to_vec(),
-                Op::lww_write(format!("dc{dc}").into_bytes()),
-            )
-            .await?;
-            h.write(
-                REGISTER.to_vec(),
-                Op::mv_write(format!("dc{dc}").into_bytes()),
-            )
-            .await?;
-            Ok::<(), DriverError>(())
-        }));
-    }
+    let writers: Vec<_> = (1..=3)
+        .map(|dc| {
+            let mut con = cluster.leader(dc);
+            tokio::spawn(async move {
+                for _ in 0..n {
+                    let _: i64 = con.incr(COUNTER, 1).await?;
+                }
+                let _: i64 = con.sadd(SET, &[format!("dc{dc}"), "shared".into()]).await?;
+                let _: () = con.set(REGISTER, format!("dc{dc}")).await?;
+                let _: () = redis::cmd("CONFLUO.MVSET")
+                    .arg(SIBLINGS)
+                    .arg(format!("dc{dc}"))
+                    .query_async(&mut con)
+                    .await?;
+                Ok::<(), redis::RedisError>(())
+            })
+        })
+        .collect();
     for w in writers {
-        w.await.map_err(|_| DriverError::Stopped)??;
+        w.await
+            .map_err(|e| std::io::Error::other(e.to_string()))??;
     }
-    increments += 3 * args.increments;
-    let mut ok = converge(&replicas, timeout, "after the concurrent writes").await?;
-    show(&replicas).await?;
+    converge(cluster, timeout, "after the concurrent writes").await?;
+    show(cluster).await?;
 
-    println!("\n== 2. partition: dc3 (nodes 5 and 6) is cut off from dc1 and dc2");
-    {
-        let side = [NodeId(5), NodeId(6)];
-        let mut c = cuts.write().unwrap_or_else(|p| p.into_inner());
-        for &a in &side {
-            for &b in ids.iter().filter(|b| !side.contains(b)) {
-                c.insert((a, b));
-                c.insert((b, a));
-            }
-        }
+    println!("\n== 2. partition: dc3 is cut off from dc1 and dc2 (its proxies stop forwarding)");
+    cluster.partition(3, true);
+    println!(
+        "   dc1: SREM {SET} shared, INCR x{n}; dc2: SET {REGISTER} dc2-during-partition, INCR x{n}"
+    );
+    println!(
+        "   dc3: SREM + SADD {SET} shared (a new add), SREM {SET} dc1, SET {REGISTER} dc3-during-partition, INCR x{n}"
+    );
+    let (mut dc1, mut dc2, mut dc3) = (cluster.leader(1), cluster.leader(2), cluster.leader(3));
+    for _ in 0..n {
+        let _: i64 = dc1.incr(COUNTER, 1).await?;
+        let _: i64 = dc2.incr(COUNTER, 1).await?;
+        let _: i64 = dc3.incr(COUNTER, 1).await?;
     }
-    println!("   both sides keep writing:");
-    println!(
-        "   dc1: removes \"shared\", increments; dc2: writes owner=dc2-during-partition, increments"
-    );
-    println!(
-        "   dc3: adds \"shared\" again (concurrently with dc1's remove), removes \"dc1\", writes owner=dc3-during-partition, increments"
-    );
-    println!(
-        "   (owner is written both as an LWW register, latest timestamp wins, and as an MV register, concurrent writes kept as siblings)"
-    );
-    let majority = async {
-        for _ in 0..args.increments {
-            leader_of(1)
-                .write(COUNTER.to_vec(), Op::counter_add(1))
-                .await?;
-            leader_of(2)
-                .write(COUNTER.to_vec(), Op::counter_add(1))
-                .await?;
-        }
-        leader_of(1)
-            .write(SET.to_vec(), Op::set_remove(b"shared".to_vec()))
-            .await?;
-        Ok::<(), DriverError>(())
-    };
-    let minority = async {
-        for _ in 0..args.increments {
-            leader_of(3)
-                .write(COUNTER.to_vec(), Op::counter_add(1))
-                .await?;
-        }
-        leader_of(3)
-            .write(SET.to_vec(), Op::set_insert(b"shared".to_vec()))
-            .await?;
-        leader_of(3)
-            .write(SET.to_vec(), Op::set_remove(b"dc1".to_vec()))
-            .await?;
-        Ok::<(), DriverError>(())
-    };
-    let (a, b) = tokio::join!(majority, minority);
-    a?;
-    b?;
-    for dc in [2, 3] {
-        // Concurrent MV writes: both survive the heal as siblings.
-        let v = format!("dc{dc}-during-partition").into_bytes();
-        leader_of(dc)
-            .write(REGISTER.to_vec(), Op::mv_write(v))
+    let _: i64 = dc1.srem(SET, "shared").await?;
+    let _: i64 = dc3.srem(SET, "shared").await?;
+    let _: i64 = dc3.sadd(SET, "shared").await?;
+    let _: i64 = dc3.srem(SET, "dc1").await?;
+    for (con, dc) in [(&mut dc2, 2), (&mut dc3, 3)] {
+        let _: () = redis::cmd("CONFLUO.MVSET")
+            .arg(SIBLINGS)
+            .arg(format!("dc{dc}-during-partition"))
+            .query_async(con)
             .await?;
     }
-    leader_of(2)
-        .write(
-            REGISTER.to_vec(),
-            Op::lww_write(b"dc2-during-partition".to_vec()),
-        )
-        .await?;
-    // Written later than dc2's (past the nodes' 20 ms tick, which is what their hybrid
-    // logical clocks read): the greater timestamp, so it wins the register after the heal.
+    let _: () = dc2.set(REGISTER, "dc2-during-partition").await?;
+    // Later than dc2's write: the greater hybrid-logical-clock timestamp wins after the heal.
     tokio::time::sleep(Duration::from_millis(100)).await;
-    leader_of(3)
-        .write(
-            REGISTER.to_vec(),
-            Op::lww_write(b"dc3-during-partition".to_vec()),
-        )
+    let _: () = dc3.set(REGISTER, "dc3-during-partition").await?;
+    let waited: i64 = redis::cmd("WAIT")
+        .arg(2)
+        .arg(300)
+        .query_async(&mut dc3)
         .await?;
-    increments += 3 * args.increments;
-    // Let each side settle within itself.
+    println!(
+        "   WAIT 2 300 at dc3 returns {waited}: no other site has dc3's writes during the partition"
+    );
     tokio::time::sleep(Duration::from_millis(500)).await;
     println!("\n   what each replica sees during the partition (the sides differ):");
-    show(&replicas).await?;
+    show(cluster).await?;
 
-    println!("\n== 3. heal: the partition ends");
-    cuts.write().unwrap_or_else(|p| p.into_inner()).clear();
-    ok &= converge(&replicas, timeout, "after the heal").await?;
+    println!("\n== 3. heal: dc3's proxies forward again");
+    cluster.partition(3, false);
+    let waited: i64 = redis::cmd("WAIT")
+        .arg(2)
+        .arg(20_000)
+        .query_async(&mut dc3)
+        .await?;
+    println!("   WAIT 2 20000 at dc3 returns {waited}: both other sites hold dc3's writes durably");
+    Ok(6 * n as i64)
+}
+
+/// Waits for every replica to answer the same CONFLUO.DIGEST, checks the values the rules
+/// promise, and prints the verdict.
+async fn verdict(
+    cluster: &mut Cluster,
+    expected: i64,
+    timeout: Duration,
+) -> Result<bool, DemoError> {
+    let mut ok = converge(cluster, timeout, "after the heal").await?;
     println!("\n   what each replica sees after the heal:");
-    show(&replicas).await?;
-
-    let value = replicas[0].handle.read(COUNTER.to_vec()).await?;
-    let counter = value.as_ref().map_or(0, Value::counter);
-    let set = replicas[0].handle.read(SET.to_vec()).await?;
-    let shared = set.as_ref().is_some_and(|v| v.set_contains(b"shared"));
-    let dc1 = set.as_ref().is_some_and(|v| v.set_contains(b"dc1"));
-    let owner = replicas[0]
-        .handle
-        .read(REGISTER.to_vec())
-        .await?
-        .and_then(|v| v.lww());
-    println!("\n== result");
-    let check = |good: bool, what: String| {
+    show(cluster).await?;
+    let con = &mut cluster.replicas[1].con;
+    let counter: i64 = con.get(COUNTER).await?;
+    let shared: bool = con.sismember(SET, "shared").await?;
+    let dc1: bool = con.sismember(SET, "dc1").await?;
+    let owner: Option<String> = con.get(REGISTER).await?;
+    println!("\n== result (read from dc1-follower)");
+    let mut check = |good: bool, what: String| {
         println!("   [{}] {what}", if good { "ok" } else { "FAIL" });
-        good
+        ok &= good;
     };
-    ok &= check(
-        counter == increments as i64,
+    check(
+        counter == expected,
         format!(
-            "{} = {counter}: every increment counted exactly once (expected {increments})",
-            s(COUNTER)
+            "{COUNTER} = {counter}: every increment counted exactly once (expected {expected})"
         ),
     );
-    ok &= check(
+    check(
         shared,
         "\"shared\" is present: dc3's concurrent add wins over dc1's remove (add-wins OR-set)"
             .into(),
     );
-    ok &= check(
+    check(
         !dc1,
         "\"dc1\" is gone: dc3 removed the add it had observed".into(),
     );
-    ok &= check(
-        owner.as_deref() == Some(b"dc3-during-partition".as_slice()),
+    check(
+        owner.as_deref() == Some("dc3-during-partition"),
         format!(
-            "{} = {}: the LWW register holds the latest write",
-            s(REGISTER),
-            owner.as_deref().map(s).unwrap_or_else(|| "-".into())
+            "{REGISTER} = {}: the LWW register holds the latest write",
+            owner.as_deref().unwrap_or("-")
         ),
     );
-    for r in &replicas {
-        r.handle.shutdown().await?;
-    }
-    for t in tasks {
-        let _ = t.await;
-    }
     if ok {
         println!("\nall six replicas converged to the same state");
     } else {
@@ -361,33 +362,30 @@ async fn demo(args: DemoArgs) -> Result<bool, DemoError> {
     Ok(ok)
 }
 
-fn s(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-/// Waits until every replica has the same digest (twice in a row), or `timeout`.
-async fn converge(replicas: &[Replica], timeout: Duration, when: &str) -> Result<bool, DemoError> {
+/// Waits until all six digests are equal (twice in a row), or `timeout`.
+async fn converge(cluster: &mut Cluster, timeout: Duration, when: &str) -> Result<bool, DemoError> {
     let start = Instant::now();
     let mut last = None;
     loop {
         let mut digests = Vec::new();
-        for r in replicas {
-            digests.push(r.handle.digest().await?);
+        for r in &mut cluster.replicas {
+            let d: String = redis::cmd("CONFLUO.DIGEST").query_async(&mut r.con).await?;
+            digests.push(d);
         }
         let same = digests.windows(2).all(|w| w[0] == w[1]);
-        if same && last == digests.first().copied() {
+        if same && last.as_ref() == digests.first() {
             println!(
-                "   converged {when} in {} ms (digest {:#018x} on all {} replicas)",
+                "   converged {when} in {} ms (CONFLUO.DIGEST {} on all {} replicas)",
                 start.elapsed().as_millis(),
                 digests[0],
-                replicas.len()
+                digests.len()
             );
             return Ok(true);
         }
-        last = if same { digests.first().copied() } else { None };
+        last = same.then(|| digests[0].clone());
         if start.elapsed() > timeout {
             println!(
-                "   NOT converged {when} after {} s: digests {digests:x?}",
+                "   NOT converged {when} after {} s: digests {digests:?}",
                 timeout.as_secs()
             );
             return Ok(false);
@@ -396,37 +394,67 @@ async fn converge(replicas: &[Replica], timeout: Duration, when: &str) -> Result
     }
 }
 
-/// Prints what each replica sees.
-async fn show(replicas: &[Replica]) -> Result<(), DemoError> {
+/// Prints what each replica answers to GET, SMEMBERS and CONFLUO.MVGET.
+async fn show(cluster: &mut Cluster) -> Result<(), DemoError> {
     println!(
-        "   {:<18} {:>7}  {:<26} {:<22} {:<20}",
+        "   {:<14} {:>7}  {:<26} {:<22} {:<20}",
         "replica",
-        s(COUNTER),
-        format!("{} (OR-set)", s(SET)),
-        format!("{} (LWW)", s(REGISTER)),
-        format!("{} (MV siblings)", s(REGISTER))
+        COUNTER,
+        format!("{SET} (OR-set)"),
+        format!("{REGISTER} (LWW)"),
+        format!("{SIBLINGS} (MV)")
     );
-    for r in replicas {
-        let counter = r.handle.read(COUNTER.to_vec()).await?;
-        let set = r.handle.read(SET.to_vec()).await?;
-        let reg = r.handle.read(REGISTER.to_vec()).await?;
-        let tags = set
-            .as_ref()
-            .map_or_else(Vec::new, |v| v.set().into_iter().map(s).collect());
-        let mv = reg
-            .as_ref()
-            .map_or_else(Vec::new, |v| v.mv().into_iter().map(s).collect());
+    for r in &mut cluster.replicas {
+        let counter: Option<i64> = r.con.get(COUNTER).await?;
+        let tags: Vec<String> = r.con.smembers(SET).await?;
+        let owner: Option<String> = r.con.get(REGISTER).await?;
+        let owners: Vec<String> = redis::cmd("CONFLUO.MVGET")
+            .arg(SIBLINGS)
+            .query_async(&mut r.con)
+            .await?;
         println!(
-            "   {:<18} {:>7}  {:<26} {:<22} {:<20}",
-            format!("{} (n{})", r.name, r.id),
-            counter.as_ref().map_or(0, Value::counter),
+            "   {:<14} {:>7}  {:<26} {:<22} {:<20}",
+            r.name,
+            counter.unwrap_or(0),
             format!("{{{}}}", tags.join(", ")),
-            reg.as_ref()
-                .and_then(Value::lww)
-                .map(|v| s(&v))
-                .unwrap_or_else(|| "-".into()),
-            format!("[{}]", mv.join(", ")),
+            owner.unwrap_or_else(|| "-".into()),
+            format!("[{}]", owners.join(", ")),
         );
     }
     Ok(())
+}
+
+/// `--keep-running`: prints commands to try, waits for Ctrl-C.
+async fn keep_running(cluster: &Cluster) {
+    println!(
+        "\nThe cluster keeps running (data in {}). Try, for example:",
+        cluster.dir.path().display()
+    );
+    for r in cluster.replicas.iter().filter(|r| r.leader) {
+        let port = r.client.port();
+        println!("   redis-cli -p {port} INCR {COUNTER}        # {}", r.name);
+        println!("   redis-cli -p {port} SMEMBERS {SET}");
+        println!("   redis-cli -p {port} INFO replication");
+    }
+    if let Some(f) = cluster.replicas.iter().find(|r| !r.leader) {
+        println!(
+            "   redis-cli -p {} SET x 1             # {}: answers READONLY with its leader's address",
+            f.client.port(),
+            f.name
+        );
+    }
+    println!("Press Ctrl-C to drain and stop.");
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+/// Drains and stops every server.
+async fn stop(mut cluster: Cluster) {
+    for r in &mut cluster.replicas {
+        if let Some(s) = r.stop.take() {
+            let _ = s.send(());
+        }
+    }
+    for r in cluster.replicas {
+        let _ = r.task.await;
+    }
 }

@@ -231,7 +231,11 @@ impl Db<'_, '_> {
             None => true,
             Some(v) => {
                 let s = v.scalar();
-                s.counter() == 0 && s.lww_timestamp().is_some() && kinds(v) == [Kind::String]
+                s.counter() == 0
+                    && s.lww_timestamp().is_some()
+                    && [Kind::Hash, Kind::Set, Kind::MvRegister]
+                        .iter()
+                        .all(|&k| !holds(v, k))
             }
         };
         if !bare {

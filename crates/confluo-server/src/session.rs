@@ -136,11 +136,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             }
             _ => {}
         }
-        // A client that does not read gets nothing more; the others get their last replies.
-        if !matches!(
-            ended,
-            Err(Ended::OutputBuffer | Ended::Io(_) | Ended::Closed)
-        ) {
+        // A client that does not read gets nothing more; the others get their last replies,
+        // a client that only closed its sending side (`nc -N`, a pipe) included.
+        if !matches!(ended, Err(Ended::OutputBuffer | Ended::Io(_))) {
             let _ = tokio::time::timeout(CLOSE_FLUSH, self.conn.close()).await;
         }
         if let Err(e) = ended {

@@ -103,3 +103,23 @@ fn quit_answers_then_closes_and_runs_nothing_after() {
     assert!(closed(&mut s));
     assert_eq!(raw(addr, b"EXISTS before after\r\n", 4), b":1\r\n");
 }
+
+#[test]
+fn a_client_that_half_closes_still_gets_every_reply() {
+    // `nc -N`, or a pipe into a socket: send, close the sending side, read to the end.
+    let c = Cluster::solo();
+    let mut s = TcpStream::connect(c.nodes[0].client).unwrap();
+    let mut req = Vec::new();
+    // Megabytes of replies: more than the socket buffers hold when the close is read.
+    for _ in 0..1000 {
+        req.extend_from_slice(b"COMMAND DOCS\r\n");
+    }
+    req.extend_from_slice(b"ECHO last\r\n");
+    s.write_all(&req).unwrap();
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut out = Vec::new();
+    use std::io::Read;
+    s.read_to_end(&mut out).unwrap();
+    assert!(out.len() > 1000 * 4096, "{} bytes", out.len());
+    assert!(out.ends_with(b"$4\r\nlast\r\n"), "the last reply arrived");
+}

@@ -32,7 +32,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use confluo_crdt::DotStore;
-use confluo_node::driver::{Access, Durable, NodeHandle};
+use confluo_node::driver::{Access, NodeHandle};
 use confluo_node::{Leaf, LeafOp, Op, Value};
 
 use crate::cmd::args::parse_i64;
@@ -41,6 +41,7 @@ use crate::shared::Shared;
 
 pub(crate) use confluo_node::Dot;
 pub(crate) use confluo_node::NodeMetrics;
+pub(crate) use confluo_node::driver::Durable;
 
 /// The Redis types, in the order `TYPE` prefers them (alphabetical by name).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]

@@ -19,7 +19,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::cmd::{self, Command, NodeCommand, SessionCommand, replication::Wait};
 use crate::connection::{Connection, Ended};
-use crate::db::{DbHandle, Dot};
+use crate::db::{DbHandle, Dot, Durable};
 use crate::frame::{self, Proto, Request};
 use crate::reply::{Reply, RespError};
 use crate::shared::Shared;
@@ -220,20 +220,28 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 replies
             })
             .await;
-        let (replies, durables) = match outcome {
-            Ok(done) => done,
+        match outcome {
+            Ok((replies, durables)) => self.send_when_durable(replies, durables).await,
             Err(e) => {
                 for _ in 0..count {
                     self.send(&Reply::Error(e.clone()))?;
                 }
-                return Ok(());
+                Ok(())
             }
-        };
+        }
+    }
+
+    /// Sends each reply once every write made before it is durable (the writes of one
+    /// replica become durable in order, so once the last is, the awaits return at once).
+    async fn send_when_durable(
+        &mut self,
+        replies: Vec<(Reply, usize)>,
+        durables: Vec<Durable>,
+    ) -> Result<(), Ended> {
         let mut durables = durables.into_iter();
         let mut awaited = 0;
         let mut failed: Option<RespError> = None;
         for (reply, writes) in replies {
-            // Every write before this reply must be durable before it goes out.
             while awaited < writes {
                 awaited += 1;
                 let Some(durable) = durables.next() else {

@@ -103,36 +103,30 @@ fn auth_user(user: &[u8]) -> Result<(), RespError> {
 }
 
 pub(super) fn parse_hello(a: &mut Args) -> Result<Command, RespError> {
-    let mut hello = Session::Hello {
-        proto: None,
-        auth: None,
-        name: None,
-    };
-    let Session::Hello { proto, auth, name } = &mut hello else {
-        unreachable!("constructed above")
-    };
-    if let Some(v) = a.next_opt() {
-        *proto = Some(match parse_i64(&v).ok_or(RespError::ProtoNotInteger)? {
+    let proto = match a.next_opt() {
+        None => None,
+        Some(v) => Some(match parse_i64(&v).ok_or(RespError::ProtoNotInteger)? {
             2 => Proto::Resp2,
             3 => Proto::Resp3,
             _ => return Err(RespError::NoProto),
-        });
-    }
+        }),
+    };
+    let (mut auth, mut name) = (None, None);
     while let Some(opt) = a.next_opt() {
         if is(&opt, "AUTH") && a.remaining() >= 2 {
             let user = a.next_bytes()?;
             let pass = a.next_bytes()?;
             auth_user(&user)?;
-            *auth = Some((user, pass));
+            auth = Some((user, pass));
         } else if is(&opt, "SETNAME") && a.remaining() >= 1 {
             let n = a.next_bytes()?;
             check_name(&n)?;
-            *name = Some(n);
+            name = Some(n);
         } else {
             return Err(RespError::Syntax);
         }
     }
-    session(hello)
+    session(Session::Hello { proto, auth, name })
 }
 
 /// Redis refuses names with spaces, newlines or other special characters.

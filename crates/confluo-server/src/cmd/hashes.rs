@@ -107,17 +107,7 @@ fn text(t: Option<Text>) -> Reply {
 impl Cmd {
     pub(super) fn execute(self, db: &mut Db<'_, '_>) -> Result<Reply, RespError> {
         match self {
-            Cmd::Set(key, pairs) => {
-                db.typed(&key, Kind::Hash)?;
-                let mut added = 0;
-                for (f, v) in &pairs {
-                    if db.get(&key).and_then(|h| h.field(f)).is_none() {
-                        added += 1;
-                    }
-                    db.field_set(&key, f, v)?;
-                }
-                Ok(Reply::Int(added))
-            }
+            Cmd::Set(key, pairs) => hset(db, &key, &pairs),
             Cmd::Get(key, f) => {
                 db.typed(&key, Kind::Hash)?;
                 Ok(text(field(db, &key, &f)))
@@ -128,17 +118,7 @@ impl Cmd {
                     fields.iter().map(|f| text(field(db, &key, f))).collect(),
                 ))
             }
-            Cmd::Del(key, fields) => {
-                db.typed(&key, Kind::Hash)?;
-                let mut removed = 0;
-                for f in &fields {
-                    if db.get(&key).and_then(|h| h.field(f)).is_some() {
-                        db.field_remove(&key, f)?;
-                        removed += 1;
-                    }
-                }
-                Ok(Reply::Int(removed))
-            }
+            Cmd::Del(key, fields) => hdel(db, &key, &fields),
             Cmd::GetAll(key) => Ok(Reply::Map(
                 entries(db, &key)?
                     .into_iter()
@@ -174,6 +154,32 @@ impl Cmd {
             }
         }
     }
+}
+
+/// HSET: how many fields were new.
+fn hset(db: &mut Db<'_, '_>, key: &[u8], pairs: &[(Bytes, Bytes)]) -> Result<Reply, RespError> {
+    db.typed(key, Kind::Hash)?;
+    let mut added = 0;
+    for (f, v) in pairs {
+        if db.get(key).and_then(|h| h.field(f)).is_none() {
+            added += 1;
+        }
+        db.field_set(key, f, v)?;
+    }
+    Ok(Reply::Int(added))
+}
+
+/// HDEL: how many fields were present.
+fn hdel(db: &mut Db<'_, '_>, key: &[u8], fields: &[Bytes]) -> Result<Reply, RespError> {
+    db.typed(key, Kind::Hash)?;
+    let mut removed = 0;
+    for f in fields {
+        if db.get(key).and_then(|h| h.field(f)).is_some() {
+            db.field_remove(key, f)?;
+            removed += 1;
+        }
+    }
+    Ok(Reply::Int(removed))
 }
 
 /// Every field of the hash at `key` with its value, sorted by field.

@@ -5,7 +5,7 @@
 # unpipelined and with -P 32; prints requests/s side by side with confluo/redis ratios.
 #
 #   bash benches/server_vs_redis.sh            # full: -n 200000 -c 50
-#   N=20000 bash benches/server_vs_redis.sh    # quicker
+#   N=20000 REPEAT=1 bash benches/server_vs_redis.sh    # quicker
 #
 # Needs redis-server and redis-benchmark (Debian: apt-get install redis-server redis-tools)
 # and builds confluo in release mode. Everything listens on 127.0.0.1 and stops at the end.
@@ -15,6 +15,7 @@ cd "$(dirname "$0")/.."
 N="${N:-200000}"
 CLIENTS="${CLIENTS:-50}"
 TESTS="${TESTS:-set,get,incr,sadd,hset}"
+REPEAT="${REPEAT:-3}"
 for tool in redis-server redis-benchmark redis-cli; do
     command -v "$tool" >/dev/null || { echo "needs $tool (apt-get install redis-server redis-tools)" >&2; exit 1; }
 done
@@ -60,24 +61,27 @@ redis-server --port 16379 --bind 127.0.0.1 --dir "$WORK" --appendonly yes --appe
     --save "" --daemonize no >"$WORK/redis.log" 2>&1 & PIDS+=($!)
 for p in 17001 17011 17012 17013 16379; do wait_port "$p"; done
 
-# rps of each test: redis-benchmark --csv prints "TEST","rps",...
-run() { # port pipeline -> lines "TEST rps"
-    redis-cli -p "$1" FLUSHALL >/dev/null 2>&1 || true
-    redis-benchmark -p "$1" -t "$TESTS" -n "$N" -c "$CLIENTS" -P "$2" --csv -q 2>/dev/null \
-        | tr -d '"' | awk -F, 'NR > 1 || $1 != "test" { if ($1 != "test") print $1, $2 }'
+# rps of one test: redis-benchmark --csv prints "TEST","rps",...
+run() { # port test pipeline -> rps
+    redis-benchmark -p "$1" -t "$2" -n "$N" -c "$CLIENTS" -P "$3" --csv -q 2>/dev/null \
+        | tr -d '"' | awk -F, '$1 != "test" { print $2; exit }'
 }
+median() { tr ' ' '\n' | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 
-echo "redis-benchmark -t $TESTS -n $N -c $CLIENTS, unpipelined and -P 32"
-echo "confluo: $(git rev-parse --short HEAD 2>/dev/null || echo '?'); $(redis-server --version | cut -d' ' -f1-3)"
+echo "redis-benchmark -t $TESTS -n $N -c $CLIENTS, unpipelined and -P 32; median of $REPEAT interleaved runs"
+echo "confluo: $(git rev-parse --short HEAD 2>/dev/null || echo '?'); $(redis-server --version | cut -d' ' -f1-3); load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 printf '\n| command | pipeline | confluo leader | confluo 3-leader cluster | redis (AOF always) | leader / redis | cluster / redis |\n'
 printf '|---|---:|---:|---:|---:|---:|---:|\n'
 for P in 1 32; do
-    # Interleaved: one system under test at a time, Redis between the two confluo runs.
-    solo="$(run 17001 "$P")"; redis="$(run 16379 "$P")"; cluster="$(run 17011 "$P")"
-    while read -r test rps; do
-        s=$(echo "$solo" | awk -v t="$test" '$1 == t { print $2 }')
-        c=$(echo "$cluster" | awk -v t="$test" '$1 == t { print $2 }')
-        awk -v t="$test" -v p="$P" -v s="$s" -v c="$c" -v r="$rps" 'BEGIN {
+    for test in ${TESTS//,/ }; do
+        # Interleaved (leader, Redis, cluster, leader, ...), so that load from elsewhere on
+        # the machine falls on all three alike; the median of each.
+        s=(); r=(); c=()
+        for _ in $(seq "$REPEAT"); do
+            s+=("$(run 17001 "$test" "$P")"); r+=("$(run 16379 "$test" "$P")"); c+=("$(run 17011 "$test" "$P")")
+        done
+        awk -v t="${test^^}" -v p="$P" -v s="$(echo "${s[@]}" | median)" -v c="$(echo "${c[@]}" | median)" \
+            -v r="$(echo "${r[@]}" | median)" 'BEGIN {
             printf "| %s | %s | %.0f | %.0f | %.0f | %.2fx | %.2fx |\n", t, (p == 1 ? "none" : "-P " p), s, c, r, s / r, c / r }'
-    done <<< "$redis"
+    done
 done

@@ -82,8 +82,9 @@ pub(crate) fn kinds(v: &Value) -> Vec<Kind> {
         // The value is present, so its map holds something, and nothing else does.
         return vec![Kind::Hash];
     }
-    // Per-slot emptiness is not exposed by `Value`; these reads are exact, but a set's costs
-    // a sort of its members (see the crate docs' list of node requests).
+    // `Value` does not say which of its slots hold something; these reads are exact, but
+    // the set's costs a sort of its members (`Value::set` returns them sorted) until the
+    // node offers per-slot emptiness.
     let lww = scalar.lww_timestamp().is_some();
     let mv = !scalar.mv().is_empty();
     let set = !scalar.set().is_empty();

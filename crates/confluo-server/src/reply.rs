@@ -137,6 +137,14 @@ pub enum RespError {
         /// The client address of this follower's leader, if the config names it.
         leader: Option<SocketAddr>,
     },
+    /// A write while the node is still settling its identity with its peers (Redis's error
+    /// for a server that is not ready yet, which clients retry).
+    #[error("LOADING confluo is joining its cluster and takes no writes yet; retry shortly")]
+    Joining,
+    /// A write on a node whose fixed replica id another history holds (an emptied disk
+    /// under a fixed id): it takes no writes until restarted with a fresh identity.
+    #[error("MISCONF confluo takes no writes: {0}")]
+    ReplicaReused(String),
     /// A write sent while the node drains for shutdown.
     #[error(
         "READONLY This node is shutting down and takes no more writes; write to another leader"
@@ -196,6 +204,10 @@ impl RespError {
         match e {
             DriverError::Write(WriteError::NotLeader { .. }) => RespError::ReadOnly { leader },
             DriverError::Write(WriteError::CounterOverflow) => RespError::Overflow,
+            DriverError::Write(WriteError::Joining) => RespError::Joining,
+            DriverError::Write(e @ WriteError::ReplicaReused { .. }) => {
+                RespError::ReplicaReused(e.to_string())
+            }
             DriverError::Draining => RespError::Draining,
             DriverError::StorageFull(why) => RespError::StorageFull(why),
             other => RespError::NodeStopped(other.to_string()),

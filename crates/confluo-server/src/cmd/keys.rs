@@ -145,7 +145,8 @@ impl Scan {
     /// keys sharing the last hash of a step all come in that step. Each step reads every
     /// key once (the node exposes no range over its keys).
     fn execute(self, db: &Db<'_, '_>) -> Reply {
-        let mut batch: BinaryHeap<(u64, &[u8])> = BinaryHeap::with_capacity(self.count);
+        // COUNT is the client's number: the heap grows with the keys found, never to it.
+        let mut batch: BinaryHeap<(u64, &[u8])> = BinaryHeap::new();
         let mut ties: Vec<(u64, &[u8])> = Vec::new();
         let mut beyond = false;
         for key in db.keys() {

@@ -493,6 +493,14 @@ fn keys_exists_type_del_dbsize_and_a_full_scan() {
         .unwrap();
     assert_eq!(some.len(), 50);
     assert!(error_of::<Value>(cmd("SCAN").arg("x"), &mut r).contains("invalid cursor"));
+    // COUNT is a hint, not an allocation size (resp_session found a COUNT preallocated).
+    let (next, all): (u64, Vec<String>) = cmd("SCAN")
+        .arg(0)
+        .arg("COUNT")
+        .arg(i64::MAX)
+        .query(&mut r)
+        .unwrap();
+    assert_eq!((next, all.len()), (0, 251));
     assert_eq!(
         cmd("DEL")
             .arg("user:1")

@@ -70,6 +70,10 @@ pub enum ServerError {
         /// Why.
         source: io::Error,
     },
+    /// The data directory holds no usable store (another node's, damaged, locked by
+    /// another process…): see `confluo_store::OpenError`.
+    #[error("store: {0}")]
+    Store(#[from] confluo_store::OpenError),
     /// A listener could not be bound.
     #[error("cannot listen for {what} on {addr}: {source}")]
     Bind {

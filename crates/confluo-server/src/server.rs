@@ -77,7 +77,7 @@ impl Server {
             addr,
             source,
         })?;
-        let storage = store::open(&config.data_dir)?;
+        let storage = store::open(&config.data_dir, confluo_node::NodeId(config.node.id))?;
         let plan = replication::plan(&config);
         let (handle, task, peer_addr) = replication::start(&config, &plan, storage).await?;
         let leader_client = plan

@@ -255,7 +255,6 @@ fn sigterm_right_after_100_acknowledged_writes_leaves_them_all_with_the_peers() 
 }
 
 #[test]
-#[ignore = "waits for confluo-store (issue 7): with MemoryStorage a restarted process starts empty"]
 fn a_restarted_process_keeps_every_acknowledged_write() {
     let dir = tempfile::tempdir().unwrap();
     let configs = three_leaders(dir.path());

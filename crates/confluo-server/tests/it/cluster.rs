@@ -250,7 +250,6 @@ fn writes_are_refused_and_reads_served_while_a_drain_waits() {
 }
 
 #[test]
-#[ignore = "waits for confluo-store (issue 7): with MemoryStorage a restart starts empty"]
 fn a_restart_on_the_same_directory_keeps_every_acknowledged_write() {
     let mut c = Cluster::solo();
     let mut r = c.con(0);

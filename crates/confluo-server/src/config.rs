@@ -334,8 +334,19 @@ impl Check<'_> {
         Some(full)
     }
 
-    /// Ids, names and addresses must be unique.
+    /// Ids, names and addresses must be unique, and ids fit the replica ids nodes take
+    /// (see `confluo_node::identity`).
     fn unique(&mut self, raws: &[&RawMember]) {
+        let max = (1u64 << confluo_node::identity::NODE_BITS) - 1;
+        for m in raws {
+            let id = *m.id.get_ref();
+            if id == 0 || id > max {
+                self.at(
+                    m.id.span(),
+                    format!("node id {id} must be between 1 and {max}"),
+                );
+            }
+        }
         for (i, m) in raws.iter().enumerate() {
             for earlier in &raws[..i] {
                 if earlier.id.get_ref() == m.id.get_ref() {

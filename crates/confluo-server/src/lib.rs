@@ -88,7 +88,7 @@ pub use config::{Member, MemberRole, ServerConfig, TopologyName};
 pub use error::{ConfigError, Problem, ServerError};
 pub use limits::ClientLimits;
 pub use reply::RespError;
-pub use server::{Server, ShutdownReport};
+pub use server::{Readiness, Server, ShutdownReport};
 
 /// The names of every command in the table, upper case (for `docs/commands.md`'s check and
 /// for tools).

@@ -11,7 +11,7 @@ use confluo_transport::{TcpConfig, TcpTransport};
 
 use crate::config::{Member, MemberRole, ServerConfig, TopologyName};
 use crate::error::ServerError;
-use crate::store::{self, NodeStorage};
+use crate::store::NodeStorage;
 
 /// Who this node replicates with.
 #[derive(Debug, PartialEq, Eq)]
@@ -22,7 +22,8 @@ pub(crate) struct Plan {
     pub(crate) leader_peers: Vec<NodeId>,
     /// For a follower, its leader.
     pub(crate) leader: Option<NodeId>,
-    /// Every node it exchanges messages with (links out and in), with its peer address.
+    /// Every node it exchanges messages with (every member: links out and in, and the
+    /// identity questions of a start), with its peer address.
     pub(crate) transport_peers: Vec<(NodeId, SocketAddr)>,
 }
 
@@ -67,7 +68,6 @@ fn links_of(config: &ServerConfig, member: &Member) -> Vec<Link> {
 
 /// This node's plan.
 pub(crate) fn plan(config: &ServerConfig) -> Plan {
-    let me = NodeId(config.node.id);
     let links = links_of(config, &config.node);
     let is_leader = |id: NodeId| {
         config
@@ -87,13 +87,11 @@ pub(crate) fn plan(config: &ServerConfig) -> Plan {
             .filter(|&p| is_leader(p))
             .collect(),
     };
+    // Every member: besides the links, a starting node asks each member which of its
+    // replica ids it has seen (confluo_node::identity), in any topology.
     let transport_peers = config
         .peers
         .iter()
-        .filter(|p| {
-            links.iter().any(|l| l.peer.0 == p.id)
-                || links_of(config, p).iter().any(|l| l.peer == me)
-        })
         .map(|p| (NodeId(p.id), p.peer_addr))
         .collect();
     Plan {
@@ -118,11 +116,13 @@ pub(crate) async fn start(
     }
     let transport: TcpTransport<Message> = TcpTransport::bind(tcp).await?;
     let peer_addr = transport.local_addr();
-    let replica = store::replica_for_new_node(me);
+    // The operator configures node ids only: the node takes its replica id, asking every
+    // member which of its ids they have seen (confluo_node::identity).
     let node_config = match plan.leader {
-        Some(leader) => Config::follower(me, replica, leader),
-        None => Config::leader(me, replica).with_links(plan.links.clone()),
-    };
+        Some(leader) => Config::automatic_follower(me, leader),
+        None => Config::automatic_leader(me).with_links(plan.links.clone()),
+    }
+    .with_members(config.members().map(|m| NodeId(m.id)).collect());
     let (handle, task) = driver::start(
         node_config,
         Arc::new(transport),
@@ -144,7 +144,7 @@ pub(crate) fn start_in_memory(
     let transport = network
         .join(me)
         .expect("a fresh network has room for one node");
-    let node = confluo_node::Node::new(Config::leader(me, store::replica_for_new_node(me)));
+    let node = confluo_node::Node::new(Config::leader(me, confluo_node::ReplicaId(me.0)));
     let options = DriverOptions {
         sync: driver::SyncMode::Inline,
         ..DriverOptions::default()

@@ -115,6 +115,14 @@ impl Server {
         self.shared.peer_addr
     }
 
+    /// A handle that tells when the node takes writes (keep it across
+    /// [`serve`](Server::serve), which consumes the server).
+    pub fn readiness(&self) -> Readiness {
+        Readiness {
+            handle: self.handle.clone(),
+        }
+    }
+
     /// Serves clients until `shutdown` resolves (the binary passes SIGTERM and SIGINT, a
     /// test a oneshot), then drains: writes are refused with `-READONLY`, reads go on, and
     /// the node waits until every peer holds every write acknowledged here, or until the
@@ -219,5 +227,29 @@ fn node_stopped(
     match result {
         Ok(Err(e)) => ServerError::Node(e),
         _ => ServerError::Node(DriverError::Stopped),
+    }
+}
+
+/// Tells when a server's node takes writes: a node with automatic identity first asks its
+/// peers which of its replica ids they have seen (see `confluo_node::identity`); clients
+/// that write earlier get `-LOADING`, as from a Redis that is loading its dataset.
+#[derive(Clone, Debug)]
+pub struct Readiness {
+    handle: NodeHandle<Value>,
+}
+
+impl Readiness {
+    /// Resolves once the node takes writes, or after `timeout`; returns whether it does.
+    pub async fn wait(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            match self.handle.exec(|a| a.node().is_joining()).await {
+                Ok(false) => return true,
+                Ok(true) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                _ => return false,
+            }
+        }
     }
 }

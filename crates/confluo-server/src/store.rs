@@ -1,9 +1,8 @@
-//! Where the node's state lives, and who the node is when its data directory is new: the
-//! two choices kept in one function each.
+//! Where the node's state lives.
 
 use std::path::Path;
 
-use confluo_node::{NodeId, ReplicaId, Value};
+use confluo_node::{NodeId, Value};
 use confluo_store::Store;
 
 use crate::error::ServerError;
@@ -20,10 +19,4 @@ pub(crate) fn open(data_dir: &Path, node: NodeId) -> Result<NodeStorage, ServerE
         source,
     })?;
     Store::open(data_dir, node).map_err(ServerError::Store)
-}
-
-/// The replica id of a node whose data directory is new: its node id. A restored node keeps
-/// the id its store names. (The node's automatic identity, on main since, replaces this.)
-pub(crate) fn replica_for_new_node(node: NodeId) -> ReplicaId {
-    ReplicaId(node.0)
 }

@@ -45,6 +45,8 @@ enum DemoError {
     Redis(#[from] redis::RedisError),
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    #[error("a node did not settle its replica id within 10 s")]
+    NotReady,
 }
 
 /// One node of the demo.
@@ -174,6 +176,7 @@ async fn start_cluster() -> Result<Cluster, DemoError> {
     println!("confluo demo: three datacenters on 127.0.0.1, each a leader and a follower,");
     println!("  as confluo servers; every write below is sent over RESP by a Redis client");
     let mut replicas = Vec::new();
+    let mut readiness = Vec::new();
     for (i, (name, dc, leader, client, _)) in nodes.iter().enumerate() {
         let text = config_text(i, &nodes, peer_of, dir.path());
         let config = ServerConfig::parse(&text, None).map_err(ServerError::Config)?;
@@ -184,6 +187,7 @@ async fn start_cluster() -> Result<Cluster, DemoError> {
             server.peer_addr()
         );
         let (stop, stopped) = oneshot::channel::<()>();
+        readiness.push(server.readiness());
         let task = tokio::spawn(server.serve(async move {
             let _ = stopped.await;
         }));
@@ -199,6 +203,13 @@ async fn start_cluster() -> Result<Cluster, DemoError> {
             stop: Some(stop),
             task,
         });
+    }
+    // Each node asks the others which of its replica ids they have seen before it takes
+    // writes: wait for that, as a client would wait out `-LOADING`.
+    for r in &readiness {
+        if !r.wait(Duration::from_secs(10)).await {
+            return Err(DemoError::NotReady);
+        }
     }
     Ok(Cluster {
         replicas,

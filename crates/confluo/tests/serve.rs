@@ -107,6 +107,27 @@ fn connect(addr: SocketAddr) -> redis::Connection {
     }
 }
 
+/// Waits until the server at `con` takes writes: a node starting with automatic identity
+/// answers `LOADING` until its peers have said which of its ids they saw, or, with peers
+/// down, until its join times out (3 s). Probes with a write to a key no test reads.
+fn until_writable(con: &mut redis::Connection) {
+    let start = Instant::now();
+    loop {
+        match redis::cmd("SET").arg("__probe__").arg(1).query::<()>(con) {
+            Ok(()) => break,
+            Err(e) if e.code() == Some("LOADING") => {
+                assert!(
+                    start.elapsed() < Duration::from_secs(20),
+                    "never writable: {e}"
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(e) => panic!("probe refused: {e}"),
+        }
+    }
+    let _: i64 = redis::cmd("DEL").arg("__probe__").query(con).unwrap();
+}
+
 fn redis_cli() -> Option<&'static str> {
     Command::new("redis-cli")
         .arg("--version")
@@ -185,6 +206,7 @@ fn serve_answers_redis_cli_and_the_redis_crate() {
     let mut node = serve(&configs[0].0);
     let addr = configs[0].1;
     let mut con = connect(addr);
+    until_writable(&mut con);
     let _: () = redis::cmd("SET")
         .arg("k")
         .arg("from the redis crate")
@@ -234,6 +256,7 @@ fn sigterm_right_after_100_acknowledged_writes_leaves_them_all_with_the_peers() 
     let mut nodes: Vec<Process> = configs.iter().map(|(path, _)| serve(path)).collect();
     let mut a = connect(configs[0].1);
     let (mut b, mut c) = (connect(configs[1].1), connect(configs[2].1));
+    until_writable(&mut a);
     for i in 0..100 {
         let _: () = redis::cmd("SET")
             .arg(format!("k{i}"))
@@ -260,6 +283,7 @@ fn a_restarted_process_keeps_every_acknowledged_write() {
     let configs = three_leaders(dir.path());
     let mut node = serve(&configs[0].0);
     let mut con = connect(configs[0].1);
+    until_writable(&mut con);
     for i in 0..100 {
         let _: () = redis::cmd("SET")
             .arg(format!("k{i}"))

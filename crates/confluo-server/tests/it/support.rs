@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, Instant};
 
 use confluo_server::proxy::Proxy;
-use confluo_server::{Server, ServerConfig, ServerError, ShutdownReport};
+use confluo_server::{Readiness, Server, ServerConfig, ServerError, ShutdownReport};
 use tokio::runtime::Runtime;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -28,6 +28,7 @@ pub struct Member {
 /// A running server.
 pub struct Running {
     pub client: SocketAddr,
+    ready: Readiness,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<Result<ShutdownReport, ServerError>>>,
 }
@@ -143,7 +144,19 @@ impl Cluster {
             let running = cluster.start(i);
             cluster.nodes.push(running);
         }
+        for i in 0..cluster.nodes.len() {
+            cluster.until_ready(i);
+        }
         cluster
+    }
+
+    /// Waits until node `i` takes writes (it first asks its peers which of its replica ids
+    /// they have seen).
+    fn until_ready(&self, i: usize) {
+        let ready = self
+            .rt
+            .block_on(self.nodes[i].ready.wait(Duration::from_secs(10)));
+        assert!(ready, "node {i} never took writes");
     }
 
     /// The config file of node `me`: peers reached through the proxies, if any.
@@ -185,12 +198,14 @@ impl Cluster {
             .block_on(Server::bind(config))
             .expect("server binds");
         let client = server.client_addr();
+        let ready = server.readiness();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = self.rt.spawn(server.serve(async move {
             let _ = stopped.await;
         }));
         Running {
             client,
+            ready,
             stop: Some(stop),
             task: Some(task),
         }
@@ -199,6 +214,7 @@ impl Cluster {
     /// Restarts node `i` on the same data directory.
     pub fn restart(&mut self, i: usize) {
         self.nodes[i] = self.start(i);
+        self.until_ready(i);
     }
 
     /// A blocking client of node `i`.

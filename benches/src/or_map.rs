@@ -2,7 +2,7 @@
 //! from a shared base like the OR-set workload (each updates 1% of the keys, adds 1% new keys
 //! and removes a distinct 1%).
 
-use confluo_crdt::{Contributions, DotStore, OrMap, PNCounter, ReplicaId, SetStore};
+use confluo_crdt::{CausalCrdt, MapCounter, OrMap, OrSet, ReplicaId};
 use crdts::{CmRDT, Orswot, map::Val};
 
 use crate::or_set::one_percent;
@@ -10,9 +10,9 @@ use crate::or_set::one_percent;
 /// Key type of every map workload.
 pub type Key = u64;
 /// confluo's map of counters.
-pub type ConfluoCounters = OrMap<Key, Contributions<PNCounter>>;
+pub type ConfluoCounters = OrMap<Key, MapCounter>;
 /// confluo's map of sets.
-pub type ConfluoSets = OrMap<Key, SetStore<u64>>;
+pub type ConfluoSets = OrMap<Key, OrSet<u64>>;
 /// The `crdts` map of counters.
 pub type CrdtsCounters = crdts::Map<Key, crdts::PNCounter<u64>, u64>;
 /// The `crdts` map of sets.
@@ -60,7 +60,7 @@ fn base_adder(i: usize) -> u64 {
 /// One confluo update of a value through the map.
 type ConfluoUpdate<V> = fn(&mut OrMap<Key, V>, ReplicaId, Key) -> OrMap<Key, V>;
 
-fn confluo_maps<V: DotStore>(n: usize, update: ConfluoUpdate<V>) -> Maps<OrMap<Key, V>> {
+fn confluo_maps<V: CausalCrdt>(n: usize, update: ConfluoUpdate<V>) -> Maps<OrMap<Key, V>> {
     let mut base = OrMap::new();
     for i in 0..n {
         update(&mut base, ReplicaId(base_adder(i)), i as Key);
@@ -73,7 +73,7 @@ fn confluo_maps<V: DotStore>(n: usize, update: ConfluoUpdate<V>) -> Maps<OrMap<K
             update(&mut m, replica, key);
         }
         for key in &d.removes {
-            m.remove(replica, key);
+            m.remove(replica, key).unwrap_or_default();
         }
         m
     });
@@ -115,9 +115,7 @@ where
 
 fn confluo_count(m: &mut ConfluoCounters, replica: ReplicaId, key: Key) -> ConfluoCounters {
     // Increments of 1 per call cannot overflow.
-    m.update(key, |c| {
-        c.apply(replica, |v| v.increment(replica, 1).unwrap_or_default())
-    })
+    m.update(key, |c| c.add(replica, 1)).unwrap_or_default()
 }
 
 fn crdts_count(m: &mut CrdtsCounters, actor: u64, key: Key) {
@@ -127,7 +125,7 @@ fn crdts_count(m: &mut CrdtsCounters, actor: u64, key: Key) {
 }
 
 fn confluo_set_add(m: &mut ConfluoSets, replica: ReplicaId, key: Key) -> ConfluoSets {
-    m.update(key, |s| s.add(replica, key))
+    m.update(key, |s| s.add(replica, key)).unwrap_or_default()
 }
 
 fn crdts_set_add(m: &mut CrdtsSets, actor: u64, key: Key) {
@@ -166,7 +164,7 @@ mod tests {
         let (c, b) = (confluo_counters(n), crdts_counters(n));
         assert_eq!(c.merged.len(), b.merged.len().val);
         for key in [0, 1, 50, 51, 2, n as Key, n as Key + 10] {
-            let mine = c.merged.get(&key).map(|v| v.value().value());
+            let mine = c.merged.get(&key).map(|v| v.value());
             let theirs = b.merged.get(&key).val.map(|v| v.read().to_string());
             assert_eq!(mine.map(|v| v.to_string()), theirs, "key {key}");
         }

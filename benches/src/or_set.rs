@@ -75,7 +75,7 @@ pub struct CrdtsSets {
 pub fn confluo_base(n: usize) -> OrSet<Member> {
     let mut s = OrSet::new();
     for i in 0..n {
-        s.add(ReplicaId(base_adder(i)), i as Member);
+        add(&mut s, ReplicaId(base_adder(i)), i as Member);
     }
     s
 }
@@ -105,13 +105,20 @@ pub fn crdts_remove(s: &mut Baseline, member: Member) -> BaselineOp {
     op
 }
 
+/// One confluo add (fresh replicas cannot run out of dots).
+#[inline]
+pub fn add(s: &mut OrSet<Member>, replica: ReplicaId, member: Member) -> OrSet<Member> {
+    s.add(replica, member).unwrap_or_default()
+}
+
+/// The deltas of one side's operations, joined: a delta group, as a replica ships them.
 fn confluo_diverge(s: &mut OrSet<Member>, replica: ReplicaId, d: &Divergence) -> OrSet<Member> {
     let mut delta = OrSet::new();
     for &m in &d.adds {
-        delta.merge(s.add(replica, m));
+        delta.merge(add(s, replica, m));
     }
     for m in &d.removes {
-        delta.merge(s.remove(replica, m));
+        delta.merge(s.remove(replica, m).unwrap_or_default());
     }
     delta
 }
@@ -166,7 +173,7 @@ pub fn crdts_sets(n: usize) -> CrdtsSets {
 pub fn confluo_adds(n: usize) -> OrSet<Member> {
     let mut s = OrSet::new();
     for i in 0..n {
-        let _delta = s.add(ReplicaId(1), i as Member);
+        let _delta = add(&mut s, ReplicaId(1), i as Member);
     }
     s
 }

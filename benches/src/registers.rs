@@ -56,10 +56,10 @@ pub fn crdts_lww_write(r: &mut BaselineLww, ts: HlcTimestamp, value: u64) {
 /// write: merging gives two siblings.
 pub fn confluo_mv_pair() -> [MvRegister<u64>; 2] {
     let mut base = MvRegister::new();
-    base.write(ReplicaId(3), 0);
+    confluo_mv_write(&mut base, 3, 0);
     [1, 2].map(|r| {
         let mut reg = base.clone();
-        reg.write(ReplicaId(r), r);
+        confluo_mv_write(&mut reg, r, r);
         reg
     })
 }
@@ -78,6 +78,7 @@ pub fn crdts_mv_pair() -> [BaselineMv; 2] {
 /// A confluo MV write.
 #[inline]
 pub fn confluo_mv_write(r: &mut MvRegister<u64>, replica: u64, value: u64) {
+    // A fresh replica cannot run out of dots.
     let _delta = r.write(ReplicaId(replica), value);
 }
 

@@ -2,28 +2,26 @@
 //!
 //! Run with `cargo run --release -p confluo-crdt --example three_replicas`.
 
-use confluo_crdt::{
-    Contributions, Crdt, Hlc, LwwRegister, MvStore, OrMap, PNCounter, ReplicaId, SetStore,
-};
+use confluo_crdt::{Crdt, Hlc, MapCounter, MapLww, MvRegister, OrMap, OrSet, ReplicaId};
 
 /// One replica's state: a few named values of different types.
 #[derive(Clone)]
 struct Replica {
     id: ReplicaId,
     clock: Hlc,
-    likes: OrMap<&'static str, Contributions<PNCounter>>,
-    tags: OrMap<&'static str, SetStore<&'static str>>,
-    title: OrMap<&'static str, Contributions<LwwRegister<&'static str>>>,
-    owner: OrMap<&'static str, MvStore<&'static str>>,
+    likes: OrMap<&'static str, MapCounter>,
+    tags: OrMap<&'static str, OrSet<&'static str>>,
+    title: OrMap<&'static str, MapLww<&'static str>>,
+    owner: OrMap<&'static str, MvRegister<&'static str>>,
 }
 
 /// A delta of any of the replica's values.
 #[derive(Clone)]
 enum Delta {
-    Likes(OrMap<&'static str, Contributions<PNCounter>>),
-    Tags(OrMap<&'static str, SetStore<&'static str>>),
-    Title(OrMap<&'static str, Contributions<LwwRegister<&'static str>>>),
-    Owner(OrMap<&'static str, MvStore<&'static str>>),
+    Likes(OrMap<&'static str, MapCounter>),
+    Tags(OrMap<&'static str, OrSet<&'static str>>),
+    Title(OrMap<&'static str, MapLww<&'static str>>),
+    Owner(OrMap<&'static str, MvRegister<&'static str>>),
 }
 
 impl Replica {
@@ -39,34 +37,50 @@ impl Replica {
         }
     }
 
+    // Fresh replicas are far from any counter limit: the mutators cannot fail here.
     fn like(&mut self, by: i64) -> Delta {
         let r = self.id;
-        Delta::Likes(self.likes.update("post", |c| {
-            c.apply(r, |v| v.add(r, by).expect("small counts"))
-        }))
+        Delta::Likes(
+            self.likes
+                .update("post", |c| c.add(r, by))
+                .expect("small counts"),
+        )
     }
 
     fn tag(&mut self, tag: &'static str) -> Delta {
         let r = self.id;
-        Delta::Tags(self.tags.update("post", |s| s.add(r, tag)))
+        Delta::Tags(
+            self.tags
+                .update("post", |s| s.add(r, tag))
+                .expect("dots left"),
+        )
     }
 
     fn untag(&mut self, tag: &'static str) -> Delta {
         let r = self.id;
-        Delta::Tags(self.tags.update("post", |s| s.remove(r, &tag)))
+        Delta::Tags(
+            self.tags
+                .update("post", |s| s.remove(r, &tag))
+                .expect("dots left"),
+        )
     }
 
     fn retitle(&mut self, title: &'static str, wall_ms: u64) -> Delta {
         let (r, ts) = (self.id, self.clock.now(wall_ms));
         Delta::Title(
             self.title
-                .update("post", |c| c.apply(r, |v| v.write(ts, title))),
+                .update("post", |c| c.write(r, ts, title))
+                .expect("dots left"),
         )
     }
 
     fn set_owner(&mut self, owner: &'static str) -> Delta {
         let r = self.id;
-        Delta::Owner(self.owner.update("post", |m| m.write(r, owner)))
+        Delta::Owner(
+            self.owner
+                .update("post", |m| m.write(r, owner))
+                .expect("dots left"),
+        )
     }
 
     fn receive(&mut self, delta: Delta) {
@@ -76,7 +90,7 @@ impl Replica {
             Delta::Title(d) => {
                 // The clock observes every timestamp merged in, so a later local write
                 // carries a larger one whatever the wall clocks say.
-                for c in d.iter().map(|(_, c)| c.value()) {
+                for c in d.iter().map(|(_, c)| c) {
                     if let Some(ts) = c.timestamp() {
                         self.clock.observe(ts);
                     }
@@ -88,7 +102,7 @@ impl Replica {
     }
 
     fn show(&self) -> String {
-        let likes = self.likes.get("post").map_or(0, |c| c.value().value());
+        let likes = self.likes.get("post").map_or(0, |c| c.value());
         let mut tags: Vec<_> = self
             .tags
             .get("post")
@@ -97,7 +111,7 @@ impl Replica {
         let title = self
             .title
             .get("post")
-            .and_then(|c| c.value().read().copied())
+            .and_then(|c| c.read().copied())
             .unwrap_or("-");
         let owners: Vec<_> = self
             .owner

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use smallvec::SmallVec;
 
-use crate::{Dot, ReplicaId, ValidationError, VersionVector};
+use crate::{Dot, DotsExhausted, MAX_COUNTER, ReplicaId, ValidationError, VersionVector};
 
 /// The set of events (dots) a state has seen: a [`VersionVector`] for the contiguous prefix of
 /// each replica's events, plus a *dot cloud* for events seen out of order.
@@ -108,8 +108,9 @@ impl CausalContext {
     /// Creates the next event of `replica`, records it, and returns its dot.
     ///
     /// A replica's own events are always seen in order, so the next dot follows the largest
-    /// one of `replica` this context has seen, cloud included.
-    pub fn next_dot(&mut self, replica: ReplicaId) -> Dot {
+    /// one of `replica` this context has seen, cloud included. Refused, changing nothing,
+    /// when that would pass [`MAX_COUNTER`](crate::MAX_COUNTER).
+    pub fn next_dot(&mut self, replica: ReplicaId) -> Result<Dot, DotsExhausted> {
         if self.cloud.is_empty() {
             // The common case: the replica's dots are a prefix; extend it in place.
             return self.vv.advance(replica);
@@ -122,15 +123,43 @@ impl CausalContext {
                 .map_or(0, |d| d.counter)
         };
         let last = self.vv.get(replica).max(in_cloud);
-        let dot = Dot::new(replica, last.checked_add(1).expect("dot counter overflow"));
+        let next = last
+            .checked_add(1)
+            .filter(|&n| n <= MAX_COUNTER)
+            .ok_or(DotsExhausted::new(replica))?;
+        let dot = Dot::new(replica, next);
         self.insert(dot);
-        dot
+        Ok(dot)
+    }
+
+    /// How many more events `replica` can create before its counter would pass
+    /// [`MAX_COUNTER`](crate::MAX_COUNTER).
+    pub fn dots_left(&self, replica: ReplicaId) -> u64 {
+        let end = self.cloud.partition_point(|d| d.replica <= replica);
+        let in_cloud = self.cloud[..end]
+            .last()
+            .filter(|d| d.replica == replica)
+            .map_or(0, |d| d.counter);
+        MAX_COUNTER.saturating_sub(self.vv.get(replica).max(in_cloud))
+    }
+
+    /// The number of dots in the context (saturating): the size of what it names.
+    pub fn dot_count(&self) -> u64 {
+        self.vv.total().saturating_add(self.cloud.len() as u64)
     }
 
     /// Adds every dot `other` has seen.
     pub fn merge(&mut self, other: &CausalContext) {
         self.vv.merge(&other.vv);
         if other.cloud.is_empty() && self.cloud.is_empty() {
+            return;
+        }
+        if other.cloud.len() <= 4 && other.vv.is_empty() {
+            // A delta's few dots into a large context: insert them where they go, rather
+            // than rebuild the cloud (which made folding many deltas quadratic).
+            for &dot in &other.cloud {
+                self.insert(dot);
+            }
             return;
         }
         // Merge the two sorted clouds, dropping what the (merged) prefix already covers.
@@ -235,34 +264,47 @@ impl CausalContext {
 
     /// Moves cloud dots of `replica` that now extend its prefix into the version vector.
     fn compact_replica(&mut self, replica: ReplicaId) {
-        loop {
-            let next = Dot::new(replica, self.vv.get(replica).saturating_add(1));
-            match self.cloud.binary_search(&next) {
-                Ok(i) => {
-                    self.cloud.remove(i);
-                    self.vv.raise(replica, next.counter);
-                }
-                Err(_) => break,
+        let start = self.cloud.partition_point(|d| d.replica < replica);
+        let mut prefix = self.vv.get(replica);
+        let mut end = start;
+        // The replica's dots are one sorted run: covered ones and the ones that extend the
+        // prefix leave the cloud, the first gap stops the extension.
+        while let Some(d) = self.cloud.get(end).filter(|d| d.replica == replica) {
+            if d.counter > prefix.saturating_add(1) {
+                break;
             }
+            prefix = prefix.max(d.counter);
+            end += 1;
         }
-        // Dots at or below the prefix are redundant.
-        let upto = self.vv.get(replica);
-        self.cloud
-            .retain(|d| d.replica != replica || d.counter > upto);
+        if end > start {
+            self.vv.raise(replica, prefix);
+            self.cloud.drain(start..end);
+        }
     }
 
+    /// Compacts every replica's run in one pass over the cloud.
     fn compact(&mut self) {
         if self.cloud.is_empty() {
             return;
         }
-        let replicas: Vec<ReplicaId> = {
-            let mut rs: Vec<ReplicaId> = self.cloud.iter().map(|d| d.replica).collect();
-            rs.dedup();
-            rs
-        };
-        for r in replicas {
-            self.compact_replica(r);
-        }
+        let vv = &mut self.vv;
+        let mut run: Option<(ReplicaId, u64, bool)> = None; // (replica, prefix, gap seen)
+        self.cloud.retain(|d| {
+            let (prefix, gap) = match run {
+                Some((r, n, gap)) if r == d.replica => (n, gap),
+                _ => (vv.get(d.replica), false),
+            };
+            let (keep, prefix, gap) = if d.counter <= prefix {
+                (false, prefix, gap)
+            } else if !gap && d.counter == prefix + 1 {
+                vv.raise(d.replica, d.counter);
+                (false, d.counter, false)
+            } else {
+                (true, prefix, true)
+            };
+            run = Some((d.replica, prefix, gap));
+            keep
+        });
     }
 }
 
@@ -308,7 +350,7 @@ mod tests {
     #[test]
     fn next_dot_follows_the_cloud() {
         let mut a = ctx(&[(1, 3)]);
-        assert_eq!(a.next_dot(ReplicaId(1)), Dot::new(ReplicaId(1), 4));
+        assert_eq!(a.next_dot(ReplicaId(1)), Ok(Dot::new(ReplicaId(1), 4)));
         assert!(a.contains(Dot::new(ReplicaId(1), 4)));
         assert!(!a.contains(Dot::new(ReplicaId(1), 2)));
     }

@@ -4,7 +4,7 @@ use core::ops::Deref;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{CausalContext, Dot, ValidationError};
+use crate::{CausalContext, Dot, DotsExhausted, ReplicaId, ValidationError};
 
 /// A state-based CRDT: a join-semilattice.
 ///
@@ -49,26 +49,84 @@ pub trait Crdt: Clone + Default + PartialEq + core::fmt::Debug {
 /// The rule of every join: a dot present on one side only survives if the other side has not
 /// seen it (its context lacks the dot); a dot the other side has seen but no longer holds was
 /// removed or overwritten there. This is what makes removes observed-remove without tombstones.
+///
+/// Implement it for a value type of your own (confluo-node stores one per key) by delegating
+/// each method to the stores your type is made of, as a product: the join of a product is the
+/// product of the joins.
 pub trait DotStore: Clone + Default + PartialEq + core::fmt::Debug {
-    /// Whether the store holds no dot (for a map value: the key is absent).
+    /// Whether the store holds no live dot: as a map value, the key is absent.
     fn is_empty(&self) -> bool;
+
+    /// Whether the store holds nothing at all, not even what a remove leaves behind for
+    /// updates it did not observe (a counter's baselines, see [`CounterStore`]): a map drops
+    /// such a value. For stores that keep nothing of removed data, the same as
+    /// [`is_empty`](DotStore::is_empty).
+    ///
+    /// [`CounterStore`]: crate::CounterStore
+    fn is_bottom(&self) -> bool;
 
     /// Joins `other` (with context `other_ctx`) into `self` (with context `ctx`). The contexts
     /// are not changed: the caller merges them afterwards.
     fn join(&mut self, ctx: &CausalContext, other: Self, other_ctx: &CausalContext);
 
-    /// Calls `f` with every dot in the store.
+    /// [`join`](DotStore::join) where `other` is *explained*: besides its data it names every
+    /// element of its own kind whose dots `other_ctx` removed (a delta does, in memory), so
+    /// the join visits just those instead of everything here. With `keep`, `self` was
+    /// explained too and the result keeps both records; returns whether it did.
+    ///
+    /// Only [`Causal::merge`] calls it, for its own store; a store made of other stores
+    /// (and a map, for its values) joins its parts with `join`. The default ignores the
+    /// record: correct for every store, and what stores without one need.
+    fn join_explained(
+        &mut self,
+        ctx: &CausalContext,
+        other: Self,
+        other_ctx: &CausalContext,
+        keep: bool,
+    ) -> bool {
+        let _ = keep;
+        self.join(ctx, other, other_ctx);
+        false
+    }
+
+    /// Calls `f` with every live dot in the store.
     fn for_each_dot(&self, f: &mut dyn FnMut(Dot));
+
+    /// Removes everything live here, as an observed remove of the whole store does (a map's
+    /// key remove, a node's delete), and returns the store part of that remove's delta; its
+    /// context is the dots the store held plus the remove's own dot.
+    ///
+    /// Most stores return bottom: the context alone says what was removed. A counter returns
+    /// (and keeps) the baselines of what it removed, so that an update made concurrently
+    /// keeps exactly what the remove did not observe.
+    fn clear(&mut self) -> Self;
 
     /// Checks the store's own invariants and that every dot is in `ctx`.
     fn validate(&self, ctx: &CausalContext) -> Result<(), ValidationError>;
 }
 
-/// A causal CRDT: a [`DotStore`] together with the [`CausalContext`] of everything it has seen.
-///
-/// [`OrSet`](crate::OrSet), [`OrMap`](crate::OrMap), [`MvRegister`](crate::MvRegister) and
-/// [`EnableWinsFlag`](crate::EnableWinsFlag) are `Causal` over their stores. Reads go through
-/// `Deref` to the store; mutators are methods on the `Causal` type because they create dots.
+/// A causal CRDT: a [`DotStore`] and the [`CausalContext`] of everything it has seen. The
+/// types users hold ([`OrSet`](crate::OrSet), [`OrMap`](crate::OrMap),
+/// [`MvRegister`](crate::MvRegister), [`EnableWinsFlag`](crate::EnableWinsFlag),
+/// [`MapCounter`](crate::MapCounter), [`MapLww`](crate::MapLww)) and the generic [`Causal`]
+/// implement it; it is what an [`OrMap`](crate::OrMap) holds at each key, and how a mutator of
+/// the value's own type runs against the map's shared context.
+pub trait CausalCrdt: Crdt {
+    /// The dot store.
+    type Store: DotStore;
+
+    /// A state from a store and its context (for example a map value with the map's
+    /// context). Call [`Crdt::validate`] on the result if the parts come from outside.
+    fn from_parts(store: Self::Store, ctx: CausalContext) -> Self;
+
+    /// Splits the state into its store and context.
+    fn into_parts(self) -> (Self::Store, CausalContext);
+}
+
+/// Any [`DotStore`] together with the [`CausalContext`] of everything it has seen: the
+/// generic causal CRDT, for stores of your own (confluo-node's values). The named types
+/// ([`OrSet`](crate::OrSet), [`OrMap`](crate::OrMap), ...) wrap one over their store.
+/// Reads go through `Deref` to the store.
 ///
 /// # Merging a state that adds nothing
 ///
@@ -91,6 +149,13 @@ pub struct Causal<S> {
     /// the value: ignored by equality and not encoded.
     #[serde(skip)]
     pub(crate) closed: bool,
+    /// Whether the store names everything its context removed (see
+    /// [`DotStore::join_explained`]): deltas of sets and maps, and joins of them. Kept here,
+    /// with the context it refers to, rather than in the store, where a map's values share a
+    /// context that grows without them. Not part of the value either; decoded states are not
+    /// explained.
+    #[serde(skip)]
+    pub(crate) explained: bool,
 }
 
 impl<S: Default> Default for Causal<S> {
@@ -99,6 +164,8 @@ impl<S: Default> Default for Causal<S> {
             store: S::default(),
             ctx: CausalContext::new(),
             closed: true,
+            // Bottom names nothing it has not explained.
+            explained: true,
         }
     }
 }
@@ -129,6 +196,15 @@ impl<S: Default> Causal<S> {
             store,
             ctx,
             closed: false,
+            explained: false,
+        }
+    }
+
+    /// A delta whose store names everything its context removed.
+    pub(crate) fn explained_delta(store: S, ctx: CausalContext) -> Self {
+        Causal {
+            explained: true,
+            ..Causal::delta(store, ctx)
         }
     }
 
@@ -170,6 +246,36 @@ impl<S> Deref for Causal<S> {
     }
 }
 
+impl<S: DotStore> CausalCrdt for Causal<S> {
+    type Store = S;
+
+    fn from_parts(store: S, ctx: CausalContext) -> Self {
+        Causal::delta(store, ctx)
+    }
+
+    fn into_parts(self) -> (S, CausalContext) {
+        (self.store, self.ctx)
+    }
+}
+
+impl<S: DotStore> Causal<S> {
+    /// Removes everything live here at `replica` and returns the delta: the store part
+    /// [`DotStore::clear`] gives, and a context of exactly the removed dots and the
+    /// remove's own. Removing from an empty store changes nothing and returns bottom.
+    pub fn clear(&mut self, replica: ReplicaId) -> Result<Self, DotsExhausted> {
+        if self.store.is_empty() {
+            return Ok(Self::default());
+        }
+        let own = self.ctx.next_dot(replica)?;
+        let mut dots = Vec::new();
+        self.store.for_each_dot(&mut |d| dots.push(d));
+        let store = self.store.clear();
+        self.explained = false;
+        let ctx = CausalContext::from_dots(dots.into_iter().chain([own]));
+        Ok(Causal::explained_delta(store, ctx))
+    }
+}
+
 impl<S: DotStore> Crdt for Causal<S> {
     fn merge(&mut self, other: Self) {
         if self.closed && other.closed && other.ctx.is_covered_by(&self.ctx) {
@@ -178,7 +284,14 @@ impl<S: DotStore> Crdt for Causal<S> {
             return;
         }
         self.closed &= other.closed;
-        self.store.join(&self.ctx, other.store, &other.ctx);
+        let keep = self.explained && other.explained;
+        self.explained = if other.explained {
+            self.store
+                .join_explained(&self.ctx, other.store, &other.ctx, keep)
+        } else {
+            self.store.join(&self.ctx, other.store, &other.ctx);
+            false
+        };
         self.ctx.merge(&other.ctx);
     }
 
@@ -187,3 +300,81 @@ impl<S: DotStore> Crdt for Causal<S> {
         self.store.validate(&self.ctx)
     }
 }
+
+/// Implements what every named causal type shares over its `inner: Causal<Store>`: [`Crdt`],
+/// [`CausalCrdt`], equality, and the reads of the context and store.
+macro_rules! causal_type {
+    ($ty:ident [$($g:ident),*] store $store:ty where [$($b:tt)*]) => {
+        impl<$($g),*> $crate::Crdt for $ty<$($g),*> where $($b)* {
+            fn merge(&mut self, other: Self) {
+                $crate::Crdt::merge(&mut self.inner, other.inner);
+            }
+
+            fn validate(&self) -> Result<(), $crate::ValidationError> {
+                $crate::Crdt::validate(&self.inner)
+            }
+        }
+
+        impl<$($g),*> $crate::CausalCrdt for $ty<$($g),*> where $($b)* {
+            type Store = $store;
+
+            fn from_parts(store: $store, ctx: $crate::CausalContext) -> Self {
+                $ty { inner: $crate::Causal::delta(store, ctx) }
+            }
+
+            fn into_parts(self) -> ($store, $crate::CausalContext) {
+                (self.inner.store, self.inner.ctx)
+            }
+        }
+
+        impl<$($g),*> PartialEq for $ty<$($g),*> where $store: PartialEq, $($b)* {
+            fn eq(&self, other: &Self) -> bool {
+                self.inner == other.inner
+            }
+        }
+
+        impl<$($g),*> Eq for $ty<$($g),*> where $store: Eq, $($b)* {}
+
+        impl<$($g),*> $ty<$($g),*> where $store: Default, $($b)* {
+            /// The events this state has seen (its causal context).
+            pub fn context(&self) -> &$crate::CausalContext {
+                &self.inner.ctx
+            }
+
+            /// The store: the values and their dots, without the context.
+            pub fn store(&self) -> &$store {
+                &self.inner.store
+            }
+
+            /// Whether merges may take the covered-state fast path (see
+            /// [`Causal`](crate::Causal)).
+            pub fn is_causally_closed(&self) -> bool {
+                self.inner.is_causally_closed()
+            }
+
+            /// Declares that this state reflects every event of its context, as a replica's
+            /// state does when it merges deltas in causal order only (see
+            /// [`Causal`](crate::Causal)): merges of covered closed states then cost
+            /// O(replicas). Vouching for a state that is not closed makes later merges of
+            /// covered states keep data that should have been removed.
+            pub fn assume_causally_closed(&mut self) {
+                self.inner.assume_causally_closed();
+            }
+
+            #[allow(dead_code)]
+            fn delta(store: $store, ctx: $crate::CausalContext) -> Self {
+                $ty { inner: $crate::Causal::delta(store, ctx) }
+            }
+
+            /// A delta that names everything its context removed, leaving this replica's
+            /// own state without such a record (only deltas and their joins keep one).
+            #[allow(dead_code)]
+            fn explained_delta(&mut self, store: $store, ctx: $crate::CausalContext) -> Self {
+                self.inner.explained = false;
+                $ty { inner: $crate::Causal::explained_delta(store, ctx) }
+            }
+        }
+    };
+}
+
+pub(crate) use causal_type;

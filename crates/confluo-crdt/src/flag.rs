@@ -2,14 +2,13 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::mv_register::{join_sorted, validate_sorted_dots};
-use crate::{Causal, CausalContext, Dot, DotStore, ReplicaId, ValidationError};
+use crate::sorted::{join_sorted, validate_sorted_dots};
+use crate::{Causal, CausalContext, Dot, DotStore, DotsExhausted, ReplicaId, ValidationError};
 
 #[cfg(feature = "quickcheck")]
 use quickcheck::{Arbitrary, Gen};
 
-/// A boolean where a concurrent enable and disable resolve to enabled: a [`Causal`] over a
-/// [`FlagStore`].
+/// A boolean where a concurrent enable and disable resolve to enabled.
 ///
 /// Why enable wins: an enable stores a fresh dot; a disable removes the dots its replica has
 /// seen (it records them in its context) and stores nothing. When an enable and a disable
@@ -27,26 +26,32 @@ use quickcheck::{Arbitrary, Gen};
 ///
 /// let (a, b) = (ReplicaId(1), ReplicaId(2));
 /// let mut x = EnableWinsFlag::new();
-/// let d = x.enable(a);
 /// let mut y = EnableWinsFlag::new();
-/// y.merge(d);
+/// y.merge(x.enable(a)?);
 /// // Concurrently: x enables again, y disables what it has seen.
-/// let dx = x.enable(a);
-/// let dy = y.disable(b);
+/// let dx = x.enable(a)?;
+/// let dy = y.disable(b)?;
 /// assert!(!y.is_enabled());
 /// x.merge(dy);
 /// y.merge(dx);
 /// assert!(x.is_enabled() && y.is_enabled()); // enable wins
 /// // A disable after seeing every enable does turn it off.
-/// let d = y.disable(b);
-/// x.merge(d);
+/// x.merge(y.disable(b)?);
 /// assert!(!x.is_enabled());
 /// assert_eq!(x, y);
+/// # Ok::<(), confluo_crdt::DotsExhausted>(())
 /// ```
-pub type EnableWinsFlag = Causal<FlagStore>;
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct EnableWinsFlag {
+    inner: Causal<FlagStore>,
+}
 
-/// The dot store of an [`EnableWinsFlag`]: the dots of the enables not yet disabled, sorted.
-/// Usually none or one; one per concurrent enabler at most.
+crate::crdt::causal_type!(EnableWinsFlag [] store FlagStore where []);
+
+/// The dot store of an [`EnableWinsFlag`] (and the value of an [`OrMap`](crate::OrMap) key
+/// holding one): the dots of the enables not yet disabled, sorted. Usually none or one; one
+/// per concurrent enabler at most.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct FlagStore {
@@ -70,6 +75,10 @@ impl DotStore for FlagStore {
         self.dots.is_empty()
     }
 
+    fn is_bottom(&self) -> bool {
+        self.dots.is_empty()
+    }
+
     fn join(&mut self, ctx: &CausalContext, other: Self, other_ctx: &CausalContext) {
         join_sorted(&mut self.dots, ctx, other.dots, other_ctx, |d| *d);
     }
@@ -78,58 +87,79 @@ impl DotStore for FlagStore {
         self.dots.iter().for_each(|d| f(*d));
     }
 
+    fn clear(&mut self) -> Self {
+        self.dots.clear();
+        FlagStore::default()
+    }
+
     fn validate(&self, ctx: &CausalContext) -> Result<(), ValidationError> {
         validate_sorted_dots(self.dots.iter().copied(), ctx)
     }
 }
 
-impl Causal<FlagStore> {
+impl EnableWinsFlag {
+    /// The flag, off (bottom).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Whether the flag is on: some enable has not been disabled.
+    pub fn is_enabled(&self) -> bool {
+        self.inner.store.is_enabled()
+    }
+
+    /// The dots of the live enables, sorted.
+    pub fn dots(&self) -> impl ExactSizeIterator<Item = Dot> + '_ {
+        self.inner.store.dots()
+    }
+
     /// Turns the flag on at `replica`; returns the delta.
     ///
     /// Always creates a dot, even when the flag is already on: the new enable is what wins
     /// against a concurrent disable that saw the old one.
-    pub fn enable(&mut self, replica: ReplicaId) -> Self {
-        let dot = self.ctx.next_dot(replica);
-        let replaced = core::mem::replace(&mut self.store.dots, vec![dot]);
-        Causal::delta(
+    pub fn enable(&mut self, replica: ReplicaId) -> Result<Self, DotsExhausted> {
+        let dot = self.inner.ctx.next_dot(replica)?;
+        let replaced = core::mem::replace(&mut self.inner.store.dots, vec![dot]);
+        Ok(Self::delta(
             FlagStore { dots: vec![dot] },
             CausalContext::from_dots(replaced.into_iter().chain([dot])),
-        )
+        ))
     }
 
     /// Turns the flag off at `replica`, removing the enables seen here; returns the delta.
     /// Disabling a flag that is off changes nothing and returns the bottom flag.
-    pub fn disable(&mut self, replica: ReplicaId) -> Self {
-        if self.store.dots.is_empty() {
-            return Causal::default();
+    pub fn disable(&mut self, replica: ReplicaId) -> Result<Self, DotsExhausted> {
+        if self.inner.store.dots.is_empty() {
+            return Ok(Self::new());
         }
-        let dot = self.ctx.next_dot(replica);
-        let removed = core::mem::take(&mut self.store.dots);
-        Causal::delta(
+        let dot = self.inner.ctx.next_dot(replica)?;
+        let removed = core::mem::take(&mut self.inner.store.dots);
+        Ok(Self::delta(
             FlagStore::default(),
             CausalContext::from_dots(removed.into_iter().chain([dot])),
-        )
+        ))
     }
 }
 
 #[cfg(feature = "quickcheck")]
-impl Arbitrary for Causal<FlagStore> {
+impl Arbitrary for EnableWinsFlag {
     /// Random enables and disables at three replicas with random merges; the result is one
     /// replica's state.
     fn arbitrary(g: &mut Gen) -> Self {
         use crate::Crdt;
-        let mut replicas = [Self::default(), Self::default(), Self::default()];
+        let mut replicas = [Self::new(), Self::new(), Self::new()];
         let ids = crate::arbitrary::history_replicas(g);
         let steps = usize::arbitrary(g) % (g.size() + 1);
         for _ in 0..steps {
             let i = usize::from(u8::arbitrary(g) % 3);
             let at = ids[i];
+            // Fresh replicas, far from the counter limit: mutators cannot fail.
             match u8::arbitrary(g) % 3 {
                 0 => {
-                    replicas[i].enable(at);
+                    let _ = replicas[i].enable(at);
                 }
                 1 => {
-                    replicas[i].disable(at);
+                    let _ = replicas[i].disable(at);
                 }
                 _ => {
                     let j = usize::from(u8::arbitrary(g) % 3);
@@ -146,6 +176,7 @@ impl Arbitrary for Causal<FlagStore> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::CausalCrdt;
     use crate::Crdt;
     use crate::testing::{Scenario, holds, run};
     use quickcheck::{TestResult, quickcheck};
@@ -158,17 +189,17 @@ mod tests {
     fn disable_when_off_is_bottom_and_takes_no_dot() {
         let mut f = EnableWinsFlag::new();
         assert!(!f.is_enabled());
-        assert!(f.disable(r(1)).is_bottom());
+        assert!(f.disable(r(1)).unwrap().is_bottom());
         assert!(f.context().is_empty());
-        f.enable(r(1));
-        let d = f.disable(r(1));
+        f.enable(r(1)).unwrap();
+        let d = f.disable(r(1)).unwrap();
         assert!(!f.is_enabled());
         assert!(!d.is_bottom());
         assert_eq!(
             d.context().dots().collect::<Vec<_>>(),
             [Dot::new(r(1), 1), Dot::new(r(1), 2)]
         );
-        assert!(f.disable(r(1)).is_bottom());
+        assert!(f.disable(r(1)).unwrap().is_bottom());
         assert_eq!(f.context().version_vector().get(r(1)), 2);
     }
 
@@ -177,10 +208,10 @@ mod tests {
         // The fast path of `Causal::merge` skips states whose context is covered; the
         // disable's own dot is what keeps it from being skipped.
         let mut x = EnableWinsFlag::new();
-        let d1 = x.enable(r(1));
+        let d1 = x.enable(r(1)).unwrap();
         let mut y = EnableWinsFlag::new();
         y.merge(d1);
-        let d2 = x.disable(r(1));
+        let d2 = x.disable(r(1)).unwrap();
         y.merge(d2);
         assert!(!y.is_enabled());
         assert_eq!(x, y);
@@ -189,13 +220,13 @@ mod tests {
     #[test]
     fn concurrent_enablers_each_leave_a_dot() {
         let (mut x, mut y) = (EnableWinsFlag::new(), EnableWinsFlag::new());
-        let dx = x.enable(r(1));
-        let dy = y.enable(r(2));
+        let dx = x.enable(r(1)).unwrap();
+        let dy = y.enable(r(2)).unwrap();
         x.merge(dy);
         y.merge(dx);
         assert_eq!(x.dots().count(), 2);
         assert_eq!(x, y);
-        x.enable(r(1));
+        x.enable(r(1)).unwrap();
         assert_eq!(x.dots().collect::<Vec<_>>(), [Dot::new(r(1), 2)]);
     }
 
@@ -224,10 +255,10 @@ mod tests {
             if let Ok(s) = postcard::from_bytes::<EnableWinsFlag>(&bytes) {
                 if s.validate().is_ok() {
                     let mut x = EnableWinsFlag::new();
-                    x.enable(r(1));
+                    x.enable(r(1)).unwrap();
                     x.merge(s);
-                    x.disable(r(1));
-                    x.enable(r(1));
+                    x.disable(r(1)).unwrap();
+                    x.enable(r(1)).unwrap();
                 }
             }
         }
@@ -235,7 +266,11 @@ mod tests {
 
     /// true: enable, false: disable.
     fn apply(f: &mut EnableWinsFlag, at: ReplicaId, &on: &bool) -> EnableWinsFlag {
-        if on { f.enable(at) } else { f.disable(at) }
+        if on {
+            f.enable(at).unwrap()
+        } else {
+            f.disable(at).unwrap()
+        }
     }
 
     quickcheck! {

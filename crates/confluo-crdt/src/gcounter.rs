@@ -2,20 +2,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Crdt, ReplicaId, ValidationError, VersionVector};
+use crate::{CounterError, Crdt, ReplicaId, ValidationError, VersionVector};
 
 #[cfg(feature = "quickcheck")]
 use quickcheck::{Arbitrary, Gen};
-
-/// Why a counter mutation was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum CounterError {
-    /// The replica's own entry would exceed `u64::MAX`. The counter is unchanged; the
-    /// replica's entry is a sum of its increments, so this takes 2^64 units of increments at
-    /// one replica.
-    #[error("counter entry overflows u64")]
-    Overflow,
-}
 
 /// A grow-only counter: each replica counts its own increments, the value is their sum.
 ///

@@ -17,8 +17,10 @@ use quickcheck::{Arbitrary, Gen};
 /// merged in (`hlc.observe(reg.timestamp())` before `hlc.now(..)`): then a write made after
 /// seeing another always wins, whatever the wall clocks say, and no two writes share a
 /// timestamp (the replica id is part of it). [`merge`](Crdt::merge) keeps `self` on equal
-/// timestamps; that is only ever the same write twice, unless a caller reuses a timestamp
-/// for two different values, which breaks convergence and is the caller's error.
+/// timestamps; that is only ever the same write twice, unless a timestamp was reused for two
+/// different values (a clock that went back across a restart, a forged state), which would
+/// leave replicas disagreeing for good: [`merge_validated`](Crdt::merge_validated) refuses
+/// such a state with [`ValidationError::ConflictingWrite`].
 ///
 /// ```
 /// use confluo_crdt::{Crdt, Hlc, LwwRegister, ReplicaId};
@@ -66,6 +68,11 @@ impl<T> LwwRegister<T> {
     pub fn into_inner(self) -> Option<(HlcTimestamp, T)> {
         self.entry
     }
+
+    /// The timestamp and value, if any write has been seen.
+    pub fn entry(&self) -> Option<&(HlcTimestamp, T)> {
+        self.entry.as_ref()
+    }
 }
 
 impl<T: Clone> LwwRegister<T> {
@@ -95,6 +102,18 @@ impl<T: Clone + PartialEq + core::fmt::Debug> Crdt for LwwRegister<T> {
 
     /// Every `Option<(timestamp, value)>` is a valid state.
     fn validate(&self) -> Result<(), ValidationError> {
+        Ok(())
+    }
+
+    /// Merges `other` unless it holds a different value under the timestamp of the value
+    /// here ([`ValidationError::ConflictingWrite`]; `self` is then unchanged).
+    fn merge_validated(&mut self, other: Self) -> Result<(), ValidationError> {
+        if let (Some((mine, x)), Some((theirs, y))) = (&self.entry, &other.entry) {
+            if mine == theirs && x != y {
+                return Err(ValidationError::ConflictingWrite { timestamp: *mine });
+            }
+        }
+        self.merge(other);
         Ok(())
     }
 }
@@ -141,6 +160,28 @@ mod tests {
         assert_eq!(r.write(ts(5, 0, 2), 'd').read(), Some(&'d'));
         assert_eq!(r.timestamp(), Some(&ts(5, 0, 2)));
         assert_eq!(r.into_inner(), Some((ts(5, 0, 2), 'd')));
+    }
+
+    #[test]
+    fn a_reused_timestamp_with_another_value_is_refused() {
+        let mut a = LwwRegister::new();
+        a.write(ts(7, 0, 1), 'a');
+        let mut forged = LwwRegister::new();
+        forged.write(ts(7, 0, 1), 'b');
+        let before = a.clone();
+        assert_eq!(
+            a.merge_validated(forged),
+            Err(ValidationError::ConflictingWrite {
+                timestamp: ts(7, 0, 1)
+            })
+        );
+        assert_eq!(a, before);
+        // The same write twice, or a later one, merges.
+        assert_eq!(a.merge_validated(before.clone()), Ok(()));
+        let mut later = LwwRegister::new();
+        later.write(ts(7, 1, 1), 'c');
+        assert_eq!(a.merge_validated(later), Ok(()));
+        assert_eq!(a.read(), Some(&'c'));
     }
 
     #[test]

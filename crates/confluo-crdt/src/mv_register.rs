@@ -1,21 +1,20 @@
 //! Multi-value register: keeps every concurrent write.
 
-use core::cmp::Ordering;
-
 use serde::{Deserialize, Serialize};
 
-use crate::{Causal, CausalContext, Dot, DotStore, ReplicaId, ValidationError};
+use crate::sorted::{join_sorted, validate_sorted_dots};
+use crate::{Causal, CausalContext, Dot, DotStore, DotsExhausted, ReplicaId, ValidationError};
 
 #[cfg(feature = "quickcheck")]
 use quickcheck::{Arbitrary, Gen};
 
 /// A register that keeps all concurrent values (siblings) so the reader sees the conflict
-/// and can resolve it: a [`Causal`] over an [`MvStore`].
+/// and can resolve it.
 ///
 /// A write replaces every value its replica has seen; writes that did not see each other
 /// (concurrent) all survive as siblings until a write that has seen them replaces them.
-/// [`write_observed`](Causal::write_observed) replaces only the siblings a reader saw
-/// ([`read_context`](MvStore::read_context)), so a value that arrived between the read and
+/// [`write_observed`](MvRegister::write_observed) replaces only the siblings a reader saw
+/// ([`read_context`](MvRegister::read_context)), so a value that arrived between the read and
 /// the write is kept rather than lost. Every write and clear creates a dot, so a state's
 /// context tells exactly which writes it reflects.
 ///
@@ -31,22 +30,36 @@ use quickcheck::{Arbitrary, Gen};
 /// let (a, b) = (ReplicaId(1), ReplicaId(2));
 /// let mut x = MvRegister::new();
 /// let mut y = MvRegister::new();
-/// let dx = x.write(a, "apple");
-/// let dy = y.write(b, "banana"); // concurrent
+/// let dx = x.write(a, "apple")?;
+/// let dy = y.write(b, "banana")?; // concurrent
 /// x.merge(dy);
 /// y.merge(dx);
 /// assert_eq!(x.values().collect::<Vec<_>>(), [&"apple", &"banana"]);
 /// // The reader resolves the conflict; its write replaces both siblings.
 /// let seen = x.read_context();
-/// let d = x.write_observed(a, "apple+banana", &seen);
-/// y.merge(d);
+/// y.merge(x.write_observed(a, "apple+banana", &seen)?);
 /// assert_eq!(y.values().collect::<Vec<_>>(), [&"apple+banana"]);
 /// assert_eq!(x, y);
+/// # Ok::<(), confluo_crdt::DotsExhausted>(())
 /// ```
-pub type MvRegister<T> = Causal<MvStore<T>>;
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(transparent)]
+#[serde(bound(serialize = "T: Serialize", deserialize = "T: Deserialize<'de>"))]
+pub struct MvRegister<T> {
+    inner: Causal<MvStore<T>>,
+}
 
-/// The dot store of an [`MvRegister`]: the current siblings, each tagged with the dot of the
-/// write that made it, sorted by dot (so equal registers encode to equal bytes).
+impl<T> Default for MvRegister<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+crate::crdt::causal_type!(MvRegister [T] store MvStore<T> where [T: Clone + PartialEq + core::fmt::Debug]);
+
+/// The dot store of an [`MvRegister`] (and the value of an [`OrMap`](crate::OrMap) key
+/// holding one): the current siblings, each tagged with the dot of the write that made it,
+/// sorted by dot (so equal registers encode to equal bytes).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct MvStore<T> {
@@ -83,82 +96,18 @@ impl<T> MvStore<T> {
     }
 
     /// The dots of the current siblings: pass it to
-    /// [`write_observed`](Causal::write_observed) to replace exactly these values.
+    /// [`write_observed`](MvRegister::write_observed) to replace exactly these values.
     pub fn read_context(&self) -> CausalContext {
         CausalContext::from_dots(self.entries.iter().map(|(d, _)| *d))
     }
 }
 
-/// Joins two dot-sorted vectors under the [`DotStore`] rule: an entry on both sides stays
-/// (`mine`'s copy); an entry on one side only stays iff the other side's context lacks its
-/// dot. Linear in the two lengths; the result is sorted by dot.
-pub(crate) fn join_sorted<E>(
-    mine: &mut Vec<E>,
-    ctx: &CausalContext,
-    theirs: Vec<E>,
-    their_ctx: &CausalContext,
-    dot: impl Fn(&E) -> Dot,
-) {
-    if theirs.is_empty() {
-        mine.retain(|e| !their_ctx.contains(dot(e)));
-        return;
-    }
-    let mut out = Vec::with_capacity(mine.len() + theirs.len());
-    let mut a = core::mem::take(mine).into_iter().peekable();
-    let mut b = theirs.into_iter().peekable();
-    loop {
-        let ord = match (a.peek(), b.peek()) {
-            (Some(x), Some(y)) => dot(x).cmp(&dot(y)),
-            (Some(_), None) => Ordering::Less,
-            (None, Some(_)) => Ordering::Greater,
-            (None, None) => break,
-        };
-        match ord {
-            Ordering::Less => {
-                if let Some(x) = a.next() {
-                    if !their_ctx.contains(dot(&x)) {
-                        out.push(x);
-                    }
-                }
-            }
-            Ordering::Greater => {
-                if let Some(y) = b.next() {
-                    if !ctx.contains(dot(&y)) {
-                        out.push(y);
-                    }
-                }
-            }
-            Ordering::Equal => {
-                out.extend(a.next());
-                b.next();
-            }
-        }
-    }
-    *mine = out;
-}
-
-/// Checks that `dots` are strictly increasing and all in `ctx`.
-pub(crate) fn validate_sorted_dots(
-    dots: impl Iterator<Item = Dot>,
-    ctx: &CausalContext,
-) -> Result<(), ValidationError> {
-    let mut prev: Option<Dot> = None;
-    for dot in dots {
-        match prev.map(|p| p.cmp(&dot)) {
-            Some(Ordering::Equal) => return Err(ValidationError::DuplicateDot { dot }),
-            Some(Ordering::Greater) => return Err(ValidationError::UnsortedStore { dot }),
-            _ => {}
-        }
-        if !ctx.contains(dot) {
-            return Err(ValidationError::DotNotInContext { dot });
-        }
-        prev = Some(dot);
-    }
-    Ok(())
-}
-
 impl<T: Clone + PartialEq + core::fmt::Debug> DotStore for MvStore<T> {
     fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    fn is_bottom(&self) -> bool {
         self.entries.is_empty()
     }
 
@@ -172,40 +121,81 @@ impl<T: Clone + PartialEq + core::fmt::Debug> DotStore for MvStore<T> {
         }
     }
 
+    fn clear(&mut self) -> Self {
+        self.entries.clear();
+        MvStore::default()
+    }
+
     fn validate(&self, ctx: &CausalContext) -> Result<(), ValidationError> {
         validate_sorted_dots(self.entries.iter().map(|e| e.0), ctx)
     }
 }
 
-impl<T: Clone + PartialEq + core::fmt::Debug> Causal<MvStore<T>> {
+impl<T> MvRegister<T> {
+    /// The empty register (bottom).
+    pub fn new() -> Self {
+        MvRegister {
+            inner: Causal::default(),
+        }
+    }
+
+    /// The current values, in dot order (deterministic, not meaningful).
+    pub fn values(&self) -> impl ExactSizeIterator<Item = &T> + '_ {
+        self.inner.store.values()
+    }
+
+    /// The current values with the dots of the writes that made them, in dot order.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = (Dot, &T)> + '_ {
+        self.inner.store.iter()
+    }
+
+    /// Number of siblings: 0 before any write or after a clear, more than 1 on a conflict.
+    pub fn len(&self) -> usize {
+        self.inner.store.len()
+    }
+
+    /// Whether the register holds no value.
+    pub fn is_empty(&self) -> bool {
+        self.inner.store.is_empty()
+    }
+
+    /// The dots of the current siblings: pass it to
+    /// [`write_observed`](MvRegister::write_observed) to replace exactly these values.
+    pub fn read_context(&self) -> CausalContext {
+        self.inner.store.read_context()
+    }
+}
+
+impl<T: Clone + PartialEq + core::fmt::Debug> MvRegister<T> {
     /// Writes `value` at `replica`, replacing every current sibling; returns the delta.
-    pub fn write(&mut self, replica: ReplicaId, value: T) -> Self {
-        let dot = self.ctx.next_dot(replica);
-        let replaced = core::mem::take(&mut self.store.entries);
+    pub fn write(&mut self, replica: ReplicaId, value: T) -> Result<Self, DotsExhausted> {
+        let dot = self.inner.ctx.next_dot(replica)?;
+        let replaced = core::mem::take(&mut self.inner.store.entries);
         let ctx = CausalContext::from_dots(replaced.iter().map(|e| e.0).chain([dot]));
-        self.store.entries.push((dot, value.clone()));
-        Causal::delta(
+        self.inner.store.entries.push((dot, value.clone()));
+        Ok(Self::delta(
             MvStore {
                 entries: vec![(dot, value)],
             },
             ctx,
-        )
+        ))
     }
 
     /// Writes `value` at `replica`, replacing exactly the siblings whose dots are in
-    /// `observed` (usually a [`read_context`](MvStore::read_context) taken earlier) and
+    /// `observed` (usually a [`read_context`](MvRegister::read_context) taken earlier) and
     /// keeping the others, which the writer has not seen; returns the delta.
     pub fn write_observed(
         &mut self,
         replica: ReplicaId,
         value: T,
         observed: &CausalContext,
-    ) -> Self {
-        let dot = self.ctx.next_dot(replica);
+    ) -> Result<Self, DotsExhausted> {
+        let dot = self.inner.ctx.next_dot(replica)?;
         // Only dots this replica holds go into the delta's context: naming a dot it has not
         // received would make it look delivered, and the merge would skip that write's delta.
         let mut replaced = Vec::new();
-        self.store.entries.retain(|(d, _)| {
+        let entries = &mut self.inner.store.entries;
+        entries.retain(|(d, _)| {
             let hit = observed.contains(*d);
             if hit {
                 replaced.push(*d);
@@ -214,14 +204,14 @@ impl<T: Clone + PartialEq + core::fmt::Debug> Causal<MvStore<T>> {
         });
         let ctx = CausalContext::from_dots(replaced.into_iter().chain([dot]));
         // `dot` is the newest of its replica but not the greatest overall.
-        let at = self.store.entries.partition_point(|(d, _)| *d < dot);
-        self.store.entries.insert(at, (dot, value.clone()));
-        Causal::delta(
+        let at = entries.partition_point(|(d, _)| *d < dot);
+        entries.insert(at, (dot, value.clone()));
+        Ok(Self::delta(
             MvStore {
                 entries: vec![(dot, value)],
             },
             ctx,
-        )
+        ))
     }
 
     /// Removes every sibling; returns the delta. Clearing an empty register changes nothing
@@ -229,34 +219,35 @@ impl<T: Clone + PartialEq + core::fmt::Debug> Causal<MvStore<T>> {
     ///
     /// The clear gets a dot of its own even though it stores nothing, so that a peer's
     /// context shows whether it has seen the clear.
-    pub fn clear(&mut self, replica: ReplicaId) -> Self {
-        if self.store.entries.is_empty() {
-            return Causal::default();
+    pub fn clear(&mut self, replica: ReplicaId) -> Result<Self, DotsExhausted> {
+        if self.inner.store.entries.is_empty() {
+            return Ok(Self::new());
         }
-        let dot = self.ctx.next_dot(replica);
-        let cleared = core::mem::take(&mut self.store.entries);
-        Causal::delta(
+        let dot = self.inner.ctx.next_dot(replica)?;
+        let cleared = core::mem::take(&mut self.inner.store.entries);
+        Ok(Self::delta(
             MvStore::default(),
             CausalContext::from_dots(cleared.iter().map(|e| e.0).chain([dot])),
-        )
+        ))
     }
 }
 
 #[cfg(feature = "quickcheck")]
-impl<T: Arbitrary + PartialEq + core::fmt::Debug> Arbitrary for Causal<MvStore<T>> {
+impl<T: Arbitrary + PartialEq + core::fmt::Debug> Arbitrary for MvRegister<T> {
     /// Random writes and clears at three replicas with random merges between them; the
     /// result is one replica's state.
     fn arbitrary(g: &mut Gen) -> Self {
         use crate::Crdt;
-        let mut replicas = [Self::default(), Self::default(), Self::default()];
+        let mut replicas = [Self::new(), Self::new(), Self::new()];
         let ids = crate::arbitrary::history_replicas(g);
         let steps = usize::arbitrary(g) % (g.size() + 1);
         for _ in 0..steps {
             let i = usize::from(u8::arbitrary(g) % 3);
             let at = ids[i];
+            // Fresh replicas, far from the counter limit: mutators cannot fail.
             match u8::arbitrary(g) % 6 {
                 0 => {
-                    replicas[i].clear(at);
+                    let _ = replicas[i].clear(at);
                 }
                 1 | 2 => {
                     let j = usize::from(u8::arbitrary(g) % 3);
@@ -264,7 +255,7 @@ impl<T: Arbitrary + PartialEq + core::fmt::Debug> Arbitrary for Causal<MvStore<T
                     replicas[i].merge(other);
                 }
                 _ => {
-                    replicas[i].write(at, T::arbitrary(g));
+                    let _ = replicas[i].write(at, T::arbitrary(g));
                 }
             }
         }
@@ -276,6 +267,7 @@ impl<T: Arbitrary + PartialEq + core::fmt::Debug> Arbitrary for Causal<MvStore<T
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::CausalCrdt;
     use crate::Crdt;
     use crate::testing::{Scenario, Step, holds, run};
     use quickcheck::{Arbitrary, Gen, TestResult, quickcheck};
@@ -291,9 +283,9 @@ mod tests {
     #[test]
     fn write_replaces_what_it_has_seen() {
         let mut x = MvRegister::new();
-        let d1 = x.write(r(1), 1u8);
+        let d1 = x.write(r(1), 1u8).unwrap();
         assert_eq!(d1.context().dots().collect::<Vec<_>>(), [Dot::new(r(1), 1)]);
-        let d2 = x.write(r(1), 2);
+        let d2 = x.write(r(1), 2).unwrap();
         assert_eq!(vals(&x), [2]);
         assert_eq!(
             d2.context().dots().collect::<Vec<_>>(),
@@ -309,9 +301,9 @@ mod tests {
     #[test]
     fn out_of_causal_order_a_replaced_value_shows_until_caught_up() {
         let mut x = MvRegister::new();
-        let d1 = x.write(r(1), 1u8);
-        let d2 = x.write(r(1), 2);
-        let d3 = x.write(r(1), 3);
+        let d1 = x.write(r(1), 1u8).unwrap();
+        let d2 = x.write(r(1), 2).unwrap();
+        let d3 = x.write(r(1), 3).unwrap();
         let mut y = MvRegister::new();
         y.merge(d3);
         y.merge(d1); // d2, which replaced 1, has not arrived
@@ -323,8 +315,8 @@ mod tests {
     #[test]
     fn concurrent_writes_become_siblings() {
         let (mut x, mut y) = (MvRegister::new(), MvRegister::new());
-        let dx = x.write(r(1), 1u8);
-        let dy = y.write(r(2), 2u8);
+        let dx = x.write(r(1), 1u8).unwrap();
+        let dy = y.write(r(2), 2u8).unwrap();
         x.merge(dy);
         y.merge(dx);
         assert_eq!(x, y);
@@ -339,14 +331,14 @@ mod tests {
     #[test]
     fn write_observed_keeps_unseen_siblings() {
         let (mut x, mut y, mut z) = (MvRegister::new(), MvRegister::new(), MvRegister::new());
-        let d1 = x.write(r(1), 1u8);
-        let d2 = y.write(r(2), 2u8);
+        let d1 = x.write(r(1), 1u8).unwrap();
+        let d2 = y.write(r(2), 2u8).unwrap();
         x.merge(d2);
         let seen = x.read_context();
         // A third concurrent write arrives between the read and the write.
-        let d3 = z.write(r(3), 3u8);
+        let d3 = z.write(r(3), 3u8).unwrap();
         x.merge(d3.clone());
-        let d4 = x.write_observed(r(1), 4, &seen);
+        let d4 = x.write_observed(r(1), 4, &seen).unwrap();
         assert_eq!(vals(&x), [4, 3]);
         // Everyone converges to the same siblings.
         y.merge(d1);
@@ -355,7 +347,7 @@ mod tests {
         assert_eq!(y, x);
         // A context naming dots this replica never received does not enter the delta.
         let unseen = CausalContext::from_dots([Dot::new(r(9), 1)]);
-        let d5 = x.write_observed(r(1), 5, &unseen);
+        let d5 = x.write_observed(r(1), 5, &unseen).unwrap();
         assert!(!d5.context().contains(Dot::new(r(9), 1)));
         assert_eq!(vals(&x), [4, 5, 3]);
     }
@@ -363,10 +355,10 @@ mod tests {
     #[test]
     fn clear_creates_a_dot_and_empty_clear_is_bottom() {
         let mut x = MvRegister::<u8>::new();
-        assert!(x.clear(r(1)).is_bottom());
+        assert!(x.clear(r(1)).unwrap().is_bottom());
         assert!(x.context().is_empty());
-        let d1 = x.write(r(1), 7);
-        let d2 = x.clear(r(1));
+        let d1 = x.write(r(1), 7).unwrap();
+        let d2 = x.clear(r(1)).unwrap();
         assert!(x.is_empty());
         assert!(d2.context().contains(Dot::new(r(1), 2)));
         assert!(d2.is_empty());
@@ -413,9 +405,9 @@ mod tests {
             if let Ok(s) = postcard::from_bytes::<MvRegister<u8>>(&bytes) {
                 if s.validate().is_ok() {
                     let mut x = MvRegister::new();
-                    x.write(r(1), 1);
+                    x.write(r(1), 1).unwrap();
                     x.merge(s);
-                    x.write(r(1), 2);
+                    x.write(r(1), 2).unwrap();
                 }
             }
         }
@@ -441,7 +433,7 @@ mod tests {
 
     fn apply(reg: &mut MvRegister<u8>, at: ReplicaId, op: &Op) -> MvRegister<u8> {
         match *op {
-            Op::Write(v) => reg.write(at, v),
+            Op::Write(v) => reg.write(at, v).unwrap(),
             Op::WriteObserved(v, mask) => {
                 let seen = CausalContext::from_dots(
                     reg.iter()
@@ -449,9 +441,9 @@ mod tests {
                         .filter(|(i, _)| mask & (1 << (i % 8)) != 0)
                         .map(|(_, (d, _))| d),
                 );
-                reg.write_observed(at, v, &seen)
+                reg.write_observed(at, v, &seen).unwrap()
             }
-            Op::Clear => reg.clear(at),
+            Op::Clear => reg.clear(at).unwrap(),
         }
     }
 
@@ -482,7 +474,7 @@ mod tests {
         fn local_write_is_read_back(ops: Vec<u8>) -> bool {
             let mut x = MvRegister::new();
             ops.iter().all(|&v| {
-                x.write(r(1), v);
+                x.write(r(1), v).unwrap();
                 vals(&x) == [v]
             })
         }

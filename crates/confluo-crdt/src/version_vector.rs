@@ -5,7 +5,7 @@ use core::cmp::Ordering;
 use serde::{Deserialize, Serialize};
 use smallvec::SmallVec;
 
-use crate::{Dot, MAX_COUNTER, ReplicaId, ValidationError};
+use crate::{Dot, DotsExhausted, MAX_COUNTER, ReplicaId, ValidationError};
 
 /// A version vector: replica → the number of that replica's events seen, `(replica, 1..=n)`.
 ///
@@ -81,72 +81,103 @@ impl VersionVector {
 
     /// Records the next event of `replica` and returns its dot.
     ///
-    /// # Panics
-    /// If `replica` already has `u64::MAX` events. Valid states never exceed
-    /// [`MAX_COUNTER`](crate::MAX_COUNTER), which at a billion writes a second takes centuries
-    /// to reach, so this cannot be triggered by a validated state from a peer.
-    pub fn advance(&mut self, replica: ReplicaId) -> Dot {
-        let slot = match self.entries.binary_search_by_key(&replica, |&(r, _)| r) {
-            Ok(i) => &mut self.entries[i].1,
-            Err(i) => {
-                self.entries.insert(i, (replica, 0));
-                &mut self.entries[i].1
-            }
-        };
-        *slot = slot.checked_add(1).expect("dot counter overflow");
-        Dot::new(replica, *slot)
+    /// Refused, changing nothing, when the next counter would exceed
+    /// [`MAX_COUNTER`](crate::MAX_COUNTER) (only a state from a faulty peer gets there; an
+    /// unvalidated one may even hold `u64::MAX`).
+    pub fn advance(&mut self, replica: ReplicaId) -> Result<Dot, DotsExhausted> {
+        let at = self.entries.binary_search_by_key(&replica, |&(r, _)| r);
+        let last = at.map_or(0, |i| self.entries[i].1);
+        let next = last
+            .checked_add(1)
+            .filter(|&n| n <= MAX_COUNTER)
+            .ok_or(DotsExhausted::new(replica))?;
+        match at {
+            Ok(i) => self.entries[i].1 = next,
+            Err(i) => self.entries.insert(i, (replica, next)),
+        }
+        Ok(Dot::new(replica, next))
     }
 
     /// Pointwise maximum: afterwards `self` has seen everything either had seen.
+    ///
+    /// In place: entries both know are raised where they are, and the replicas only `other`
+    /// knows are merged in from the back, so each entry moves at most once and merging a
+    /// small vector into a large one costs a binary search per entry of the small one (plus
+    /// one shift when it brings a replica the large one lacks).
     pub fn merge(&mut self, other: &VersionVector) {
-        if other.entries.is_empty() {
+        let theirs = &other.entries[..];
+        if theirs.is_empty() {
             return;
         }
         if self.entries.is_empty() {
             self.entries.clone_from(&other.entries);
             return;
         }
-        // Fast path: same replicas in the same order, the common case between peers.
-        if self.entries.len() == other.entries.len()
-            && self
-                .entries
-                .iter()
-                .zip(&other.entries)
-                .all(|(a, b)| a.0 == b.0)
-        {
-            for (a, b) in self.entries.iter_mut().zip(&other.entries) {
-                a.1 = a.1.max(b.1);
-            }
+        let missing = self.raise_common(theirs);
+        if missing == 0 {
             return;
         }
-        let mut merged = SmallVec::with_capacity(self.entries.len() + other.entries.len());
-        let (mut i, mut j) = (0, 0);
-        let (a, b) = (&self.entries, &other.entries);
-        while i < a.len() && j < b.len() {
-            match a[i].0.cmp(&b[j].0) {
-                Ordering::Less => {
-                    merged.push(a[i]);
-                    i += 1;
+        let old = self.entries.len();
+        self.entries.resize(old + missing, (ReplicaId(0), 0));
+        let (mut i, mut j, mut w) = (old, theirs.len(), old + missing);
+        while j > 0 && w > i {
+            let t = theirs[j - 1];
+            w -= 1;
+            if i > 0 && self.entries[i - 1].0 >= t.0 {
+                // Ours, or both (already raised): keep ours.
+                if self.entries[i - 1].0 == t.0 {
+                    j -= 1;
                 }
-                Ordering::Greater => {
-                    merged.push(b[j]);
-                    j += 1;
-                }
-                Ordering::Equal => {
-                    merged.push((a[i].0, a[i].1.max(b[j].1)));
-                    i += 1;
-                    j += 1;
-                }
+                self.entries[w] = self.entries[i - 1];
+                i -= 1;
+            } else {
+                self.entries[w] = t;
+                j -= 1;
             }
         }
-        merged.extend_from_slice(&a[i..]);
-        merged.extend_from_slice(&b[j..]);
-        self.entries = merged;
+    }
+
+    /// Raises the entries of replicas both vectors know; returns how many replicas of
+    /// `theirs` (sorted) `self` lacks.
+    fn raise_common(&mut self, theirs: &[(ReplicaId, u64)]) -> usize {
+        let mine = &mut self.entries;
+        let mut missing = 0;
+        if theirs.len() * 8 < mine.len() {
+            for &(r, n) in theirs {
+                match mine.binary_search_by_key(&r, |&(x, _)| x) {
+                    Ok(i) => mine[i].1 = mine[i].1.max(n),
+                    Err(_) => missing += 1,
+                }
+            }
+            return missing;
+        }
+        let mut i = 0;
+        for &(r, n) in theirs {
+            while i < mine.len() && mine[i].0 < r {
+                i += 1;
+            }
+            match mine.get_mut(i) {
+                Some(e) if e.0 == r => e.1 = e.1.max(n),
+                _ => missing += 1,
+            }
+        }
+        missing
     }
 
     /// Whether every event `self` has seen, `other` has seen too (`self <= other`).
     pub fn is_covered_by(&self, other: &VersionVector) -> bool {
-        self.entries.iter().all(|&(r, n)| n <= other.get(r))
+        if self.entries.len() > other.entries.len() {
+            return false;
+        }
+        if self.entries.len() * 8 < other.entries.len() {
+            return self.entries.iter().all(|&(r, n)| n <= other.get(r));
+        }
+        // Comparable sizes: one merge-join walk instead of a search per entry.
+        let mut theirs = other.entries.iter().peekable();
+        self.entries.iter().all(|&(r, n)| {
+            while theirs.next_if(|e| e.0 < r).is_some() {}
+            theirs.peek().is_some_and(|e| e.0 == r && n <= e.1)
+        })
     }
 
     /// The entries, sorted by replica.
@@ -247,10 +278,39 @@ mod tests {
     #[test]
     fn advance_numbers_events_from_one() {
         let mut a = VersionVector::new();
-        assert_eq!(a.advance(ReplicaId(7)), Dot::new(ReplicaId(7), 1));
-        assert_eq!(a.advance(ReplicaId(7)), Dot::new(ReplicaId(7), 2));
+        assert_eq!(a.advance(ReplicaId(7)), Ok(Dot::new(ReplicaId(7), 1)));
+        assert_eq!(a.advance(ReplicaId(7)), Ok(Dot::new(ReplicaId(7), 2)));
         assert!(a.contains(Dot::new(ReplicaId(7), 2)));
         assert!(!a.contains(Dot::new(ReplicaId(7), 3)));
+    }
+
+    #[test]
+    fn advance_refuses_to_pass_the_maximum_and_never_panics() {
+        let r = ReplicaId(3);
+        let mut near = vv(&[(3, MAX_COUNTER - 1)]);
+        assert_eq!(near.advance(r), Ok(Dot::new(r, MAX_COUNTER)));
+        assert_eq!(near.advance(r), Err(DotsExhausted::new(r)));
+        assert_eq!(near.get(r), MAX_COUNTER);
+        assert!(near.validate().is_ok());
+        let mut top = VersionVector::from_raw(vec![(r, u64::MAX)]);
+        assert_eq!(top.advance(r), Err(DotsExhausted::new(r)));
+    }
+
+    #[test]
+    fn merging_a_small_vector_into_a_large_one_inserts_in_order() {
+        let mut big: VersionVector = (0..100u64).map(|r| (ReplicaId(r * 2), r + 1)).collect();
+        big.merge(&vv(&[(1, 7), (50, 1), (51, 9), (500, 2)]));
+        assert_eq!(big.len(), 103);
+        assert_eq!(
+            (
+                big.get(ReplicaId(1)),
+                big.get(ReplicaId(50)),
+                big.get(ReplicaId(51))
+            ),
+            (7, 26, 9)
+        );
+        assert_eq!(big.get(ReplicaId(500)), 2);
+        assert!(big.validate().is_ok());
     }
 
     #[test]
@@ -285,7 +345,9 @@ mod tests {
             let mut bc = b.clone(); bc.merge(&c);
             let mut a_bc = a.clone(); a_bc.merge(&bc);
             let mut aa = a.clone(); aa.merge(&a);
-            ab == ba && ab_c == a_bc && aa == a && a <= ab && b <= ab && ab.validate().is_ok()
+            let reference: VersionVector = a.iter().chain(b.iter()).collect();
+            ab == ba && ab == reference && ab_c == a_bc && aa == a && a <= ab && b <= ab
+                && ab.validate().is_ok() && a.is_covered_by(&ab) && (b.is_covered_by(&a) == (b <= a))
         }
     }
 }

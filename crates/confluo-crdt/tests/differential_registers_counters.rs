@@ -325,7 +325,7 @@ fn mvreg(script: Script<MvOp>, mode: Mode) -> TestResult {
          -> (MvRegister<u8>, TheirMvOp) {
             match *op {
                 MvOp::Write(v) => {
-                    let d = mine[at].write(rid(at), v);
+                    let d = mine[at].write(rid(at), v).unwrap();
                     let ctx = theirs[at].read_ctx().derive_add_ctx(actor(at));
                     let o = theirs[at].write(v, ctx);
                     theirs[at].apply(o.clone());
@@ -338,7 +338,7 @@ fn mvreg(script: Script<MvOp>, mode: Mode) -> TestResult {
                     let (m, t) = (mine[from].clone(), theirs[from].clone());
                     mine[at].merge(m);
                     theirs[at].merge(t);
-                    let d = mine[at].write_observed(rid(at), v, &seen);
+                    let d = mine[at].write_observed(rid(at), v, &seen).unwrap();
                     let o = theirs[at].write(v, their_seen.derive_add_ctx(actor(at)));
                     theirs[at].apply(o.clone());
                     (d, o)

@@ -23,7 +23,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use confluo_crdt::{Crdt, OrMap, OrSet, ReplicaId, SetStore};
+use confluo_crdt::{Crdt, OrMap, OrSet, ReplicaId};
 use crdts::{CmRDT, CvRDT, Map, Orswot};
 use quickcheck::{Arbitrary, Gen, TestResult, quickcheck};
 
@@ -84,7 +84,7 @@ fn orswot_value(s: &Orswot<u8, u8>) -> BTreeSet<u8> {
     s.read().val.into_iter().collect()
 }
 
-fn map_value(m: &OrMap<u8, SetStore<u8>>) -> BTreeMap<u8, BTreeSet<u8>> {
+fn map_value(m: &OrMap<u8, OrSet<u8>>) -> BTreeMap<u8, BTreeSet<u8>> {
     m.iter()
         .map(|(k, s)| (*k, s.iter().copied().collect()))
         .collect()
@@ -109,13 +109,13 @@ fn sets_agree(script: &Script) -> Result<(), String> {
         match *step {
             Step::Add { at, elem, .. } => {
                 let a = usize::from(at);
-                ours[a].add(id(at), elem);
+                ours[a].add(id(at), elem).unwrap();
                 let op = theirs[a].add(elem, theirs[a].read_ctx().derive_add_ctx(at));
                 theirs[a].apply(op);
             }
             Step::Remove { at, elem, .. } | Step::RemoveKey { at, key: elem } => {
                 let a = usize::from(at);
-                ours[a].remove(id(at), &elem);
+                ours[a].remove(id(at), &elem).unwrap();
                 let op = theirs[a].rm(elem, theirs[a].contains(&elem).derive_rm_ctx());
                 theirs[a].apply(op);
             }
@@ -155,20 +155,20 @@ fn sets_agree(script: &Script) -> Result<(), String> {
 /// Runs `script` on a map of sets in both libraries, comparing after every step.
 fn maps_agree(script: &Script) -> Result<(), String> {
     let n = usize::from(script.replicas);
-    let mut ours: Vec<OrMap<u8, SetStore<u8>>> = vec![OrMap::new(); n];
+    let mut ours: Vec<OrMap<u8, OrSet<u8>>> = vec![OrMap::new(); n];
     let mut theirs: Vec<Map<u8, Orswot<u8, u8>, u8>> = vec![Map::new(); n];
     for (i, step) in script.steps.iter().enumerate() {
         match *step {
             Step::Add { at, key, elem } => {
                 let a = usize::from(at);
-                ours[a].update(key, |s| s.add(id(at), elem));
+                ours[a].update(key, |s| s.add(id(at), elem)).unwrap();
                 let ctx = theirs[a].read_ctx().derive_add_ctx(at);
                 let op = theirs[a].update(key, ctx, |s, ctx| s.add(elem, ctx));
                 theirs[a].apply(op);
             }
             Step::Remove { at, key, elem } => {
                 let a = usize::from(at);
-                ours[a].update(key, |s| s.remove(id(at), &elem));
+                ours[a].update(key, |s| s.remove(id(at), &elem)).unwrap();
                 let ctx = theirs[a].read_ctx().derive_add_ctx(at);
                 let op = theirs[a].update(key, ctx, |s, _| {
                     s.rm(elem, s.contains(&elem).derive_rm_ctx())
@@ -177,7 +177,7 @@ fn maps_agree(script: &Script) -> Result<(), String> {
             }
             Step::RemoveKey { at, key } => {
                 let a = usize::from(at);
-                ours[a].remove(id(at), &key);
+                ours[a].remove(id(at), &key).unwrap();
                 let op = theirs[a].rm(key, theirs[a].get(&key).derive_rm_ctx());
                 theirs[a].apply(op);
             }

@@ -29,6 +29,11 @@ pub enum WriteError {
         /// The replica id.
         replica: confluo_crdt::ReplicaId,
     },
+    /// This replica's dot counter is at `MAX_COUNTER`: it cannot create another event. Only a
+    /// faulty or hostile peer's state can raise it that far; the node needs a fresh replica id
+    /// (promotion) to write again.
+    #[error("this replica has no dot counters left")]
+    DotsExhausted,
 }
 
 /// Why a message from a peer was refused. Nothing of it was applied, and nothing was lost:

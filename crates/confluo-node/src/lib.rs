@@ -86,7 +86,7 @@
 //! OR-set, LWW register, MV register, nested OR-map) for a dynamic store, so a key written
 //! as two types at two leaders concurrently keeps both, deterministically. An application
 //! with one kind of value picks it instead, with [`Node::new_typed`]: `Node<SetStore<T>>`
-//! ([`SetOp`]), `Node<MvStore<T>>` ([`MvOp`]), `Node<Contributions<PNCounter>>`
+//! ([`SetOp`]), `Node<MvStore<T>>` ([`MvOp`]), `Node<CounterStore>`
 //! ([`CounterOp`]), or its own type implementing [`ReplicatedValue`]. See
 //! `docs/replication.md` in the repository for the protocol, the topologies, failure
 //! behaviour and what is and is not guaranteed.

@@ -2,7 +2,7 @@
 //!
 //! A node maps byte-string keys to values of one type `V`. Every key's value is a dot store
 //! (a causal CRDT without its context: confluo-crdt's `SetStore`, `MvStore`, `MapStore`,
-//! `Contributions`, or a product of them); all keys share the node's one causal context. The
+//! `CounterStore`, `LwwStore`, or a product of them); all keys share the node's one causal context. The
 //! ready-made [`Value`](crate::Value) holds every confluo-crdt type at once for users who want
 //! a dynamic store; an application with one kind of value implements this trait for it and
 //! gets smaller states, smaller deltas and typed reads.
@@ -13,8 +13,8 @@ use core::hash::Hash;
 use core::mem;
 
 use confluo_crdt::{
-    Causal, CausalContext, Contributions, Dot, DotStore, HlcTimestamp, MvStore, PNCounter,
-    ReplicaId, SetStore,
+    CausalContext, CausalCrdt, CounterError, CounterStore, Dot, DotStore, DotsExhausted,
+    HlcTimestamp, MapCounter, MvRegister, MvStore, OrSet, ReplicaId, SetStore,
 };
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -27,7 +27,7 @@ use crate::error::WriteError;
 /// canonical (equal values give equal bytes: sort what is unordered) so that replicas can be
 /// compared by digest. Ready-made: [`Value`](crate::Value) (every type at once), and the
 /// confluo-crdt stores [`SetStore`] (with [`SetOp`]), [`MvStore`] (with [`MvOp`]) and
-/// `Contributions<PNCounter>` (a counter, with [`CounterOp`]).
+/// [`CounterStore`] (a counter, with [`CounterOp`]).
 ///
 /// # Example
 ///
@@ -54,8 +54,8 @@ use crate::error::WriteError;
 /// ```
 ///
 /// Implementing it for a type of your own: lend the key's store and the node's context to the
-/// causal type's mutator, and give the delta back. `Causal::from_parts` and `into_parts` do
-/// that without copying (see the implementation for [`SetStore`] in this module).
+/// causal type's mutator, and give the delta back. `CausalCrdt::from_parts` and `into_parts`
+/// do that without copying (see the implementation for [`SetStore`] in this module).
 pub trait ReplicatedValue: DotStore + Serialize + DeserializeOwned + Send + 'static {
     /// A client operation on one key.
     type Op: Clone + Debug + Send + 'static;
@@ -92,54 +92,50 @@ pub trait ReplicatedValue: DotStore + Serialize + DeserializeOwned + Send + 'sta
 }
 
 /// Runs a mutator of a causal type on a key's `store` with the node's context, without
-/// copying either, and returns the mutator's delta.
-pub(crate) fn with_store<S: DotStore>(
-    store: &mut S,
+/// copying either, and returns the mutator's delta (or its error: mutators refuse before
+/// changing anything).
+pub(crate) fn with_store<C: CausalCrdt, E>(
+    store: &mut C::Store,
     ctx: &mut CausalContext,
-    f: impl FnOnce(&mut Causal<S>) -> Causal<S>,
-) -> Causal<S> {
-    let mut c = Causal::from_parts(mem::take(store), mem::take(ctx));
+    f: impl FnOnce(&mut C) -> Result<C, E>,
+) -> Result<C, E> {
+    let mut c = C::from_parts(mem::take(store), mem::take(ctx));
     let delta = f(&mut c);
     (*store, *ctx) = c.into_parts();
     delta
 }
 
-/// The delta context of an observed-remove of everything in `store`: its dots plus the
-/// remove's own (so the remove is an event peers can tell they have missed: DESIGN pitfall
-/// 1), and no other key's dots (pitfall 2; the causal types' own `clear` returns the whole
-/// context, which at a keyspace is every key's).
+/// The delta of an observed-remove of everything in `store`: what the store's own removal
+/// leaves in it (a counter's baselines) and a context of its dots plus the remove's own (so
+/// the remove is an event peers can tell they have missed: DESIGN pitfall 1), and no other
+/// key's dots (pitfall 2; the causal types' own `clear` returns the whole context, which at a
+/// keyspace is every key's).
 pub(crate) fn remove_all<S: DotStore>(
     store: &mut S,
     ctx: &mut CausalContext,
     me: ReplicaId,
-) -> CausalContext {
+) -> Result<(S, CausalContext), WriteError> {
     if store.is_empty() {
-        return CausalContext::new();
+        return Ok((S::default(), CausalContext::new()));
     }
-    let mut dots: Vec<Dot> = Vec::new();
+    let own = ctx.next_dot(me).map_err(exhausted)?;
+    let mut dots: Vec<Dot> = vec![own];
     store.for_each_dot(&mut |d| dots.push(d));
-    *store = S::default();
-    dots.push(ctx.next_dot(me));
-    CausalContext::from_dots(dots)
+    let leftover = store.clear();
+    Ok((leftover, CausalContext::from_dots(dots)))
 }
 
-/// Refuses an add that would overflow `me`'s contribution (the counter keeps per-replica
-/// totals as u64).
-pub(crate) fn check_counter(
-    counter: &Contributions<PNCounter>,
-    me: ReplicaId,
-    by: i64,
-) -> Result<(), WriteError> {
-    let v = counter.value();
-    let current = if by >= 0 {
-        v.increments().get(me)
-    } else {
-        v.decrements().get(me)
-    };
-    current
-        .checked_add(by.unsigned_abs())
-        .map(|_| ())
-        .ok_or(WriteError::CounterOverflow)
+/// The write error for a replica out of dots.
+pub(crate) fn exhausted(_: DotsExhausted) -> WriteError {
+    WriteError::DotsExhausted
+}
+
+/// The write error for a refused counter update.
+pub(crate) fn counter_error(e: CounterError) -> WriteError {
+    match e {
+        CounterError::DotsExhausted(_) => WriteError::DotsExhausted,
+        _ => WriteError::CounterOverflow,
+    }
 }
 
 /// An operation on a key holding an OR-set ([`SetStore`]).
@@ -166,11 +162,12 @@ where
         op: &SetOp<T>,
         _ts: HlcTimestamp,
     ) -> Result<(Self, CausalContext), WriteError> {
-        Ok(match op {
-            SetOp::Insert(e) => with_store(self, ctx, |s| s.add(me, e.clone())).into_parts(),
-            SetOp::Remove(e) => with_store(self, ctx, |s| s.remove(me, e)).into_parts(),
-            SetOp::Clear => (SetStore::default(), remove_all(self, ctx, me)),
-        })
+        let delta = match op {
+            SetOp::Insert(e) => with_store(self, ctx, |s: &mut OrSet<T>| s.add(me, e.clone())),
+            SetOp::Remove(e) => with_store(self, ctx, |s: &mut OrSet<T>| s.remove(me, e)),
+            SetOp::Clear => return remove_all(self, ctx, me),
+        };
+        delta.map(CausalCrdt::into_parts).map_err(exhausted)
     }
 }
 
@@ -196,15 +193,17 @@ where
         op: &MvOp<T>,
         _ts: HlcTimestamp,
     ) -> Result<(Self, CausalContext), WriteError> {
-        Ok(match op {
-            MvOp::Write(v) => with_store(self, ctx, |r| r.write(me, v.clone())).into_parts(),
-            MvOp::Clear => (MvStore::default(), remove_all(self, ctx, me)),
-        })
+        match op {
+            MvOp::Write(v) => with_store(self, ctx, |r: &mut MvRegister<T>| r.write(me, v.clone()))
+                .map(CausalCrdt::into_parts)
+                .map_err(exhausted),
+            MvOp::Clear => remove_all(self, ctx, me),
+        }
     }
 }
 
-/// An operation on a key holding a counter (`Contributions<PNCounter>`: each replica's
-/// contribution under its latest dot, so a key delete resets it).
+/// An operation on a key holding a counter ([`CounterStore`]: each replica's running totals
+/// under its latest dot; a reset keeps exactly the updates it did not observe).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum CounterOp {
     /// Adds to the counter (negative: subtracts).
@@ -213,7 +212,7 @@ pub enum CounterOp {
     Reset,
 }
 
-impl ReplicatedValue for Contributions<PNCounter> {
+impl ReplicatedValue for CounterStore {
     type Op = CounterOp;
 
     fn apply(
@@ -224,14 +223,10 @@ impl ReplicatedValue for Contributions<PNCounter> {
         _ts: HlcTimestamp,
     ) -> Result<(Self, CausalContext), WriteError> {
         match *op {
-            CounterOp::Add(by) => {
-                check_counter(self, me, by)?;
-                let delta = with_store(self, ctx, |c| {
-                    c.apply(me, |v| v.add(me, by).unwrap_or_default())
-                });
-                Ok(delta.into_parts())
-            }
-            CounterOp::Reset => Ok((Contributions::default(), remove_all(self, ctx, me))),
+            CounterOp::Add(by) => with_store(self, ctx, |c: &mut MapCounter| c.add(me, by))
+                .map(CausalCrdt::into_parts)
+                .map_err(counter_error),
+            CounterOp::Reset => remove_all(self, ctx, me),
         }
     }
 }

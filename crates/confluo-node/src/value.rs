@@ -10,13 +10,14 @@
 use core::mem;
 
 use confluo_crdt::{
-    Causal, CausalContext, Contributions, Dot, DotStore, HlcTimestamp, LwwRegister, MapStore,
-    MvStore, PNCounter, ReplicaId, SetStore, ValidationError,
+    Causal, CausalContext, CausalCrdt, CounterStore, Dot, DotStore, HlcTimestamp, LwwStore,
+    MapCounter, MapLww, MapStore, MvRegister, MvStore, OrMap, OrSet, ReplicaId, SetStore,
+    ValidationError,
 };
 use serde::{Deserialize, Serialize};
 
 use crate::error::WriteError;
-use crate::replicated::{ReplicatedValue, check_counter, remove_all, with_store};
+use crate::replicated::{ReplicatedValue, counter_error, exhausted, remove_all, with_store};
 
 /// Byte strings: keys, set elements, register values, map fields.
 pub type Bytes = Vec<u8>;
@@ -24,9 +25,9 @@ pub type Bytes = Vec<u8>;
 /// The scalar slots of a value, and the value type of a nested map's fields.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Leaf {
-    counter: Contributions<PNCounter>,
+    counter: CounterStore,
     set: SetStore<Bytes>,
-    lww: Contributions<LwwRegister<Bytes>>,
+    lww: LwwStore<Bytes>,
     mv: MvStore<Bytes>,
 }
 
@@ -92,77 +93,84 @@ impl Op {
     }
 }
 
+/// The nested map's mutators see each field as a causal `Leaf`.
+type Fields = OrMap<Bytes, Causal<Leaf>>;
+
 impl Leaf {
     /// Applies `op` at `me` with the node's context; returns the delta (store and restricted
-    /// context), bottom if the op changed nothing (no dot was used).
+    /// context), bottom if the op changed nothing (no dot was used). On an error nothing
+    /// changed.
     fn apply(
         &mut self,
         ctx: &mut CausalContext,
         me: ReplicaId,
         op: &LeafOp,
         ts: HlcTimestamp,
-    ) -> (Leaf, CausalContext) {
+    ) -> Result<(Leaf, CausalContext), WriteError> {
         let mut delta = Leaf::default();
         let dctx = match op {
             LeafOp::CounterAdd(by) => {
-                let by = *by;
-                let d = with_store(&mut self.counter, ctx, |c| {
-                    c.apply(me, |v| v.add(me, by).unwrap_or_default())
-                });
+                let d = with_store(&mut self.counter, ctx, |c: &mut MapCounter| c.add(me, *by))
+                    .map_err(counter_error)?;
                 let (s, cx) = d.into_parts();
                 delta.counter = s;
                 cx
             }
             LeafOp::SetInsert(e) => {
-                let (s, cx) = with_store(&mut self.set, ctx, |c| c.add(me, e.clone())).into_parts();
+                let d = with_store(&mut self.set, ctx, |c: &mut OrSet<Bytes>| {
+                    c.add(me, e.clone())
+                })
+                .map_err(exhausted)?;
+                let (s, cx) = d.into_parts();
                 delta.set = s;
                 cx
             }
             LeafOp::SetRemove(e) => {
-                with_store(&mut self.set, ctx, |c| c.remove(me, e))
+                with_store(&mut self.set, ctx, |c: &mut OrSet<Bytes>| c.remove(me, e))
+                    .map_err(exhausted)?
                     .into_parts()
                     .1
             }
             LeafOp::SetClear => {
-                if self.set.is_empty() {
-                    CausalContext::new()
-                } else {
-                    remove_all(&mut self.set, ctx, me)
-                }
+                let (s, cx) = remove_all(&mut self.set, ctx, me)?;
+                delta.set = s;
+                cx
             }
             LeafOp::LwwWrite(v) => {
-                let d = with_store(&mut self.lww, ctx, |c| {
-                    c.apply(me, |r| r.write(ts, v.clone()))
-                });
+                let d = with_store(&mut self.lww, ctx, |c: &mut MapLww<Bytes>| {
+                    c.write(me, ts, v.clone())
+                })
+                .map_err(exhausted)?;
                 let (s, cx) = d.into_parts();
                 delta.lww = s;
                 cx
             }
             LeafOp::MvWrite(v) => {
-                let (s, cx) =
-                    with_store(&mut self.mv, ctx, |c| c.write(me, v.clone())).into_parts();
+                let d = with_store(&mut self.mv, ctx, |c: &mut MvRegister<Bytes>| {
+                    c.write(me, v.clone())
+                })
+                .map_err(exhausted)?;
+                let (s, cx) = d.into_parts();
                 delta.mv = s;
                 cx
             }
             LeafOp::Clear => {
-                if self.is_empty() {
-                    CausalContext::new()
-                } else {
-                    remove_all(self, ctx, me)
-                }
+                let (s, cx) = remove_all(self, ctx, me)?;
+                delta = s;
+                cx
             }
         };
-        (delta, dctx)
+        Ok((delta, dctx))
     }
 
     /// The counter's value (0 if never written).
     pub fn counter(&self) -> i64 {
-        self.counter.value().value()
+        self.counter.value()
     }
-    /// The increments and decrements `replica` contributed to the counter.
+    /// The increments and decrements `replica` contributed to the counter (those no delete
+    /// observed).
     pub fn counter_of(&self, replica: ReplicaId) -> (u64, u64) {
-        let v = self.counter.value();
-        (v.increments().get(replica), v.decrements().get(replica))
+        self.counter.totals(replica)
     }
 
     /// The set's elements, sorted.
@@ -177,11 +185,11 @@ impl Leaf {
     }
     /// The LWW register's value.
     pub fn lww(&self) -> Option<Bytes> {
-        self.lww.value().read().cloned()
+        self.lww.read().cloned()
     }
     /// The timestamp of the LWW register's value.
     pub fn lww_timestamp(&self) -> Option<HlcTimestamp> {
-        self.lww.value().timestamp().copied()
+        self.lww.timestamp().copied()
     }
     /// The MV register's siblings, in dot order.
     pub fn mv(&self) -> Vec<&[u8]> {
@@ -239,40 +247,36 @@ impl ReplicatedValue for Value {
         let mut delta = Value::default();
         let dctx = match op {
             Op::Leaf(op) => {
-                if let LeafOp::CounterAdd(by) = op {
-                    check_counter(&self.scalar.counter, me, *by)?;
-                }
-                let (s, cx) = self.scalar.apply(ctx, me, op, ts);
+                let (s, cx) = self.scalar.apply(ctx, me, op, ts)?;
                 delta.scalar = s;
                 cx
             }
             Op::MapUpdate(field, op) => {
-                if let (LeafOp::CounterAdd(by), Some(leaf)) = (op, self.map.get(field)) {
-                    check_counter(&leaf.counter, me, *by)?;
-                }
-                let d = with_store(&mut self.map, ctx, |m| {
+                let d = with_store(&mut self.map, ctx, |m: &mut Fields| {
                     m.update(field.clone(), |leaf| {
                         let (mut store, mut cx) = mem::take(leaf).into_parts();
-                        let (ds, dcx) = store.apply(&mut cx, me, op, ts);
+                        let result = store.apply(&mut cx, me, op, ts);
                         *leaf = Causal::from_parts(store, cx);
-                        Causal::from_parts(ds, dcx)
+                        let (ds, dcx) = result?;
+                        Ok::<_, WriteError>(Causal::from_parts(ds, dcx))
                     })
-                });
+                })?;
                 let (s, cx) = d.into_parts();
                 delta.map = s;
                 cx
             }
             Op::MapRemove(field) => {
-                with_store(&mut self.map, ctx, |m| m.remove(me, field))
-                    .into_parts()
-                    .1
+                // A removed field's counter leaves baselines in the delta's store.
+                let d = with_store(&mut self.map, ctx, |m: &mut Fields| m.remove(me, field))
+                    .map_err(exhausted)?;
+                let (s, cx) = d.into_parts();
+                delta.map = s;
+                cx
             }
             Op::Delete => {
-                if self.is_empty() {
-                    CausalContext::new()
-                } else {
-                    remove_all(self, ctx, me)
-                }
+                let (s, cx) = remove_all(self, ctx, me)?;
+                delta = s;
+                cx
             }
         };
         Ok((delta, dctx))
@@ -314,6 +318,22 @@ impl DotStore for Leaf {
         self.counter.is_empty() && self.set.is_empty() && self.lww.is_empty() && self.mv.is_empty()
     }
 
+    fn is_bottom(&self) -> bool {
+        self.counter.is_bottom()
+            && self.set.is_bottom()
+            && self.lww.is_bottom()
+            && self.mv.is_bottom()
+    }
+
+    fn clear(&mut self) -> Self {
+        Leaf {
+            counter: self.counter.clear(),
+            set: self.set.clear(),
+            lww: self.lww.clear(),
+            mv: self.mv.clear(),
+        }
+    }
+
     fn join(&mut self, ctx: &CausalContext, other: Self, other_ctx: &CausalContext) {
         self.counter.join(ctx, other.counter, other_ctx);
         self.set.join(ctx, other.set, other_ctx);
@@ -340,6 +360,17 @@ impl DotStore for Leaf {
 impl DotStore for Value {
     fn is_empty(&self) -> bool {
         self.scalar.is_empty() && self.map.is_empty()
+    }
+
+    fn is_bottom(&self) -> bool {
+        self.scalar.is_bottom() && self.map.is_bottom()
+    }
+
+    fn clear(&mut self) -> Self {
+        Value {
+            scalar: self.scalar.clear(),
+            map: self.map.clear(),
+        }
     }
 
     fn join(&mut self, ctx: &CausalContext, other: Self, other_ctx: &CausalContext) {

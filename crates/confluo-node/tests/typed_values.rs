@@ -4,10 +4,10 @@
 
 use std::collections::VecDeque;
 
-use confluo_crdt::{Contributions, MvStore, PNCounter, SetStore};
+use confluo_crdt::{CounterStore, MvStore, SetStore};
 use confluo_node::{
-    Config, CounterOp, MemoryStorage, Message, MvOp, Node, NodeId, Output, ReplicaId,
-    ReplicatedValue, SetOp, Storage, Topology,
+    Config, CounterOp, LeafOp, MemoryStorage, Message, MvOp, Node, NodeId, Op, Output, ReplicaId,
+    ReplicatedValue, SetOp, Storage, Topology, Value,
 };
 
 /// Three all-to-all leaders of `V`s over an instant, lossless network with instant storage.
@@ -132,7 +132,7 @@ fn or_set_nodes_converge_with_add_wins() {
 
 #[test]
 fn counter_nodes_count_every_increment_once_and_restart_from_storage() {
-    type Counter = Contributions<PNCounter>;
+    type Counter = CounterStore;
     let mut c: Cluster<Counter> = Cluster::new();
     for round in 0..10 {
         for n in 0..3 {
@@ -143,7 +143,7 @@ fn counter_nodes_count_every_increment_once_and_restart_from_storage() {
     c.settle();
     assert!(c.converged());
     for n in &c.nodes {
-        assert_eq!(n.get(b"visits").map(|v| v.value().value()), Some(40));
+        assert_eq!(n.get(b"visits").map(|v| v.value()), Some(40));
     }
     // Restart node 1 from its storage: same state, and it goes on counting.
     let config = Config::leader(NodeId(1), ReplicaId(1))
@@ -157,10 +157,7 @@ fn counter_nodes_count_every_increment_once_and_restart_from_storage() {
     c.write(0, b"visits", CounterOp::Add(2));
     c.settle();
     assert!(c.converged());
-    assert_eq!(
-        c.nodes[2].get(b"visits").map(|v| v.value().value()),
-        Some(42)
-    );
+    assert_eq!(c.nodes[2].get(b"visits").map(|v| v.value()), Some(42));
 }
 
 #[test]
@@ -187,5 +184,44 @@ fn mv_register_nodes_keep_concurrent_siblings() {
             .copied()
             .collect();
         assert_eq!(v, vec![3], "a write that observed both replaces them");
+    }
+}
+
+#[test]
+fn a_delete_keeps_exactly_the_counter_updates_it_did_not_observe() {
+    // Node 1: k -= 5, replicated; then node 1: k -= 5 while node 2 deletes k (it saw only
+    // the first). The delete removes what it observed: everyone reads -5 (it used to be -10:
+    // node 1's running total carried the observed update back).
+    let mut c: Cluster<Value> = Cluster::new();
+    c.write(0, b"k", Op::counter_add(-5));
+    c.settle();
+    c.write(0, b"k", Op::counter_add(-5));
+    c.write(1, b"k", Op::Delete);
+    c.settle();
+    assert!(c.converged());
+    for n in &c.nodes {
+        assert_eq!(n.get(b"k").map(Value::counter), Some(-5));
+    }
+    // The same in a hash field, with a field remove.
+    c.write(2, b"h", Op::MapUpdate(b"f".to_vec(), LeafOp::CounterAdd(5)));
+    c.settle();
+    c.write(2, b"h", Op::MapUpdate(b"f".to_vec(), LeafOp::CounterAdd(1)));
+    c.write(0, b"h", Op::MapRemove(b"f".to_vec()));
+    c.settle();
+    assert!(c.converged());
+    for n in &c.nodes {
+        let field = n.get(b"h").and_then(|v| v.field(b"f").map(|f| f.counter()));
+        assert_eq!(field, Some(1));
+    }
+    // A typed counter node resets the same way.
+    let mut t: Cluster<CounterStore> = Cluster::new();
+    t.write(0, b"k", CounterOp::Add(5));
+    t.settle();
+    t.write(0, b"k", CounterOp::Add(1));
+    t.write(1, b"k", CounterOp::Reset);
+    t.settle();
+    assert!(t.converged());
+    for n in &t.nodes {
+        assert_eq!(n.get(b"k").map(|v| v.value()), Some(1));
     }
 }

@@ -3,12 +3,12 @@
 
 use std::path::{Path, PathBuf};
 
-use confluo_benches::fuzzing::{decode_state, describe_merge_ops, merge_ops};
-use confluo_crdt::{CausalContext, Dot, OrSet, ReplicaId};
+use confluo_crdt::fuzzing::{decode_state, describe_merge_ops, merge_ops};
+use confluo_crdt::{CausalContext, CausalCrdt, Dot, OrSet, ReplicaId};
 
 fn saved_inputs(target: &str) -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../fuzz/regressions")
+        .join("../../fuzz/regressions")
         .join(target);
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
@@ -72,7 +72,7 @@ fn encoded_with_selector<T: serde::Serialize>(selector: u8, value: &T) -> Vec<u8
 #[test]
 fn decode_state_seeds() {
     decode_state(&[]);
-    for selector in 0..=10u8 {
+    for selector in (0..=10u8).chain(0xF0..=0xF2) {
         decode_state(&[selector]);
         // A length prefix of u64::MAX: must fail cleanly without allocating for it.
         decode_state(&[
@@ -83,8 +83,8 @@ fn decode_state_seeds() {
     }
     // A valid set merges; a set whose dot is outside its context is refused.
     let mut set: OrSet<u64> = OrSet::new();
-    set.add(ReplicaId(7), 42);
-    set.add(ReplicaId(1), 3);
+    set.add(ReplicaId(7), 42).unwrap();
+    set.add(ReplicaId(1), 3).unwrap();
     decode_state(&encoded_with_selector(0, &set));
     let (store, _) = set.into_parts();
     let forged = OrSet::from_parts(store, CausalContext::new());

@@ -88,6 +88,72 @@ pub fn crdts_pncounters(replicas: usize, overlap: Overlap) -> [BaselinePn; 2] {
     })
 }
 
+/// The fold workload: an accumulator that knows `replicas` replicas, and `FOLDED` small
+/// counters, each knowing one to three of those replicas (what a replica that receives many
+/// deltas does: fold each into its state).
+pub const FOLDED: usize = 10_000;
+
+/// The replicas and totals of the `i`-th small counter of the fold.
+fn small(i: usize, replicas: usize) -> Vec<(u64, u64)> {
+    let known = 1 + i % 3;
+    (0..known)
+        .map(|k| {
+            (
+                ((i * 7919 + k * 104_729) % replicas) as u64,
+                (i + k) as u64 + 1,
+            )
+        })
+        .collect()
+}
+
+/// The confluo accumulator and small counters of the fold.
+pub fn confluo_fold(replicas: usize) -> (GCounter, Vec<GCounter>) {
+    let mut acc = GCounter::new();
+    for r in 0..replicas as u64 {
+        let _ = acc.increment(ReplicaId(r), 1);
+    }
+    let smalls = (0..FOLDED)
+        .map(|i| {
+            let mut c = GCounter::new();
+            for (r, n) in small(i, replicas) {
+                // Totals are small: no overflow.
+                let _ = c.increment(ReplicaId(r), n);
+            }
+            c
+        })
+        .collect();
+    (acc, smalls)
+}
+
+/// The `crdts` accumulator and small counters of the fold.
+pub fn crdts_fold(replicas: usize) -> (BaselineG, Vec<BaselineG>) {
+    let mut acc = BaselineG::new();
+    for r in 0..replicas as u64 {
+        let op = acc.inc(r);
+        acc.apply(op);
+    }
+    let smalls = (0..FOLDED)
+        .map(|i| {
+            let mut c = BaselineG::new();
+            for (r, n) in small(i, replicas) {
+                let op = c.inc_many(r, n);
+                c.apply(op);
+            }
+            c
+        })
+        .collect();
+    (acc, smalls)
+}
+
+/// Folds every small counter into the accumulator.
+#[inline(never)]
+pub fn fold<C>(mut acc: C, smalls: Vec<C>, merge: impl Fn(&mut C, C)) -> C {
+    for s in smalls {
+        merge(&mut acc, s);
+    }
+    acc
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -108,5 +174,10 @@ mod tests {
             c.merge(d);
             assert_eq!(a.value().to_string(), c.read().to_string());
         }
+        let (acc, smalls) = confluo_fold(100);
+        let (theirs, their_smalls) = crdts_fold(100);
+        let mine = fold(acc, smalls, confluo_crdt::Crdt::merge);
+        let theirs = fold(theirs, their_smalls, crdts::CvRDT::merge);
+        assert_eq!(mine.value().to_string(), theirs.read().to_string());
     }
 }

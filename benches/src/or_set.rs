@@ -187,6 +187,35 @@ pub fn crdts_adds(n: usize) -> Baseline {
     s
 }
 
+/// The wide-set workload: a set in which each of `replicas` replicas added one member, and
+/// the delta of one more add by the first of them (a replica the set knows). Merging it
+/// should cost the same however many replicas the set knows: incarnations and promotions
+/// keep adding replica ids over a cluster's life.
+pub fn confluo_wide(replicas: usize) -> (OrSet<Member>, OrSet<Member>) {
+    let mut s = OrSet::new();
+    for r in 0..replicas as u64 {
+        add(&mut s, ReplicaId(r + 1), r);
+    }
+    let delta = add(&mut s.clone(), ReplicaId(1), replicas as Member);
+    (s, delta)
+}
+
+/// The same in `crdts`: the set, built by applying one add per actor, and the add's op.
+pub fn crdts_wide(replicas: usize) -> (Baseline, BaselineOp) {
+    let mut s = Baseline::new();
+    for r in 0..replicas as u64 {
+        s.apply(orswot::Op::Add {
+            dot: crdts::Dot::new(r + 1, 1),
+            members: vec![r],
+        });
+    }
+    let op = orswot::Op::Add {
+        dot: crdts::Dot::new(1, 2),
+        members: vec![replicas as Member],
+    };
+    (s, op)
+}
+
 /// The members of a confluo set, sorted.
 pub fn confluo_members(s: &OrSet<Member>) -> Vec<Member> {
     let mut v: Vec<Member> = s.iter().copied().collect();
@@ -226,5 +255,10 @@ mod tests {
             c.merged.is_causally_closed(),
             "the covered merge takes the fast path"
         );
+        let (mut wide, delta) = confluo_wide(100);
+        wide.merge(delta);
+        let (mut theirs, op) = crdts_wide(100);
+        theirs.apply(op);
+        assert_eq!(confluo_members(&wide), crdts_members(&theirs));
     }
 }

@@ -5,8 +5,8 @@
 //! cargo run --release -p confluo-benches --bin compare [-- --quick] [-- --json]
 //! ```
 //!
-//! `--quick` drops the 1,000,000-member sizes and takes fewer repetitions (under a minute on
-//! two cores).
+//! `--quick` drops the 1,000,000-member sizes (and the 1,000,000-replica row) and takes fewer
+//! repetitions (under a minute on two cores).
 
 use std::hint::black_box;
 use std::time::Instant;
@@ -35,9 +35,10 @@ struct Options {
 }
 
 /// The sections `--only` accepts.
-const SECTIONS: [&str; 7] = [
+const SECTIONS: [&str; 8] = [
     "or_set",
     "adds",
+    "replicas",
     "counters",
     "registers",
     "or_map",
@@ -153,6 +154,16 @@ fn main() {
             add_rows(&opts, &mut out, n);
         }
     }
+    if opts.runs("replicas") {
+        let wide: &[usize] = if opts.quick {
+            &[1_000, 30_000, 100_000]
+        } else {
+            &[1_000, 30_000, 100_000, 1_000_000]
+        };
+        for &r in wide {
+            wide_rows(&opts, &mut out, r);
+        }
+    }
     if opts.runs("counters") {
         counter_rows(&opts, &mut out);
     }
@@ -246,6 +257,19 @@ fn add_rows(opts: &Options, out: &mut Out, n: usize) {
     );
 }
 
+fn wide_rows(opts: &Options, out: &mut Out, replicas: usize) {
+    let (set, delta) = or_set::confluo_wide(replicas);
+    let (theirs, op) = or_set::crdts_wide(replicas);
+    out.time(
+        format!("or_set merge of one add's delta, {replicas} replicas known"),
+        interleaved(
+            opts.plan(1.0),
+            || time_merge(&set, &delta, Crdt::merge),
+            || time_merge(&theirs, &op, |s, op| s.apply(op)),
+        ),
+    );
+}
+
 fn counter_rows(opts: &Options, out: &mut Out) {
     const REPLICAS: usize = 1_000;
     const BATCH: usize = 200;
@@ -276,6 +300,27 @@ fn counter_rows(opts: &Options, out: &mut Out) {
             ),
         );
     }
+    let (acc, smalls) = counters::confluo_fold(REPLICAS);
+    let (theirs, their_smalls) = counters::crdts_fold(REPLICAS);
+    out.time(
+        format!(
+            "gcounter fold of {} small counters into one knowing {REPLICAS} (per merge)",
+            counters::FOLDED
+        ),
+        interleaved(
+            plan,
+            || time_fold(&acc, &smalls, Crdt::merge),
+            || time_fold(&theirs, &their_smalls, CvRDT::merge),
+        ),
+    );
+}
+
+/// Nanoseconds per merge of folding clones of `smalls` into a clone of `acc` (cloned
+/// before the clock starts).
+fn time_fold<C: Clone>(acc: &C, smalls: &[C], merge: impl Fn(&mut C, C)) -> f64 {
+    let (acc, smalls) = (acc.clone(), smalls.to_vec());
+    let n = smalls.len();
+    time_per_unit(n, || counters::fold(acc, smalls, merge))
 }
 
 fn register_rows(opts: &Options, out: &mut Out) {
@@ -432,6 +477,48 @@ fn targets(out: &Out, sizes: &[usize]) -> String {
         ratio("or_set merge of a covered state, n=100000"),
         &|x| x >= 100.0,
     );
+    for n in sizes {
+        check(
+            format!("or_set merge of a 1% delta n={n} >= 5x"),
+            ratio(&format!(
+                "or_set merge of a 1% delta (crdts: apply its ops), n={n}"
+            )),
+            &|x| x >= 5.0,
+        );
+    }
+    check(
+        "or_set full-state merge n=100000 >= 40x".into(),
+        ratio("or_set full-state merge, n=100000"),
+        &|x| x >= 40.0,
+    );
+    check(
+        "or_map of sets full-state merge 100000 keys >= 20x".into(),
+        ratio("or_map of sets full-state merge, 100000 keys"),
+        &|x| x >= 20.0,
+    );
+    check(
+        "or_map of counters full-state merge 100000 keys >= 20x".into(),
+        ratio("or_map of counters full-state merge, 100000 keys"),
+        &|x| x >= 20.0,
+    );
+    check(
+        "lww register merge >= 1x".into(),
+        ratio("lww register merge"),
+        &|x| x >= 1.0,
+    );
+    check(
+        "mv register merge (two concurrent writes) >= 1x".into(),
+        ratio("mv register merge (two concurrent writes)"),
+        &|x| x >= 1.0,
+    );
+    check(
+        "gcounter fold >= 5x".into(),
+        ratio(&format!(
+            "gcounter fold of {} small counters into one knowing 1000 (per merge)",
+            counters::FOLDED
+        )),
+        &|x| x >= 5.0,
+    );
     check(
         "or_set single adds >= 5x ops/s".into(),
         ratio("or_set single add (per op), n=100000"),
@@ -480,6 +567,22 @@ fn targets(out: &Out, sizes: &[usize]) -> String {
                 large,
                 large / small
             ));
+        }
+    }
+    let add_cost = |r: usize| match out.find(&format!(
+        "or_set merge of one add's delta, {r} replicas known"
+    )) {
+        Some(Row::Time { confluo_ns, .. }) => Some(*confluo_ns),
+        _ => None,
+    };
+    if let Some(base) = add_cost(1_000) {
+        for r in [30_000, 100_000, 1_000_000] {
+            if let Some(t) = add_cost(r) {
+                lines.push(format!(
+                    "- merging one add's delta with {r} replicas known: {:.1}x the cost with 1000",
+                    t / base
+                ));
+            }
         }
     }
     lines.join("\n")

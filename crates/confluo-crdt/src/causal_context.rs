@@ -154,8 +154,14 @@ impl CausalContext {
         if other.cloud.is_empty() && self.cloud.is_empty() {
             return;
         }
+        if self.cloud.is_empty() {
+            // The common case, a replica's own (gapless) context: the other cloud's dots
+            // extend the prefixes in place, and only the ones beyond a gap stay in the cloud.
+            self.absorb_cloud(&other.cloud);
+            return;
+        }
         if other.cloud.len() <= 4 && other.vv.is_empty() {
-            // A delta's few dots into a large context: insert them where they go, rather
+            // A delta's few dots into a context with gaps: insert them where they go, rather
             // than rebuild the cloud (which made folding many deltas quadratic).
             for &dot in &other.cloud {
                 self.insert(dot);
@@ -279,6 +285,40 @@ impl CausalContext {
         if end > start {
             self.vv.raise(replica, prefix);
             self.cloud.drain(start..end);
+        }
+    }
+
+    /// Merges a sorted, compact-in-itself cloud into a context whose own cloud is empty: per
+    /// replica run, the dots up to the prefix are dropped, the contiguous ones extend it (one
+    /// vector update per run), the rest become the cloud.
+    fn absorb_cloud(&mut self, cloud: &[Dot]) {
+        let mut rest = cloud;
+        while let Some(first) = rest.first() {
+            let replica = first.replica;
+            let end = rest.partition_point(|d| d.replica == replica);
+            let (run, next) = rest.split_at(end);
+            rest = next;
+            let pos = self.vv.position(replica);
+            let before = self.vv.at(pos);
+            let mut prefix = before;
+            let mut gap = run.len();
+            for (i, d) in run.iter().enumerate() {
+                if d.counter <= prefix {
+                    continue;
+                }
+                if d.counter == prefix + 1 {
+                    prefix = d.counter;
+                } else {
+                    gap = i;
+                    break;
+                }
+            }
+            if prefix > before {
+                self.vv.set_at(pos, replica, prefix);
+            }
+            if gap < run.len() {
+                self.cloud.extend_from_slice(&run[gap..]);
+            }
         }
     }
 

@@ -199,11 +199,20 @@ impl DotStore for CounterStore {
     }
 
     fn join(&mut self, ctx: &CausalContext, other: Self, other_ctx: &CausalContext) {
-        // Identical live parts (the common case of a full-state merge) join to themselves.
-        if self.live != other.live {
+        // Identical live parts (the common case of a full-state merge) join to themselves: a
+        // dot names one update, so equal dots are equal contributions.
+        let same = self.live.len() == other.live.len()
+            && self
+                .live
+                .iter()
+                .zip(&other.live)
+                .all(|(a, b)| a.dot == b.dot);
+        if !same {
             join_sorted(&mut self.live, ctx, other.live, other_ctx, |c| c.dot);
         }
-        self.join_baselines(other.baselines);
+        if !other.baselines.is_empty() {
+            self.join_baselines(other.baselines);
+        }
     }
 
     fn for_each_dot(&self, f: &mut dyn FnMut(Dot)) {

@@ -1,6 +1,7 @@
 //! Last-writer-wins register.
 
-use serde::{Deserialize, Serialize};
+use serde::de::Error as _;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::{Crdt, HlcTimestamp, ValidationError};
 
@@ -36,67 +37,79 @@ use quickcheck::{Arbitrary, Gen};
 /// assert_eq!(a.read(), Some(&"later"));
 /// assert_eq!(a, b);
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
+///
+/// The minimum timestamp, `HlcTimestamp::default()`, is the empty register's: a write at it
+/// has already lost (an [`Hlc`](crate::Hlc) never issues it).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct LwwRegister<T> {
-    entry: Option<(HlcTimestamp, T)>,
+    /// The winning write's timestamp; the minimum when the register is empty, so that the
+    /// merge is one comparison.
+    ts: HlcTimestamp,
+    /// Its value; `None` exactly when the register is empty.
+    value: Option<T>,
 }
 
 impl<T> Default for LwwRegister<T> {
     fn default() -> Self {
-        LwwRegister { entry: None }
+        LwwRegister::new()
     }
 }
 
 impl<T> LwwRegister<T> {
     /// The empty register (bottom).
     pub const fn new() -> Self {
-        LwwRegister { entry: None }
+        LwwRegister {
+            ts: HlcTimestamp::new(0, 0, crate::ReplicaId(0)),
+            value: None,
+        }
     }
 
     /// The current value, if any write has been seen.
     pub fn read(&self) -> Option<&T> {
-        self.entry.as_ref().map(|(_, v)| v)
+        self.value.as_ref()
     }
 
     /// The timestamp of the current value.
     pub fn timestamp(&self) -> Option<&HlcTimestamp> {
-        self.entry.as_ref().map(|(t, _)| t)
+        self.value.as_ref().map(|_| &self.ts)
     }
 
     /// The value and its timestamp, by value.
     pub fn into_inner(self) -> Option<(HlcTimestamp, T)> {
-        self.entry
+        let ts = self.ts;
+        self.value.map(|v| (ts, v))
     }
 
     /// The timestamp and value, if any write has been seen.
-    pub fn entry(&self) -> Option<&(HlcTimestamp, T)> {
-        self.entry.as_ref()
+    pub fn entry(&self) -> Option<(&HlcTimestamp, &T)> {
+        self.value.as_ref().map(|v| (&self.ts, v))
     }
 }
 
 impl<T: Clone> LwwRegister<T> {
     /// Writes `value` at timestamp `ts` and returns the delta (the write itself).
     ///
-    /// A write whose timestamp is not greater than the current one has already lost: it
-    /// changes nothing and returns the bottom register.
+    /// A write whose timestamp is not greater than the current one (or than the minimum, for
+    /// an empty register) has already lost: it changes nothing and returns the bottom
+    /// register.
     pub fn write(&mut self, ts: HlcTimestamp, value: T) -> Self {
-        if self.timestamp().is_some_and(|cur| *cur >= ts) {
+        if ts <= self.ts {
             return LwwRegister::new();
         }
-        self.entry = Some((ts, value.clone()));
+        self.ts = ts;
+        self.value = Some(value.clone());
         LwwRegister {
-            entry: Some((ts, value)),
+            ts,
+            value: Some(value),
         }
     }
 }
 
 impl<T: Clone + PartialEq + core::fmt::Debug> Crdt for LwwRegister<T> {
     fn merge(&mut self, other: Self) {
-        if let Some((ts, _)) = &other.entry {
-            if self.timestamp().is_none_or(|cur| cur < ts) {
-                self.entry = other.entry;
-            }
+        // An empty side has the minimum timestamp, so one comparison decides.
+        if other.ts > self.ts {
+            *self = other;
         }
     }
 
@@ -108,9 +121,9 @@ impl<T: Clone + PartialEq + core::fmt::Debug> Crdt for LwwRegister<T> {
     /// Merges `other` unless it holds a different value under the timestamp of the value
     /// here ([`ValidationError::ConflictingWrite`]; `self` is then unchanged).
     fn merge_validated(&mut self, other: Self) -> Result<(), ValidationError> {
-        if let (Some((mine, x)), Some((theirs, y))) = (&self.entry, &other.entry) {
-            if mine == theirs && x != y {
-                return Err(ValidationError::ConflictingWrite { timestamp: *mine });
+        if let (Some(x), Some(y)) = (&self.value, &other.value) {
+            if self.ts == other.ts && x != y {
+                return Err(ValidationError::ConflictingWrite { timestamp: self.ts });
             }
         }
         self.merge(other);
@@ -118,16 +131,36 @@ impl<T: Clone + PartialEq + core::fmt::Debug> Crdt for LwwRegister<T> {
     }
 }
 
+/// Wire form: `Option<(timestamp, value)>`, `None` for the empty register.
+impl<T: Serialize> Serialize for LwwRegister<T> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.entry().serialize(serializer)
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for LwwRegister<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        match Option::<(HlcTimestamp, T)>::deserialize(deserializer)? {
+            None => Ok(LwwRegister::new()),
+            Some((ts, _)) if ts == HlcTimestamp::default() => Err(D::Error::custom(
+                "a write at the minimum timestamp, the empty register's",
+            )),
+            Some((ts, v)) => Ok(LwwRegister { ts, value: Some(v) }),
+        }
+    }
+}
+
 #[cfg(feature = "quickcheck")]
 impl<T: Arbitrary> Arbitrary for LwwRegister<T> {
     fn arbitrary(g: &mut Gen) -> Self {
-        LwwRegister {
-            entry: Option::<(HlcTimestamp, T)>::arbitrary(g),
+        match Option::<(HlcTimestamp, T)>::arbitrary(g) {
+            Some((ts, v)) if ts != HlcTimestamp::default() => LwwRegister { ts, value: Some(v) },
+            _ => LwwRegister::new(),
         }
     }
 
     fn shrink(&self) -> Box<dyn Iterator<Item = Self>> {
-        match &self.entry {
+        match &self.value {
             None => quickcheck::empty_shrinker(),
             Some(_) => quickcheck::single_shrinker(LwwRegister::new()),
         }
@@ -279,9 +312,9 @@ mod tests {
                 acc.merge(d);
                 acc
             });
-            let best = out.deltas.iter().filter_map(|d| d.entry).max_by_key(|e| e.0);
+            let best = out.deltas.iter().filter_map(|d| d.clone().into_inner()).max_by_key(|e| e.0);
             let ops = s.steps.iter().filter(|st| matches!(st, Step::Op { .. })).count();
-            !lost.get() && all.entry == best && out.deltas.len() == ops
+            !lost.get() && all.clone().into_inner() == best && out.deltas.len() == ops
         }
     }
 }

@@ -34,7 +34,7 @@ impl<T> Default for LwwStore<T> {
 
 impl<T> LwwStore<T> {
     /// The write with the greatest timestamp.
-    fn winner(&self) -> Option<&(HlcTimestamp, T)> {
+    fn winner(&self) -> Option<(&HlcTimestamp, &T)> {
         self.entries
             .iter()
             .filter_map(|(_, r)| r.entry())

@@ -170,7 +170,8 @@ impl<T: Clone + PartialEq + core::fmt::Debug> MvRegister<T> {
     /// Writes `value` at `replica`, replacing every current sibling; returns the delta.
     pub fn write(&mut self, replica: ReplicaId, value: T) -> Result<Self, DotsExhausted> {
         let dot = self.inner.ctx.next_dot(replica)?;
-        let replaced = core::mem::take(&mut self.inner.store.entries);
+        // Room for one concurrent sibling: the merge that brings it needs no reallocation.
+        let replaced = core::mem::replace(&mut self.inner.store.entries, Vec::with_capacity(2));
         let ctx = CausalContext::from_dots(replaced.iter().map(|e| e.0).chain([dot]));
         self.inner.store.entries.push((dot, value.clone()));
         Ok(Self::delta(

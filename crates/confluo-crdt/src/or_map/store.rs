@@ -216,15 +216,15 @@ where
         }
     }
 
-    /// Keys only here: drop the dots the other side has seen (and so removed).
-    fn sweep(&mut self, ctx: &CausalContext, other: &HashMap<K, V>, other_ctx: &CausalContext) {
+    /// Joins every key here with the other side's value (bottom where it has none, so that
+    /// the dots it has seen are dropped), taking those values out of `other`: one pass here
+    /// and one probe there per key.
+    fn sweep(&mut self, ctx: &CausalContext, other: &mut HashMap<K, V>, other_ctx: &CausalContext) {
         let present = &mut self.present;
         self.entries.retain(|key, value| {
-            if other.contains_key(key) {
-                return true;
-            }
             let was = !value.is_empty();
-            value.join(ctx, V::default(), other_ctx);
+            let theirs = other.remove(key).unwrap_or_default();
+            value.join(ctx, theirs, other_ctx);
             *present = *present + usize::from(!value.is_empty()) - usize::from(was);
             !value.is_bottom()
         });
@@ -257,7 +257,7 @@ where
         } else if self.bounds.may_cover(other_ctx) {
             // Skipped when the other context names no live dot here: merging an update's
             // delta then costs O(the delta), not O(keys).
-            self.sweep(ctx, &other.entries, other_ctx);
+            self.sweep(ctx, &mut other.entries, other_ctx);
         }
         self.bounds.merge(&other.bounds);
         for (key, theirs) in other.entries {

@@ -13,6 +13,7 @@ use core::hash::Hash;
 use core::mem;
 
 use hashbrown::hash_map::Entry;
+use smallvec::SmallVec;
 
 use super::store::{
     COUNTER_BITS, MARK, MULTI, MULTI_INDEX, Replicas, SetStore, Table, counter_of, index_of, pack,
@@ -141,7 +142,7 @@ impl CloudLookup {
 /// small ones, so that merging one add costs nothing per replica known), and the cloud.
 struct Coverage<'a> {
     ctx: &'a CausalContext,
-    prefix: Vec<u64>,
+    prefix: SmallVec<[u64; 8]>,
     cloud: CloudLookup,
 }
 
@@ -151,7 +152,7 @@ impl<'a> Coverage<'a> {
             let vv = ctx.version_vector();
             replicas.ids().iter().map(|&r| vv.get(r)).collect()
         } else {
-            Vec::new()
+            SmallVec::new()
         };
         Coverage {
             ctx,
@@ -181,8 +182,8 @@ struct Pass<'a> {
 
 /// One element of the other side, as pass 1 receives it.
 enum Incoming {
-    /// One dot, as (index here, counter).
-    One(usize, u64),
+    /// One dot, packed with the replica's index here.
+    Packed(u64),
     /// Several dots, or one that does not pack.
     Dots(Vec<Dot>),
 }
@@ -199,107 +200,111 @@ impl<T: Hash + Eq + Clone> Table<T> {
                 .any(|d| self.replicas.may_hold(d.replica, d.counter, d.counter))
     }
 
-    /// Drops the dots of `elem` that `other_ctx` has seen; returns whether the element went.
-    fn kill(&mut self, elem: &T, other_ctx: &CausalContext) -> bool {
-        let Some(p) = self.entries.get(elem).copied() else {
+    /// Drops the dots of `elem` that `other_ctx` has seen, given `seen`, a dot of it the
+    /// other side removed; returns whether the element went. One hash probe and no context
+    /// lookup in the common case: the receiver holds exactly that dot.
+    fn kill(&mut self, elem: &T, seen: Dot, other_ctx: &CausalContext) -> bool {
+        let Some((elem, p)) = self.entries.remove_entry(elem) else {
             return false;
         };
         if index_of(p) != MULTI_INDEX {
-            let gone = other_ctx.contains(self.unpack(p));
-            if gone {
-                self.entries.remove(elem);
+            let dot = self.unpack(p);
+            if dot == seen || other_ctx.contains(dot) {
+                return true;
             }
-            return gone;
+            self.entries.insert(elem, p);
+            return false;
         }
-        let dots = self.multi.get_mut(elem).map(mem::take).unwrap_or_default();
+        let dots = self.multi.remove(&elem).unwrap_or_default();
         let left: Vec<Dot> = dots
             .into_iter()
             .filter(|&d| !other_ctx.contains(d))
             .collect();
-        self.multi.remove(elem);
-        self.entries.remove(elem);
         if left.is_empty() {
             return true;
         }
-        self.put(elem.clone(), left);
+        self.put(elem, left);
         false
     }
 
-    /// Pass 1 for one element of the other side.
+    /// Pass 1 for one element of the other side. The cases that decide without looking at
+    /// dot lists (the same single dot on both sides, or a single new dot) are inline; the
+    /// general join of two dot sets is not.
+    #[inline(always)]
     fn join_one(
         &mut self,
         elem: T,
         theirs: Incoming,
         pass: &Pass<'_>,
-        killed: Option<&mut Vec<T>>,
+        killed: Option<&mut Vec<(T, Dot)>>,
     ) {
-        let Pass {
-            here,
-            ctx,
-            other_ctx,
-            mark,
-        } = pass;
-        let mark = *mark;
-        let Table {
-            entries,
-            multi,
-            replicas,
-        } = self;
         let single = match theirs {
-            Incoming::One(i, c) => pack(i, c),
+            Incoming::Packed(p) => Some(p),
             Incoming::Dots(_) => None,
         };
-        match (entries.entry(elem), single) {
+        match (self.entries.entry(elem), single) {
             (Entry::Occupied(mut slot), Some(p)) if *slot.get() == p => {
                 // The same single dot on both sides: the common case.
-                *slot.get_mut() = p | mark;
+                *slot.get_mut() = p | pass.mark;
             }
             (Entry::Vacant(slot), Some(p)) => {
-                if !here.covers(replicas, index_of(p), counter_of(p)) {
-                    slot.insert(p | mark);
-                    replicas.note(index_of(p), counter_of(p));
+                let (i, c) = (index_of(p), counter_of(p));
+                if !pass.here.covers(&self.replicas, i, c) {
+                    slot.insert(p | pass.mark);
+                    self.replicas.note(i, c);
                 }
             }
             (slot, _) => {
-                let theirs: Vec<Dot> = match theirs {
-                    Incoming::One(i, c) => vec![Dot::new(replicas.id(i), c)],
-                    Incoming::Dots(dots) => dots,
+                let elem = match slot {
+                    Entry::Occupied(o) => {
+                        let (elem, p) = o.remove_entry();
+                        let mine = self.dots_of(&elem, p);
+                        self.multi.remove(&elem);
+                        (elem, mine)
+                    }
+                    Entry::Vacant(v) => (v.into_key(), Vec::new()),
                 };
-                let mine: Vec<Dot> = match &slot {
-                    Entry::Occupied(o) if index_of(*o.get()) == MULTI_INDEX => {
-                        multi.remove(o.key()).unwrap_or_default()
-                    }
-                    Entry::Occupied(o) => vec![Dot::new(
-                        replicas.id(index_of(*o.get())),
-                        counter_of(*o.get()),
-                    )],
-                    Entry::Vacant(_) => Vec::new(),
-                };
-                let joined = join_dots(&mine, &theirs, ctx, other_ctx);
-                let packed = match joined[..] {
-                    [dot] => pack(replicas.intern(dot.replica), dot.counter),
-                    _ => None,
-                };
-                match (slot, packed) {
-                    (Entry::Occupied(o), _) if joined.is_empty() => {
-                        let (elem, _) = o.remove_entry();
-                        if let Some(killed) = killed {
-                            killed.push(elem);
-                        }
-                    }
-                    (Entry::Vacant(_), _) if joined.is_empty() => {}
-                    (slot, Some(p)) => {
-                        replicas.note(index_of(p), counter_of(p));
-                        slot.insert(p | mark);
-                    }
-                    (slot, None) => {
-                        for &dot in &joined {
-                            replicas.note_dot(dot);
-                        }
-                        let e = slot.insert(MULTI | mark);
-                        multi.insert(e.key().clone(), joined);
-                    }
+                self.join_general(elem, theirs, pass, killed);
+            }
+        }
+    }
+
+    /// The join of one element's dot sets, `mine` already taken out of the table.
+    #[cold]
+    #[inline(never)]
+    fn join_general(
+        &mut self,
+        (elem, mine): (T, Vec<Dot>),
+        theirs: Incoming,
+        pass: &Pass<'_>,
+        killed: Option<&mut Vec<(T, Dot)>>,
+    ) {
+        let theirs: Vec<Dot> = match theirs {
+            Incoming::Packed(p) => vec![self.unpack(p)],
+            Incoming::Dots(dots) => dots,
+        };
+        let joined = join_dots(&mine, &theirs, pass.ctx, pass.other_ctx);
+        if joined.is_empty() {
+            if let (Some(killed), Some(&dot)) = (killed, mine.first()) {
+                killed.push((elem, dot));
+            }
+            return;
+        }
+        let packed = match joined[..] {
+            [dot] => pack(self.replicas.intern(dot.replica), dot.counter),
+            _ => None,
+        };
+        match packed {
+            Some(p) => {
+                self.replicas.note(index_of(p), counter_of(p));
+                self.entries.insert(elem, p | pass.mark);
+            }
+            None => {
+                for &dot in &joined {
+                    self.replicas.note_dot(dot);
                 }
+                self.multi.insert(elem.clone(), joined);
+                self.entries.insert(elem, MULTI | pass.mark);
             }
         }
     }
@@ -355,50 +360,78 @@ impl<T: Hash + Eq + Clone> SetStore<T> {
         }
     }
 
-    /// Drops the dots of `elem` that `other_ctx` has seen; returns whether the element went.
-    fn kill(&mut self, elem: &T, other_ctx: &CausalContext) -> bool {
+    /// Drops the dots `other_ctx` has seen of each element of `removed` (the other side's
+    /// record, none of which it holds); the elements that went are added to `killed`.
+    fn kill_all(
+        &mut self,
+        removed: &[(T, Dot)],
+        other_ctx: &CausalContext,
+        mut killed: Option<&mut Vec<(T, Dot)>>,
+    ) {
         if let Some((one, dot)) = &self.one {
-            let gone = one == elem && other_ctx.contains(*dot);
+            let gone = removed.iter().any(|(e, _)| e == one) && other_ctx.contains(*dot);
             if gone {
+                if let Some(k) = killed.as_deref_mut() {
+                    k.push((one.clone(), *dot));
+                }
                 self.one = None;
             }
-            return gone;
+            return;
         }
-        self.table.as_mut().is_some_and(|t| t.kill(elem, other_ctx))
+        let Some(table) = &mut self.table else {
+            return;
+        };
+        for (elem, seen) in removed {
+            if table.kill(elem, *seen, other_ctx) {
+                if let Some(k) = killed.as_deref_mut() {
+                    k.push((elem.clone(), *seen));
+                }
+            }
+        }
     }
 
-    /// The join when neither side has a table (at most one element each): no allocation.
+    /// The join when neither side has a table (at most one element each). No allocation
+    /// unless the result has two dots: this is every value of a map of one-element sets.
     fn join_small(
         &mut self,
         ctx: &CausalContext,
         theirs: Option<(T, Dot)>,
         other_ctx: &CausalContext,
-        killed: Option<&mut Vec<T>>,
+        killed: Option<&mut Vec<(T, Dot)>>,
     ) {
         let mine = self.one.take();
         match (mine, theirs) {
+            (Some((a, da)), Some((_, db))) if da == db => self.one = Some((a, da)),
             (Some((a, da)), Some((b, db))) if a == b => {
-                let joined = join_dots(&[da], &[db], ctx, other_ctx);
-                if joined.is_empty() {
-                    if let Some(killed) = killed {
-                        killed.push(a);
+                // One element, two dots: each stays unless the other side saw it.
+                match (!other_ctx.contains(da), !ctx.contains(db)) {
+                    (true, true) => self.put(a, if da < db { vec![da, db] } else { vec![db, da] }),
+                    (true, false) => self.one = Some((a, da)),
+                    (false, true) => self.one = Some((b, db)),
+                    (false, false) => {
+                        if let Some(killed) = killed {
+                            killed.push((a, da));
+                        }
                     }
-                } else {
-                    self.put(a, joined);
                 }
             }
             (mine, theirs) => {
+                let mut kept = None;
                 if let Some((a, da)) = mine {
                     if !other_ctx.contains(da) {
-                        self.put(a, vec![da]);
+                        kept = Some((a, da));
                     } else if let Some(killed) = killed {
-                        killed.push(a);
+                        killed.push((a, da));
                     }
                 }
-                if let Some((b, db)) = theirs {
-                    if !ctx.contains(db) {
+                let theirs = theirs.filter(|&(_, db)| !ctx.contains(db));
+                match (kept, theirs) {
+                    (Some(x), None) | (None, Some(x)) => self.one = Some(x),
+                    (Some((a, da)), Some((b, db))) => {
+                        self.put(a, vec![da]);
                         self.put(b, vec![db]);
                     }
+                    (None, None) => {}
                 }
             }
         }
@@ -411,7 +444,7 @@ impl<T: Hash + Eq + Clone> SetStore<T> {
         mut other: SetStore<T>,
         other_ctx: &CausalContext,
         mark: u64,
-        mut killed: Option<&mut Vec<T>>,
+        mut killed: Option<&mut Vec<(T, Dot)>>,
     ) {
         let incoming = other.len();
         let table = self.table_mut();
@@ -424,7 +457,7 @@ impl<T: Hash + Eq + Clone> SetStore<T> {
         if let Some((elem, dot)) = other.one.take() {
             let i = table.replicas.intern(dot.replica);
             let theirs = match pack(i, dot.counter) {
-                Some(_) => Incoming::One(i, dot.counter),
+                Some(p) => Incoming::Packed(p),
                 None => Incoming::Dots(vec![dot]),
             };
             table.join_one(elem, theirs, &pass, killed.as_deref_mut());
@@ -439,7 +472,7 @@ impl<T: Hash + Eq + Clone> SetStore<T> {
         } = *theirs;
         // Map the other side's replica indices onto ours once; the loop then moves packed
         // dots across with an array lookup.
-        let translate: Vec<usize> = replicas
+        let translate: SmallVec<[usize; 8]> = replicas
             .ids()
             .iter()
             .map(|&r| table.replicas.intern(r))
@@ -450,7 +483,7 @@ impl<T: Hash + Eq + Clone> SetStore<T> {
             } else {
                 let i = translate.get(index_of(p)).copied().unwrap_or(MULTI_INDEX);
                 match pack(i, counter_of(p)) {
-                    Some(_) => Incoming::One(i, counter_of(p)),
+                    Some(q) => Incoming::Packed(q),
                     None => Incoming::Dots(vec![Dot::new(replicas.id(index_of(p)), counter_of(p))]),
                 }
             };
@@ -471,15 +504,11 @@ impl<T: Hash + Eq + Clone + Debug> SetStore<T> {
         keep: bool,
     ) -> bool {
         let mut record = keep.then(|| mem::take(&mut self.removed));
-        if explained {
-            // The elements the other side's context removed, unless it holds them again.
-            for elem in &other.removed {
-                if !other.contains(elem) && self.kill(elem, other_ctx) {
-                    if let Some(r) = &mut record {
-                        r.push(elem.clone());
-                    }
-                }
-            }
+        if explained && !other.removed.is_empty() {
+            // The elements the other side's context removed (a record never names an element
+            // its store holds: see the end).
+            debug_assert!(other.removed.iter().all(|(e, _)| !other.contains(e)));
+            self.kill_all(&other.removed, other_ctx, record.as_mut());
         }
         let sweep = !explained && self.may_cover_live(other_ctx);
         let their_record = mem::take(&mut other.removed);
@@ -502,6 +531,10 @@ impl<T: Hash + Eq + Clone + Debug> SetStore<T> {
         match record {
             Some(mut r) => {
                 r.extend(their_record);
+                // An element removed and added again is in the store, where a receiver finds
+                // it anyway: the record names only elements absent here, so receivers need not
+                // look each one up in this store.
+                r.retain(|(e, _)| !self.contains(e));
                 let clouds = ctx.cloud_len() + other_ctx.cloud_len();
                 if record_fits(r.len(), self.len(), clouds) {
                     self.removed = r;
@@ -548,10 +581,8 @@ impl<T: Hash + Eq + Clone + Debug> DotStore for SetStore<T> {
     fn clear(&mut self) -> Self {
         // The removal's delta names the elements it removed, so receivers find them directly.
         let old = mem::take(self);
-        let mut removed: Vec<T> = old.one.into_iter().map(|(elem, _)| elem).collect();
-        if let Some(t) = old.table {
-            removed.extend(t.entries.into_keys());
-        }
+        let mut removed: Vec<(T, Dot)> = Vec::with_capacity(old.len());
+        old.for_each_pair(|dot, elem| removed.push((elem.clone(), dot)));
         SetStore {
             removed,
             ..SetStore::default()

@@ -234,8 +234,13 @@ impl<T: Hash + Eq + Clone + fmt::Debug> OrSet<T> {
         let store = &mut self.inner.store;
         for elem in present {
             if let Some((elem, old)) = store.take_entry(elem) {
+                for &dot in &old[1..] {
+                    removed.push((elem.clone(), dot));
+                }
+                if let Some(&dot) = old.first() {
+                    removed.push((elem, dot));
+                }
                 dots.extend(old);
-                removed.push(elem);
             }
         }
         store.forget_removed();

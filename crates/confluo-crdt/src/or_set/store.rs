@@ -28,11 +28,13 @@ pub struct SetStore<T> {
     /// `table` is `None`.
     pub(super) one: Option<(T, Dot)>,
     pub(super) table: Option<Box<Table<T>>>,
-    /// The elements a delta's context removed: in an *explained* state (see
-    /// [`DotStore::join_explained`](crate::DotStore::join_explained)) every dot of the
-    /// context that once tagged an element and is no longer live here tagged an element of
-    /// this store or of this list, so a receiver visits only those elements.
-    pub(super) removed: Vec<T>,
+    /// The elements a delta's context removed, each with a dot it had: in an *explained*
+    /// state (see [`DotStore::join_explained`](crate::DotStore::join_explained)) every dot of
+    /// the context that once tagged an element and is no longer live here tagged an element of
+    /// this store or of this list, so a receiver visits only those elements. The dot is the
+    /// one a receiver most likely holds (the one the remove saw): when it does, the receiver
+    /// need not look it up in the context.
+    pub(super) removed: Vec<(T, Dot)>,
 }
 
 /// The tables of a store with more than one element.

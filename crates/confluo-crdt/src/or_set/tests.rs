@@ -387,7 +387,7 @@ fn clear_of_the_store_names_every_removed_element() {
     let (mut store, _) = x.into_parts();
     let delta = DotStore::clear(&mut store);
     assert!(store.is_empty() && delta.is_bottom());
-    let mut removed = delta.removed.clone();
+    let mut removed: Vec<u32> = delta.removed.iter().map(|(e, _)| *e).collect();
     removed.sort_unstable();
     assert_eq!(removed, vec![0, 1, 2, 3, 4]);
 }

@@ -143,12 +143,19 @@ where
         s.validate()
             .map_err(|e| format!("state/delta {i} invalid: {e}"))?;
     }
-    // Join laws on the replicas' states.
-    for a in &states {
+    check_laws(&states)?;
+    let by_state = states.iter().fold(C::default(), |acc, s| merged(acc, s));
+    let by_delta = check_exchange(scenario, &states, &deltas, &by_state)?;
+    check_encoding(&states, &deltas, &by_state, &by_delta)
+}
+
+/// The join laws on the replicas' states.
+fn check_laws<C: Crdt>(states: &[C]) -> Result<(), String> {
+    for a in states {
         if merged(a.clone(), a) != *a {
             return Err(format!("not idempotent: {a:?}"));
         }
-        for b in &states {
+        for b in states {
             let ab = merged(a.clone(), b);
             if ab != merged(b.clone(), a) {
                 return Err(format!("not commutative:\n a={a:?}\n b={b:?}"));
@@ -156,17 +163,25 @@ where
             if merged(ab.clone(), a) != ab {
                 return Err(format!("not inflationary:\n a={a:?}\n b={b:?}"));
             }
-            for c in &states {
+            for c in states {
                 if merged(ab.clone(), c) != merged(a.clone(), &merged(b.clone(), c)) {
                     return Err("not associative".into());
                 }
             }
         }
     }
-    // Full-state exchange: everyone merges everyone.
-    let by_state = states.iter().fold(C::default(), |acc, s| merged(acc, s));
-    // Delta exchange: every replica merges every delta, in a shuffled order with duplicates,
-    // and the result equals the full-state result.
+    Ok(())
+}
+
+/// Delta exchange: every replica merges every delta, in a shuffled order with duplicates, and
+/// the deltas joined into one group; both must equal the full-state exchange. Returns the
+/// replicas after the deltas.
+fn check_exchange<C: Crdt>(
+    scenario: &Scenario<impl Sized>,
+    states: &[C],
+    deltas: &[C],
+    by_state: &C,
+) -> Result<Vec<C>, String> {
     let mut by_delta = Vec::with_capacity(states.len());
     for (i, s) in states.iter().enumerate() {
         let mut s = s.clone();
@@ -176,38 +191,44 @@ where
         }
         by_delta.push(s);
     }
-    // Deltas joined into one delta group first, then merged into bottom.
     let group = deltas
         .iter()
         .rev()
         .fold(C::default(), |acc, d| merged(acc, d));
-    if group != by_state {
+    if group != *by_state {
         return Err(format!(
             "delta group differs from full-state merge:\n group={group:?}\n state={by_state:?}"
         ));
     }
     for (i, s) in by_delta.iter().enumerate() {
-        if *s != by_state {
+        if s != by_state {
             return Err(format!(
                 "replica {i} after deltas differs from full-state merge:\n delta={s:?}\n state={by_state:?}"
             ));
         }
     }
-    // Encoding: round trip, and equal states give equal bytes.
-    let bytes = postcard::to_allocvec(&by_state).map_err(|e| e.to_string())?;
+    Ok(by_delta)
+}
+
+/// Encoding: round trip, and equal states give equal bytes.
+fn check_encoding<C>(states: &[C], deltas: &[C], by_state: &C, by_delta: &[C]) -> Result<(), String>
+where
+    C: Crdt + Serialize + DeserializeOwned,
+{
+    let bytes = postcard::to_allocvec(by_state).map_err(|e| e.to_string())?;
     let decoded: C = postcard::from_bytes(&bytes).map_err(|e| e.to_string())?;
     decoded
         .validate()
         .map_err(|e| format!("decoded state invalid: {e}"))?;
-    if decoded != by_state {
+    if decoded != *by_state {
         return Err("postcard round trip changed the state".into());
     }
-    for s in &by_delta {
+    for s in by_delta {
         if postcard::to_allocvec(s).map_err(|e| e.to_string())? != bytes {
             return Err("equal states encode to different bytes".into());
         }
     }
-    for s in states.iter().chain(&deltas) {
+    for s in states.iter().chain(deltas) {
         let b = postcard::to_allocvec(s).map_err(|e| e.to_string())?;
         let d: C = postcard::from_bytes(&b).map_err(|e| e.to_string())?;
         if d != *s {

@@ -339,82 +339,134 @@ fn mutator_replica(action: Action) -> u8 {
 /// Runs a mutating action on `s` at replica `id`; returns the delta. Keys are taken mod 4,
 /// elements mod 8. Replicas start fresh, so only the huge counter adds can be refused.
 fn mutation(action: Action, id: ReplicaId, hlc: &mut Hlc, s: &mut Bundle) -> Bundle {
-    use Action::*;
     let mut d = Bundle::default();
-    let (k, e) = (|x: u8| x % 4, |x: u8| x % 8);
-    match action {
-        SetAdd { elem, .. } => d.set = refused(&mut s.set, |p| p.add(id, e(elem))),
-        SetRemove { elem, .. } => d.set = refused(&mut s.set, |p| p.remove(id, &e(elem))),
-        SetClear { .. } => d.set = refused(&mut s.set, |p| p.clear(id)),
-        SetAddAll { elems, .. } => {
-            d.set = refused(&mut s.set, |p| p.add_all(id, elems.map(e)));
-        }
+    if !mutate_set(action, id, s, &mut d)
+        && !mutate_map(action, id, hlc, s, &mut d)
+        && !mutate_other(action, id, hlc, s, &mut d)
+    {
+        debug_assert!(false, "{action:?} is not a mutation");
+    }
+    d
+}
+
+fn key(x: u8) -> u8 {
+    x % 4
+}
+
+fn elem(x: u8) -> u8 {
+    x % 8
+}
+
+/// The OR-set's actions; returns whether `action` was one.
+fn mutate_set(action: Action, id: ReplicaId, s: &mut Bundle, d: &mut Bundle) -> bool {
+    use Action::*;
+    d.set = match action {
+        SetAdd { elem: x, .. } => refused(&mut s.set, |p| p.add(id, elem(x))),
+        SetRemove { elem: x, .. } => refused(&mut s.set, |p| p.remove(id, &elem(x))),
+        SetClear { .. } => refused(&mut s.set, |p| p.clear(id)),
+        SetAddAll { elems, .. } => refused(&mut s.set, |p| p.add_all(id, elems.map(elem))),
         SetRemoveAll { elems, .. } => {
-            let elems = elems.map(e);
-            d.set = refused(&mut s.set, |p| p.remove_all(id, &elems));
+            let elems = elems.map(elem);
+            refused(&mut s.set, |p| p.remove_all(id, &elems))
         }
-        MapSetAdd { key, elem, .. } => {
-            d.map_sets = refused(&mut s.map_sets, |m| {
-                m.update(k(key), |v| v.add(id, e(elem)))
-            });
+        _ => return false,
+    };
+    true
+}
+
+/// The maps' actions; returns whether `action` was one.
+fn mutate_map(
+    action: Action,
+    id: ReplicaId,
+    hlc: &mut Hlc,
+    s: &mut Bundle,
+    d: &mut Bundle,
+) -> bool {
+    use Action::*;
+    let (sets, counters) = (&mut s.map_sets, &mut s.map_counters);
+    match action {
+        MapSetAdd {
+            key: k, elem: x, ..
+        } => {
+            d.map_sets = refused(sets, |m| m.update(key(k), |v| v.add(id, elem(x))));
         }
-        MapSetRemoveElem { key, elem, .. } => {
-            d.map_sets = refused(&mut s.map_sets, |m| {
-                m.update(k(key), |v| v.remove(id, &e(elem)))
-            });
+        MapSetRemoveElem {
+            key: k, elem: x, ..
+        } => {
+            d.map_sets = refused(sets, |m| m.update(key(k), |v| v.remove(id, &elem(x))));
         }
-        MapSetRemoveKey { key, .. } => {
-            d.map_sets = refused(&mut s.map_sets, |m| m.remove(id, &k(key)));
-        }
+        MapSetRemoveKey { key: k, .. } => d.map_sets = refused(sets, |m| m.remove(id, &key(k))),
         MapSetRemoveKeys { a, b, .. } => {
-            d.map_sets = refused(&mut s.map_sets, |m| m.remove_all(id, [&k(a), &k(b)]));
+            d.map_sets = refused(sets, |m| m.remove_all(id, [&key(a), &key(b)]));
         }
-        MapSetClear { .. } => d.map_sets = refused(&mut s.map_sets, |m| m.clear(id)),
-        MapCount { key, by, .. } => {
-            d.map_counters = refused(&mut s.map_counters, |m| {
-                m.update(k(key), |c| c.add(id, i64::from(by)))
-            });
+        MapSetClear { .. } => d.map_sets = refused(sets, |m| m.clear(id)),
+        MapCount { key: k, by, .. } => {
+            d.map_counters = refused(counters, |m| m.update(key(k), |c| c.add(id, i64::from(by))));
         }
-        MapCountHuge { key, negative, .. } => {
+        MapCountHuge {
+            key: k, negative, ..
+        } => {
             let by = if negative { -i64::MAX } else { i64::MAX };
-            d.map_counters = refused(&mut s.map_counters, |m| m.update(k(key), |c| c.add(id, by)));
+            d.map_counters = refused(counters, |m| m.update(key(k), |c| c.add(id, by)));
         }
-        MapCountReset { key, .. } => {
-            d.map_counters = refused(&mut s.map_counters, |m| m.update(k(key), |c| c.reset(id)));
+        MapCountReset { key: k, .. } => {
+            d.map_counters = refused(counters, |m| m.update(key(k), |c| c.reset(id)));
         }
-        MapCountRemoveKey { key, .. } => {
-            d.map_counters = refused(&mut s.map_counters, |m| m.remove(id, &k(key)));
+        MapCountRemoveKey { key: k, .. } => {
+            d.map_counters = refused(counters, |m| m.remove(id, &key(k)));
         }
-        MapCountClear { .. } => d.map_counters = refused(&mut s.map_counters, |m| m.clear(id)),
+        MapCountClear { .. } => d.map_counters = refused(counters, |m| m.clear(id)),
         MapLwwWrite {
-            key,
+            key: k,
             wall_ms,
             value,
             ..
         } => {
             let ts = hlc.now(u64::from(wall_ms));
             d.map_lww = refused(&mut s.map_lww, |m| {
-                m.update(k(key), |r| r.write(id, ts, value))
+                m.update(key(k), |r| r.write(id, ts, value))
             });
         }
-        MapLwwRemoveKey { key, .. } => {
-            d.map_lww = refused(&mut s.map_lww, |m| m.remove(id, &k(key)));
+        MapLwwRemoveKey { key: k, .. } => {
+            d.map_lww = refused(&mut s.map_lww, |m| m.remove(id, &key(k)));
         }
-        NestedCount { key, inner, by, .. } => {
-            d.nested = refused(&mut s.nested, |m| {
-                m.update(k(key), |im| {
-                    im.update(k(inner), |c| c.add(id, i64::from(by)))
-                })
-            });
-        }
-        NestedRemoveInner { key, inner, .. } => {
-            d.nested = refused(&mut s.nested, |m| {
-                m.update(k(key), |im| {
-                    Ok::<_, crate::CounterError>(im.remove(id, &k(inner))?)
-                })
-            });
-        }
-        NestedRemoveKey { key, .. } => d.nested = refused(&mut s.nested, |m| m.remove(id, &k(key))),
+        _ => return mutate_nested(action, id, s, d),
+    }
+    true
+}
+
+/// The nested map's actions; returns whether `action` was one.
+fn mutate_nested(action: Action, id: ReplicaId, s: &mut Bundle, d: &mut Bundle) -> bool {
+    use Action::*;
+    d.nested = match action {
+        NestedCount {
+            key: k, inner, by, ..
+        } => refused(&mut s.nested, |m| {
+            m.update(key(k), |im| {
+                im.update(key(inner), |c| c.add(id, i64::from(by)))
+            })
+        }),
+        NestedRemoveInner { key: k, inner, .. } => refused(&mut s.nested, |m| {
+            m.update(key(k), |im| {
+                Ok::<_, crate::CounterError>(im.remove(id, &key(inner))?)
+            })
+        }),
+        NestedRemoveKey { key: k, .. } => refused(&mut s.nested, |m| m.remove(id, &key(k))),
+        _ => return false,
+    };
+    true
+}
+
+/// Counters, registers and the flag; returns whether `action` was one of their actions.
+fn mutate_other(
+    action: Action,
+    id: ReplicaId,
+    hlc: &mut Hlc,
+    s: &mut Bundle,
+    d: &mut Bundle,
+) -> bool {
+    use Action::*;
+    match action {
         GIncrement { by, .. } => {
             d.gcounter = refused(&mut s.gcounter, |g| g.increment(id, u64::from(by)));
         }
@@ -433,7 +485,7 @@ fn mutation(action: Action, id: ReplicaId, hlc: &mut Hlc, s: &mut Bundle) -> Bun
         MvClear { .. } => d.mv = refused(&mut s.mv, |r| r.clear(id)),
         FlagEnable { .. } => d.flag = refused(&mut s.flag, |f| f.enable(id)),
         FlagDisable { .. } => d.flag = refused(&mut s.flag, |f| f.disable(id)),
-        SyncDelta { .. } | SyncDeltaEncoded { .. } | SyncState { .. } | SyncEncoded { .. } => {}
+        _ => return false,
     }
-    d
+    true
 }

@@ -132,6 +132,14 @@ pub(super) fn decode_as(selector: u8, bytes: &[u8]) {
             }),
             share_a_dot,
         ),
+        _ => decode_plain(selector % 11, bytes),
+    }
+}
+
+/// The types that are not dot stores, and contexts (selectors 5 to 10).
+fn decode_plain(selector: u8, bytes: &[u8]) {
+    let (a, b) = (ReplicaId(1), ReplicaId(2));
+    match selector {
         5 => check_decoded(
             bytes,
             sample(|g: &mut GCounter| {

@@ -1,5 +1,6 @@
 //! The add-wins observed-remove set (ORSWOT: no tombstones).
 
+mod coverage;
 mod join;
 mod store;
 mod wire;

@@ -40,6 +40,23 @@ struct Baseline {
 /// with baselines but no live contribution is an absent key that remembers what its remove
 /// observed ([`is_empty`](DotStore::is_empty) but not [`is_bottom`](DotStore::is_bottom)).
 ///
+/// ```
+/// use confluo_crdt::{Crdt, DotStore, MapCounter, OrMap, ReplicaId};
+///
+/// let (a, b) = (ReplicaId(1), ReplicaId(2));
+/// let mut x: OrMap<&str, MapCounter> = OrMap::new();
+/// let mut y = OrMap::new();
+/// y.merge(x.update("k", |c| c.add(a, 5))?);
+/// let more = x.update("k", |c| c.add(a, 1))?; // not seen by y's remove
+/// y.merge(y.clone().remove(b, "k")?);
+/// let mut z = y.clone();
+/// z.merge(more);
+/// let counter = z.get("k").expect("the unobserved update keeps the key");
+/// assert_eq!((counter.value(), counter.totals(a)), (1, (1, 0)));
+/// assert!(y.get("k").is_none() && !y.store().is_bottom()); // absent, baselines kept
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
 /// # Why baselines
 ///
 /// Each replica's contribution is its running totals (increments, decrements) under the dot of

@@ -128,6 +128,20 @@ pub trait CausalCrdt: Crdt {
 /// ([`OrSet`](crate::OrSet), [`OrMap`](crate::OrMap), ...) wrap one over their store.
 /// Reads go through `Deref` to the store.
 ///
+/// ```
+/// use confluo_crdt::{Causal, CausalCrdt, Crdt, OrSet, ReplicaId, SetStore};
+///
+/// let mut set: OrSet<u32> = OrSet::new();
+/// set.add(ReplicaId(1), 7)?;
+/// // The same state as a generic causal CRDT, and back: no copy.
+/// let (store, ctx) = set.clone().into_parts();
+/// let generic: Causal<SetStore<u32>> = Causal::from_parts(store, ctx);
+/// assert!(generic.contains(&7)); // the store's reads, through Deref
+/// let (store, ctx) = generic.into_parts();
+/// assert_eq!(OrSet::from_parts(store, ctx), set);
+/// # Ok::<(), confluo_crdt::DotsExhausted>(())
+/// ```
+///
 /// # Merging a state that adds nothing
 ///
 /// Every mutation, removes included, creates a dot. So for a *causally closed* state (one

@@ -52,6 +52,15 @@ crate::crdt::causal_type!(EnableWinsFlag [] store FlagStore where []);
 /// The dot store of an [`EnableWinsFlag`] (and the value of an [`OrMap`](crate::OrMap) key
 /// holding one): the dots of the enables not yet disabled, sorted. Usually none or one; one
 /// per concurrent enabler at most.
+///
+/// ```
+/// use confluo_crdt::{EnableWinsFlag, OrMap, ReplicaId};
+///
+/// let mut features: OrMap<&str, EnableWinsFlag> = OrMap::new();
+/// features.update("dark-mode", |f| f.enable(ReplicaId(1)))?;
+/// assert!(features.get("dark-mode").is_some_and(|f| f.is_enabled()));
+/// # Ok::<(), confluo_crdt::DotsExhausted>(())
+/// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct FlagStore {

@@ -18,6 +18,21 @@ use crate::{
 /// made concurrently survives it. One entry per replica that wrote: unlike a counter's, a
 /// register's contribution is not cumulative (a replica's later write replaces its earlier
 /// one), so removes need no record of what they observed.
+///
+/// ```
+/// use confluo_crdt::{Crdt, Hlc, MapLww, OrMap, ReplicaId};
+///
+/// let (a, b) = (ReplicaId(1), ReplicaId(2));
+/// let (mut ha, mut hb) = (Hlc::new(a), Hlc::new(b));
+/// let mut x: OrMap<&str, MapLww<&str>> = OrMap::new();
+/// let mut y = OrMap::new();
+/// y.merge(x.update("title", |r| r.write(a, ha.now(10), "draft"))?);
+/// let concurrent = x.update("title", |r| r.write(a, ha.now(20), "final"))?;
+/// y.merge(y.clone().update("title", |r| r.write(b, hb.now(30), "mine"))?);
+/// y.merge(concurrent);
+/// assert_eq!(y.get("title").and_then(|r| r.read()), Some(&"mine")); // greatest timestamp
+/// # Ok::<(), confluo_crdt::DotsExhausted>(())
+/// ```
 #[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct LwwStore<T> {

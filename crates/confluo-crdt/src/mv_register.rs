@@ -60,6 +60,16 @@ crate::crdt::causal_type!(MvRegister [T] store MvStore<T> where [T: Clone + Part
 /// The dot store of an [`MvRegister`] (and the value of an [`OrMap`](crate::OrMap) key
 /// holding one): the current siblings, each tagged with the dot of the write that made it,
 /// sorted by dot (so equal registers encode to equal bytes).
+///
+/// ```
+/// use confluo_crdt::{MvRegister, OrMap, ReplicaId};
+///
+/// let mut owners: OrMap<&str, MvRegister<&str>> = OrMap::new();
+/// owners.update("doc", |r| r.write(ReplicaId(1), "ada"))?;
+/// let siblings = owners.get("doc").expect("present"); // a &MvStore<&str>
+/// assert_eq!(siblings.values().collect::<Vec<_>>(), [&"ada"]);
+/// # Ok::<(), confluo_crdt::DotsExhausted>(())
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct MvStore<T> {

@@ -21,6 +21,18 @@ use crate::{CausalContext, Dot, DotStore, ReplicaId, ValidationError};
 /// baselines); reads skip it, and equality and encoding include it. Like
 /// [`SetStore`](crate::SetStore), a delta also carries in memory (not in equality or
 /// encoding) the keys its context removed, so that merging it visits only those.
+///
+/// ```
+/// use confluo_crdt::{MapCounter, OrMap, ReplicaId};
+///
+/// let r = ReplicaId(1);
+/// let mut users: OrMap<&str, OrMap<&str, MapCounter>> = OrMap::new();
+/// users.update("ada", |fields| fields.update("logins", |c| c.add(r, 1)))?;
+/// let fields = users.get("ada").expect("present"); // a &MapStore<&str, CounterStore>
+/// assert_eq!(fields.get("logins").map(|c| c.value()), Some(1));
+/// assert_eq!(fields.keys().collect::<Vec<_>>(), [&"logins"]);
+/// # Ok::<(), confluo_crdt::CounterError>(())
+/// ```
 #[derive(Clone)]
 pub struct MapStore<K, V> {
     pub(super) entries: HashMap<K, V>,

@@ -106,7 +106,7 @@ impl<'a> Coverage<'a> {
     pub(super) fn new(ctx: &'a CausalContext, replicas: &Replicas, elements: usize) -> Self {
         let prefix = if elements.saturating_mul(4) >= replicas.len() {
             let vv = ctx.version_vector();
-            replicas.ids().iter().map(|&r| vv.get(r)).collect()
+            replicas.ids().map(|r| vv.get(r)).collect()
         } else {
             SmallVec::new()
         };

@@ -335,12 +335,32 @@ impl<T: Hash + Eq + Clone> SetStore<T> {
             mark,
         };
         if let Some((elem, dot)) = other.one.take() {
+            // An add's delta: its dot is known, so test it against the context directly
+            // (no lookup of the replica by index in a table of maybe a million).
             let i = table.replicas.intern(dot.replica);
-            let theirs = match pack(i, dot.counter) {
-                Some(p) => Incoming::Packed(p),
-                None => Incoming::Dots(vec![dot]),
-            };
-            table.join_one(elem, theirs, &pass, killed.as_deref_mut());
+            match (table.entries.entry(elem), pack(i, dot.counter)) {
+                (Entry::Vacant(slot), Some(p)) => {
+                    if !ctx.contains(dot) {
+                        slot.insert(p | mark);
+                        table.replicas.note(i, dot.counter);
+                    }
+                }
+                (Entry::Occupied(o), packed) => {
+                    // (The entry holds no lock: its borrow ends with this clone.)
+                    let elem = o.key().clone();
+                    let theirs = packed.map_or(Incoming::Dots(vec![dot]), Incoming::Packed);
+                    table.join_one(elem, theirs, &pass, killed.as_deref_mut());
+                }
+                (Entry::Vacant(slot), None) => {
+                    let elem = slot.into_key();
+                    table.join_one(
+                        elem,
+                        Incoming::Dots(vec![dot]),
+                        &pass,
+                        killed.as_deref_mut(),
+                    );
+                }
+            }
         }
         let Some(theirs) = other.table.take() else {
             return;
@@ -352,11 +372,8 @@ impl<T: Hash + Eq + Clone> SetStore<T> {
         } = *theirs;
         // Map the other side's replica indices onto ours once; the loop then moves packed
         // dots across with an array lookup.
-        let translate: SmallVec<[usize; 8]> = replicas
-            .ids()
-            .iter()
-            .map(|&r| table.replicas.intern(r))
-            .collect();
+        let translate: SmallVec<[usize; 8]> =
+            replicas.ids().map(|r| table.replicas.intern(r)).collect();
         for (elem, p) in entries {
             let theirs = if index_of(p) == MULTI_INDEX {
                 Incoming::Dots(multi.remove(&elem).unwrap_or_default())

@@ -22,6 +22,16 @@ use crate::{Dot, ReplicaId};
 /// A delta also carries, in memory only, the elements its context removed (see
 /// [`OrSet`](crate::OrSet), "Merging a delta"); that is not part of the value: equality and
 /// encoding ignore it.
+///
+/// ```
+/// use confluo_crdt::{OrMap, OrSet, ReplicaId};
+///
+/// let mut carts: OrMap<&str, OrSet<u32>> = OrMap::new();
+/// carts.update("ada", |cart| cart.add_all(ReplicaId(1), [3, 5]))?;
+/// let cart = carts.get("ada").expect("present"); // a &SetStore<u32>
+/// assert!(cart.contains(&3) && cart.len() == 2);
+/// # Ok::<(), confluo_crdt::DotsExhausted>(())
+/// ```
 #[derive(Clone)]
 pub struct SetStore<T> {
     /// The single element, when the store holds exactly one element with one dot; then
@@ -74,11 +84,11 @@ pub(super) fn counter_of(packed: u64) -> u64 {
 /// their live dots.
 #[derive(Clone, Default)]
 pub(super) struct Replicas {
-    ids: Vec<ReplicaId>,
-    /// Per index, `(lo, hi)` bounds on the counters of the live dots of that replica: widened
+    /// Per index, the replica and `(lo, hi)` bounds on the counters of its live dots: widened
     /// when a dot arrives and never tightened, so always safe. A merge whose other context
-    /// names no dot inside them cannot remove anything here.
-    bounds: Vec<(u64, u64)>,
+    /// names no dot inside them cannot remove anything here. One slot per index, so that
+    /// merging one dot touches one cache line of this table however large it is.
+    slots: Vec<(ReplicaId, u64, u64)>,
     /// Index by replica, once there are too many for a scan: keeps every lookup O(1) however
     /// many replicas a long-lived cluster accumulates (incarnations, promotions).
     lookup: Option<HashMap<ReplicaId, u32>>,
@@ -92,7 +102,7 @@ impl Replicas {
     pub(super) fn find(&self, replica: ReplicaId) -> Option<usize> {
         match &self.lookup {
             Some(map) => map.get(&replica).map(|&i| i as usize),
-            None => self.ids.iter().rposition(|&r| r == replica),
+            None => self.slots.iter().rposition(|s| s.0 == replica),
         }
     }
 
@@ -102,16 +112,15 @@ impl Replicas {
         if let Some(i) = self.find(replica) {
             return i;
         }
-        let i = self.ids.len();
-        self.ids.push(replica);
-        self.bounds.push((u64::MAX, 0));
+        let i = self.slots.len();
+        self.slots.push((replica, u64::MAX, 0));
         match &mut self.lookup {
             Some(map) => {
                 map.insert(replica, i as u32);
             }
-            None if self.ids.len() > SCAN => {
+            None if self.slots.len() > SCAN => {
                 let mut map = new_map();
-                map.extend(self.ids.iter().enumerate().map(|(i, &r)| (r, i as u32)));
+                map.extend(self.slots.iter().enumerate().map(|(i, s)| (s.0, i as u32)));
                 self.lookup = Some(map);
             }
             None => {}
@@ -121,21 +130,23 @@ impl Replicas {
 
     #[inline]
     pub(super) fn id(&self, index: usize) -> ReplicaId {
-        self.ids.get(index).copied().unwrap_or_default()
+        self.slots
+            .get(index)
+            .map_or_else(ReplicaId::default, |s| s.0)
     }
 
-    pub(super) fn ids(&self) -> &[ReplicaId] {
-        &self.ids
+    pub(super) fn ids(&self) -> impl ExactSizeIterator<Item = ReplicaId> + '_ {
+        self.slots.iter().map(|s| s.0)
     }
 
     pub(super) fn len(&self) -> usize {
-        self.ids.len()
+        self.slots.len()
     }
 
     /// Records that a live dot of replica index `index` has counter `counter`.
     #[inline]
     pub(super) fn note(&mut self, index: usize, counter: u64) {
-        if let Some((lo, hi)) = self.bounds.get_mut(index) {
+        if let Some((_, lo, hi)) = self.slots.get_mut(index) {
             *lo = (*lo).min(counter);
             *hi = (*hi).max(counter);
         }
@@ -151,8 +162,8 @@ impl Replicas {
     #[inline]
     pub(super) fn may_hold(&self, replica: ReplicaId, lo: u64, hi: u64) -> bool {
         self.find(replica)
-            .and_then(|i| self.bounds.get(i))
-            .is_some_and(|&(l, h)| l <= h && l <= hi && lo <= h)
+            .and_then(|i| self.slots.get(i))
+            .is_some_and(|&(_, l, h)| l <= h && l <= hi && lo <= h)
     }
 }
 
@@ -392,15 +403,10 @@ impl<T: Hash + Eq> SetStore<T> {
             return self.one.iter().map(|(e, d)| (*d, e)).collect();
         };
         // Sort by a packed key (replica rank, counter) instead of by `Dot`: one integer compare.
-        let ids = t.replicas.ids();
-        let mut rank: Vec<(ReplicaId, usize)> = ids
-            .iter()
-            .copied()
-            .enumerate()
-            .map(|(i, r)| (r, i))
-            .collect();
+        let mut rank: Vec<(ReplicaId, usize)> =
+            t.replicas.ids().enumerate().map(|(i, r)| (r, i)).collect();
         rank.sort_unstable();
-        let mut rank_of = vec![0u64; ids.len()];
+        let mut rank_of = vec![0u64; t.replicas.len()];
         for (pos, &(_, i)) in rank.iter().enumerate() {
             rank_of[i] = pos as u64;
         }

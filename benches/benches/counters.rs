@@ -1,5 +1,6 @@
 //! GCounter and PNCounter merges with 1,000 replicas on each side, the same replicas or
-//! disjoint ones, for confluo and `crdts` side by side.
+//! disjoint ones, and a fold of 10,000 small counters into one that knows 1,000 replicas, for
+//! confluo and `crdts` side by side.
 
 mod common;
 
@@ -63,5 +64,29 @@ fn merges(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, merges);
+/// Folding many small counters into one that knows many replicas.
+fn fold(c: &mut Criterion) {
+    let replicas = common::size(1_000, 100);
+    let (acc, smalls) = counters::confluo_fold(replicas);
+    let (theirs, their_smalls) = counters::crdts_fold(replicas);
+    let mut g = c.benchmark_group("gcounter/fold");
+    g.throughput(criterion::Throughput::Elements(counters::FOLDED as u64));
+    g.bench_function(BenchmarkId::new("confluo", replicas), |b| {
+        b.iter_batched(
+            || (acc.clone(), smalls.clone()),
+            |(a, s)| counters::fold(a, s, Crdt::merge),
+            BatchSize::LargeInput,
+        )
+    });
+    g.bench_function(BenchmarkId::new("crdts", replicas), |b| {
+        b.iter_batched(
+            || (theirs.clone(), their_smalls.clone()),
+            |(a, s)| counters::fold(a, s, CvRDT::merge),
+            BatchSize::LargeInput,
+        )
+    });
+    g.finish();
+}
+
+criterion_group!(benches, merges, fold);
 criterion_main!(benches);

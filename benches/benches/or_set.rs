@@ -1,5 +1,6 @@
 //! OR-set: full-state merge, merge of a covered state, merge of a 1% delta (for `crdts`,
-//! applying the same operations), and single adds, for confluo and `crdts` side by side.
+//! applying the same operations), single adds, and merging one add into a set that knows many
+//! replicas, for confluo and `crdts` side by side.
 
 mod common;
 
@@ -107,5 +108,41 @@ fn adds(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, merges, adds);
+/// Merging one add's delta into a set that knows `r` replicas (for `crdts`, applying the op).
+fn wide(c: &mut Criterion) {
+    let sizes = if common::test_mode() {
+        vec![1_000]
+    } else {
+        vec![1_000, 30_000, 100_000, 1_000_000]
+    };
+    for r in sizes {
+        let (set, delta) = or_set::confluo_wide(r);
+        let (theirs, op) = or_set::crdts_wide(r);
+        let mut g = c.benchmark_group("or_set/add_delta_many_replicas");
+        common::configure(&mut g, r / 10);
+        g.bench_function(BenchmarkId::new("confluo", r), |b| {
+            b.iter_batched(
+                || (set.clone(), delta.clone()),
+                |(mut x, d)| {
+                    x.merge(d);
+                    x
+                },
+                BatchSize::LargeInput,
+            )
+        });
+        g.bench_function(BenchmarkId::new("crdts", r), |b| {
+            b.iter_batched(
+                || (theirs.clone(), op.clone()),
+                |(mut x, op)| {
+                    x.apply(op);
+                    x
+                },
+                BatchSize::LargeInput,
+            )
+        });
+        g.finish();
+    }
+}
+
+criterion_group!(benches, merges, adds, wide);
 criterion_main!(benches);

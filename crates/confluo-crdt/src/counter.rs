@@ -76,10 +76,14 @@ struct Baseline {
 /// dot store. A contributor whose live contribution was removed starts a new lineage from
 /// zero, to which old baselines do not apply.
 ///
-/// A deleted key therefore keeps one baseline per contributor (a few bytes each). Once every
-/// event of the key is causally stable and no contribution is live, no update can ever extend
-/// a lineage a baseline belongs to, and the whole record can be dropped (confluo-node's
-/// collection of deleted keys).
+/// A deleted key therefore keeps one baseline per contributor (a few bytes each). They may be
+/// dropped only once no update concurrent with the remove can still arrive: causal stability
+/// of the key's events is not enough (a contributor may have updated before it held the
+/// remove, and that update may still be on its way, carrying the observed totals); every
+/// replica must hold every update each contributor made before it held the remove.
+/// confluo-node's collection of deleted keys waits for that. From then on a store that
+/// dropped them and one that did not read and join the same: their
+/// [settled](DotStore::settled) forms are equal.
 #[derive(Clone, Default, PartialEq, Eq, Hash)]
 pub struct CounterStore {
     /// Sorted by dot.
@@ -249,6 +253,18 @@ impl DotStore for CounterStore {
             delta.raise_baseline(b);
         }
         delta
+    }
+
+    fn settled(&self) -> Self {
+        let measured = |b: &Baseline| {
+            self.live.iter().any(|c| {
+                c.dot.replica == b.replica && c.start <= b.seen && self.applicable(c).is_some()
+            })
+        };
+        CounterStore {
+            live: self.live.clone(),
+            baselines: self.baselines.iter().copied().filter(measured).collect(),
+        }
     }
 
     fn validate(&self, ctx: &CausalContext) -> Result<(), ValidationError> {

@@ -103,6 +103,20 @@ pub trait DotStore: Clone + Default + PartialEq + core::fmt::Debug {
 
     /// Checks the store's own invariants and that every dot is in `ctx`.
     fn validate(&self, ctx: &CausalContext) -> Result<(), ValidationError>;
+
+    /// This store without what only an update concurrent with a remove and still to arrive
+    /// could need: a [`CounterStore`]'s baselines that no live contribution is measured
+    /// against (a map drops the values that leaves bottom). The default: the store itself.
+    ///
+    /// Once no such update can arrive (every replica's updates made before it held the
+    /// remove are delivered everywhere), a store and its settled form read the same and join
+    /// the same. A system that drops those records on its own schedule (confluo-node, for
+    /// deleted keys) compares replicas by their settled forms.
+    ///
+    /// [`CounterStore`]: crate::CounterStore
+    fn settled(&self) -> Self {
+        self.clone()
+    }
 }
 
 /// A causal CRDT: a [`DotStore`] and the [`CausalContext`] of everything it has seen. The

@@ -84,6 +84,30 @@ fn baselines_do_not_touch_a_new_lineage() {
 }
 
 #[test]
+fn settling_drops_only_the_baselines_no_live_contribution_is_measured_against() {
+    let (mut x, mut y) = (MapCounter::new(), MapCounter::new());
+    y.merge(x.add(A, 5).unwrap());
+    y.merge(x.add(B, 7).unwrap());
+    let reset = y.reset(C).unwrap(); // observed A:5, B:7
+    let concurrent = x.add(A, 1).unwrap(); // A's lineage goes on: its baseline counts
+    y.merge(concurrent);
+    assert_eq!(y.value(), 1);
+    let settled = y.store().settled();
+    assert_eq!(settled.baselines.len(), 1, "B has no live contribution");
+    assert_eq!(settled.baselines[0].replica, A);
+    assert_eq!((settled.value(), settled.totals(A)), (1, (1, 0)));
+    // A new lineage is not measured against the old baseline either.
+    x.merge(reset);
+    x.merge(x.clone().reset(C).unwrap());
+    x.add(A, 2).unwrap();
+    assert_eq!(x.value(), 2);
+    assert!(x.store().settled().baselines.is_empty());
+    assert_eq!(x.store().settled().value(), 2);
+    // A deleted key's store settles to bottom.
+    assert!(x.clone().reset(C).unwrap().store().settled().is_bottom());
+}
+
+#[test]
 fn overflow_is_refused_on_the_running_totals() {
     let mut c = MapCounter::new();
     c.add(A, i64::MAX).unwrap();

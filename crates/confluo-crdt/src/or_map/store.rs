@@ -175,7 +175,6 @@ impl<K: Hash + Eq, V: DotStore> MapStore<K, V> {
     }
 
     /// A store from its entries (dropping bottom values), with bounds and counts computed.
-    #[cfg(feature = "quickcheck")]
     pub(crate) fn from_entries(entries: impl IntoIterator<Item = (K, V)>) -> Self {
         let mut store = MapStore::default();
         for (key, value) in entries {
@@ -354,6 +353,11 @@ where
             }
         }
         delta
+    }
+
+    fn settled(&self) -> Self {
+        let settled = self.entries.iter().map(|(k, v)| (k.clone(), v.settled()));
+        MapStore::from_entries(settled)
     }
 
     fn validate(&self, ctx: &CausalContext) -> Result<(), ValidationError> {

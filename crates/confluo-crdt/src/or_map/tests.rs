@@ -125,6 +125,10 @@ fn a_removed_counter_leaves_baselines_and_a_fresh_update_starts_from_zero() {
     assert!(!a.contains_key(&7) && a.is_empty());
     assert_eq!(a.len(), 0);
     assert!(!a.store().is_bottom(), "the baseline stays, absent");
+    assert!(
+        a.store().settled().is_bottom(),
+        "settled, the absent key goes"
+    );
     // A has seen the remove: its next add starts a new lineage the old baseline does not
     // touch.
     b.merge(a.update(7, |c| c.add(A, 2)).unwrap());

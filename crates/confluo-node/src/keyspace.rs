@@ -233,8 +233,10 @@ impl<V: ReplicatedValue> StateChunk<V> {
 /// A deleted key keeps its entry (its summary, with an empty value) so that the delete can
 /// still reach a peer by state transfer, until every node holds the delete; then
 /// [`collect`](Keyspace::collect) drops it. Summaries and deleted entries are metadata: the
-/// canonical encoding, the digest and equality cover the context and the live values only,
-/// so replicas that collected at different times still compare equal.
+/// canonical encoding, the digest and equality cover the context and the live values only
+/// (in their [settled](DotStore::settled) forms: a live counter may still hold the baselines
+/// of a delete that another replica collected), so replicas that collected at different
+/// times still compare equal.
 #[derive(Clone, Debug, Serialize)]
 #[serde(bound = "V: ReplicatedValue")]
 pub struct Keyspace<V = Value> {
@@ -244,6 +246,19 @@ pub struct Keyspace<V = Value> {
     /// may have a value again): where collection looks, instead of every key.
     #[serde(skip)]
     deleted: BTreeSet<Bytes>,
+    /// Deleted keys whose value still records what the delete observed, held back one
+    /// more step by [`collect`](Keyspace::collect) (not persisted: a restart starts over).
+    #[serde(skip)]
+    held: Option<Held>,
+}
+
+/// Deleted keys that every node held the delete of when `stable` was computed, waiting for
+/// every node to hold `horizon` too.
+#[derive(Clone, Debug)]
+struct Held {
+    stable: VersionVector,
+    horizon: VersionVector,
+    keys: Vec<Bytes>,
 }
 
 impl<V> Default for Keyspace<V> {
@@ -252,6 +267,7 @@ impl<V> Default for Keyspace<V> {
             ctx: CausalContext::new(),
             keys: BTreeMap::new(),
             deleted: BTreeSet::new(),
+            held: None,
         }
     }
 }
@@ -263,10 +279,10 @@ impl<V: DotStore> PartialEq for Keyspace<V> {
     fn eq(&self, other: &Self) -> bool {
         fn live<V: DotStore>(
             keys: &BTreeMap<Bytes, KeyEntry<V>>,
-        ) -> impl Iterator<Item = (&Bytes, &V)> {
+        ) -> impl Iterator<Item = (&Bytes, V)> {
             keys.iter()
                 .filter(|(_, e)| !e.value.is_empty())
-                .map(|(k, e)| (k, &e.value))
+                .map(|(k, e)| (k, e.value.settled()))
         }
         self.ctx == other.ctx && live(&self.keys).eq(live(&other.keys))
     }
@@ -287,6 +303,7 @@ impl<'de, V: ReplicatedValue> Deserialize<'de> for Keyspace<V> {
             ctx: parts.ctx,
             keys: parts.keys,
             deleted: BTreeSet::new(),
+            held: None,
         };
         ks.reindex();
         Ok(ks)
@@ -298,11 +315,11 @@ struct Live<'a, V>(&'a BTreeMap<Bytes, KeyEntry<V>>);
 
 impl<V: ReplicatedValue> Serialize for Live<'_, V> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let live: Vec<(&Bytes, &V)> = self
+        let live: Vec<(&Bytes, V)> = self
             .0
             .iter()
             .filter(|(_, e)| !e.value.is_empty())
-            .map(|(k, e)| (k, &e.value))
+            .map(|(k, e)| (k, e.value.settled()))
             .collect();
         s.collect_map(live)
     }
@@ -350,6 +367,7 @@ impl<V: ReplicatedValue> Keyspace<V> {
             ctx,
             keys,
             deleted: BTreeSet::new(),
+            held: None,
         };
         ks.reindex();
         Ok(ks)
@@ -514,22 +532,67 @@ impl<V: ReplicatedValue> Keyspace<V> {
     /// for such a key later is either one of those events (a duplicate, ignored) or
     /// concurrent with the delete (it survives, as a join with nothing). Returns the keys
     /// dropped, in order.
-    pub fn collect(&mut self, stable: &VersionVector) -> Vec<Bytes> {
-        let mut dropped = Vec::new();
+    ///
+    /// A value that still records what the delete observed (a counter's baselines: a
+    /// concurrent increment carries its replica's cumulative total, and the baseline is
+    /// what keeps the observed part from coming back) is dropped one step later: once
+    /// every node also holds `horizon`, the greatest event of each replica known when the
+    /// key was found. Every node held the delete then, and each reported so with its own
+    /// replica's latest durable event, so every update concurrent with the delete (made
+    /// before its replica held the delete) is within `horizon`, and once every node holds
+    /// `horizon` none can arrive any more.
+    pub fn collect(&mut self, stable: &VersionVector, horizon: &VersionVector) -> Vec<Bytes> {
+        let mut dropped = self.release_held(stable);
         let keys = &mut self.keys;
+        let holding = self.held.is_some();
+        let mut hold = Vec::new();
         self.deleted.retain(|key| match keys.get(key) {
             Some(e) if e.value.is_empty() => {
-                if e.summary.is_covered_by(stable) {
+                if !e.summary.is_covered_by(stable) || (holding && !e.value.is_bottom()) {
+                    true
+                } else if e.value.is_bottom() {
                     keys.remove(key);
                     dropped.push(key.clone());
                     false
                 } else {
-                    true
+                    hold.push(key.clone());
+                    false
                 }
             }
             // A value again, or gone: nothing to collect.
             _ => false,
         });
+        if !hold.is_empty() {
+            self.held = Some(Held {
+                stable: stable.clone(),
+                horizon: horizon.clone(),
+                keys: hold,
+            });
+        }
+        dropped.sort_unstable();
+        dropped.dedup();
+        dropped
+    }
+
+    /// Drops the held keys once every node holds their horizon; a key deleted again since
+    /// (events beyond what was stable then) goes back to the deleted keys.
+    fn release_held(&mut self, stable: &VersionVector) -> Vec<Bytes> {
+        let Some(held) = self.held.take_if(|h| h.horizon.is_covered_by(stable)) else {
+            return Vec::new();
+        };
+        let mut dropped = Vec::new();
+        for key in held.keys {
+            match self.keys.get(&key) {
+                Some(e) if e.value.is_empty() && e.summary.is_covered_by(&held.stable) => {
+                    self.keys.remove(&key);
+                    dropped.push(key);
+                }
+                Some(e) if e.value.is_empty() => {
+                    self.deleted.insert(key);
+                }
+                _ => {}
+            }
+        }
         dropped
     }
 

@@ -23,7 +23,11 @@ use crate::replicated::{ReplicatedValue, counter_error, exhausted, remove_all, w
 pub type Bytes = Vec<u8>;
 
 /// The scalar slots of a value, and the value type of a nested map's fields.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+///
+/// Equal: the same [settled](DotStore::settled) forms (a counter's baselines of a delete
+/// that no concurrent update can still need are metadata, which replicas collect at their
+/// own pace; see [`Keyspace::collect`](crate::Keyspace::collect)).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Leaf {
     counter: CounterStore,
     set: SetStore<Bytes>,
@@ -32,7 +36,9 @@ pub struct Leaf {
 }
 
 /// The value at one key: the scalar slots plus a nested observed-remove map.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+///
+/// Equal: the same [settled](DotStore::settled) forms, as [`Leaf`]s.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Value {
     scalar: Leaf,
     map: MapStore<Bytes, Leaf>,
@@ -302,6 +308,21 @@ impl ReplicatedValue for Value {
     }
 }
 
+impl PartialEq for Leaf {
+    fn eq(&self, other: &Self) -> bool {
+        self.counter.settled() == other.counter.settled()
+            && self.set == other.set
+            && self.lww == other.lww
+            && self.mv == other.mv
+    }
+}
+
+impl PartialEq for Value {
+    fn eq(&self, other: &Self) -> bool {
+        self.scalar == other.scalar && self.map.settled() == other.map.settled()
+    }
+}
+
 /// Fails on a dot that appears twice across the slots of a store.
 fn no_duplicate_dots(store: &impl DotStore) -> Result<(), ValidationError> {
     let mut dots = Vec::new();
@@ -331,6 +352,13 @@ impl DotStore for Leaf {
             set: self.set.clear(),
             lww: self.lww.clear(),
             mv: self.mv.clear(),
+        }
+    }
+
+    fn settled(&self) -> Self {
+        Leaf {
+            counter: self.counter.settled(),
+            ..self.clone()
         }
     }
 
@@ -370,6 +398,13 @@ impl DotStore for Value {
         Value {
             scalar: self.scalar.clear(),
             map: self.map.clear(),
+        }
+    }
+
+    fn settled(&self) -> Self {
+        Value {
+            scalar: self.scalar.settled(),
+            map: self.map.settled(),
         }
     }
 

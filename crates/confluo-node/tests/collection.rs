@@ -4,7 +4,7 @@
 mod common;
 
 use common::Net;
-use confluo_node::{Config, Message, NodeId, Op, ReplicaId, Storage, Topology};
+use confluo_node::{Config, LeafOp, Message, NodeId, Op, ReplicaId, Storage, Topology};
 
 const IDS: [NodeId; 3] = [NodeId(1), NodeId(2), NodeId(3)];
 
@@ -65,6 +65,33 @@ fn keys_deleted_everywhere_leave_nothing_behind() {
     // Storage drops them too.
     let durable = net.storage[&NodeId(1)].load().expect("load");
     assert_eq!(durable.keyspace.entries(), 0);
+}
+
+/// A deleted counter keeps what the delete observed of each replica (so that a concurrent
+/// increment counts only the unobserved part) until no such increment can arrive; then it
+/// is collected like any other deleted key.
+#[test]
+fn deleted_counters_leave_nothing_behind_once_no_concurrent_update_can_arrive() {
+    let mut net = cluster();
+    for i in 0..60 {
+        let by = 1 + u64::from(i % 3);
+        net.write(by, &key(i), Op::counter_add(5));
+        net.write(
+            by,
+            &key(i),
+            Op::MapUpdate(b"f".to_vec(), LeafOp::CounterAdd(2)),
+        );
+    }
+    assert!(net.settle(50));
+    for i in 0..60 {
+        net.write(1 + u64::from((i + 1) % 3), &key(i), Op::Delete);
+    }
+    assert!(net.settle(50));
+    assert_eq!(deleted_entries(&mut net), vec![60; 3]);
+    let_collect(&mut net);
+    assert_eq!(deleted_entries(&mut net), vec![0; 3]);
+    assert_eq!(net.node(1).keyspace().entries(), 0);
+    assert!(net.converged());
 }
 
 #[test]
@@ -156,6 +183,40 @@ fn an_update_concurrent_with_the_delete_survives_collection() {
             .get(&key(9))
             .expect("the concurrent add survives");
         assert_eq!(v.set(), vec![b"concurrent".as_slice()], "node {id}");
+    }
+    assert!(net.converged());
+}
+
+/// A counter increment concurrent with the delete reaches a node only after every node
+/// holds the delete: it must count only what the delete did not observe, at every node,
+/// whether or not that node collected the key's metadata in between.
+#[test]
+fn a_counter_update_concurrent_with_the_delete_counts_only_what_it_did_not_observe() {
+    let mut net = cluster();
+    net.write(3, &key(5), Op::counter_add(5));
+    assert!(net.settle(50));
+    // Node 3's batches and states to node 1 are held back; everything else flows.
+    net.write(3, &key(5), Op::counter_add(1));
+    net.write(1, &key(5), Op::Delete);
+    let mut held = Vec::new();
+    for _ in 0..80 {
+        net.tick(50);
+        let (keep, rest): (Vec<_>, Vec<_>) = net.wire.drain(..).partition(|(from, to, m)| {
+            !(from.0 == 3 && to.0 == 1 && matches!(m, Message::Batch(_) | Message::State(_)))
+        });
+        net.wire.extend(keep);
+        held.extend(rest);
+        net.deliver();
+    }
+    assert_eq!(net.node(1).get(&key(5)), None, "node 1 has only the delete");
+    net.wire.extend(held);
+    assert!(net.settle(100));
+    for id in IDS {
+        let v = net
+            .node(id.0)
+            .get(&key(5))
+            .expect("the concurrent add survives");
+        assert_eq!(v.counter(), 1, "node {id}: only the unobserved +1 survives");
     }
     assert!(net.converged());
 }

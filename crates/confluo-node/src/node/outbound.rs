@@ -395,6 +395,16 @@ impl<V: ReplicatedValue> Node<V> {
         stable
     }
 
+    /// The greatest event of each replica this node knows of: its own version vector
+    /// joined with every row (see [`Keyspace::collect`](crate::Keyspace::collect)).
+    fn horizon(&self) -> VersionVector {
+        let mut horizon = self.keyspace.version_vector().clone();
+        for row in self.rows.values() {
+            horizon.merge(row);
+        }
+        horizon
+    }
+
     /// Drops deleted keys whose delete every node holds (every `collect_ms`), and tells
     /// storage.
     pub(super) fn collect_deleted(&mut self) {
@@ -403,7 +413,8 @@ impl<V: ReplicatedValue> Node<V> {
         }
         self.collected_at = self.now;
         let stable = self.stable();
-        let keys = self.keyspace.collect(&stable);
+        let horizon = self.horizon();
+        let keys = self.keyspace.collect(&stable, &horizon);
         if keys.is_empty() {
             return;
         }

@@ -210,10 +210,11 @@ impl Workload {
         }
     }
 
-    /// The node collects its deleted keys (as if every node held their deletes).
+    /// The node collects its deleted keys (as if every node held their deletes, and
+    /// everything it holds: a deleted counter goes at the second pass).
     fn collect(&mut self) {
         let stable = self.me.version_vector().clone();
-        let keys = self.me.collect(&stable);
+        let keys = self.me.collect(&stable, &stable);
         if !keys.is_empty() {
             self.records.push(StorageWrite::Collect { keys });
         }

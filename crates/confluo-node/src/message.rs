@@ -29,8 +29,9 @@ pub enum Message<V = Value> {
     Hello(Stream),
     /// Log entries `first_seq..=last_seq` of the sender's stream (those meant for this peer).
     Batch(Batch<V>),
-    /// State the receiver lacks, standing for the sender's log up to `upto`.
-    State(StateMessage<V>),
+    /// State the receiver lacks, standing for the sender's log up to `upto` (boxed: the
+    /// other messages are a fraction of its size, and it is a large one anyway).
+    State(Box<StateMessage<V>>),
     /// The receiver's position in a sender's stream, and what it has.
     Ack(Ack),
     /// "Which of my replica ids have you seen?", from a starting node that takes its own

@@ -98,7 +98,7 @@ fn leader_with_writes(n: u64) -> Node {
 }
 
 fn state(from: &Node, base: VersionVector) -> Message {
-    Message::State(StateMessage {
+    Message::State(Box::new(StateMessage {
         stream: Stream {
             replica: from.replica(),
             session: from.session(),
@@ -111,7 +111,7 @@ fn state(from: &Node, base: VersionVector) -> Message {
         chunk: from.keyspace().diff(&base),
         base,
         collected: VersionVector::new(),
-    })
+    }))
 }
 
 #[test]

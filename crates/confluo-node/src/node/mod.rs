@@ -324,7 +324,7 @@ impl<V: ReplicatedValue> Node<V> {
             Message::Hello(stream) => self.on_hello(from, stream),
             Message::Ack(ack) => self.on_ack(from, ack),
             Message::Batch(b) => self.on_batch(from, b),
-            Message::State(s) => self.on_state(from, s),
+            Message::State(s) => self.on_state(from, *s),
             Message::WhoAmI(current) => {
                 self.on_who_am_i(from, current);
                 Ok(())

@@ -259,7 +259,7 @@ impl<V: ReplicatedValue> Node<V> {
         let n = parts.len() as u32;
         self.transfers.sent += 1;
         for (i, keys) in parts.into_iter().enumerate() {
-            let message = Message::State(StateMessage {
+            let message = Message::State(Box::new(StateMessage {
                 stream,
                 upto: head,
                 transfer: self.transfers.sent,
@@ -272,7 +272,7 @@ impl<V: ReplicatedValue> Node<V> {
                     keys,
                 },
                 collected: self.collected.clone(),
-            });
+            }));
             self.gate(self.latest(), Gated::Send(peer, message));
         }
     }

@@ -108,7 +108,8 @@ fn adds(c: &mut Criterion) {
     }
 }
 
-/// Merging one add's delta into a set that knows `r` replicas (for `crdts`, applying the op).
+/// Merging 1,000 add deltas, one after another, into a set that knows `r` replicas (for
+/// `crdts`, applying the ops).
 fn wide(c: &mut Criterion) {
     let sizes = if common::test_mode() {
         vec![1_000]
@@ -116,15 +117,15 @@ fn wide(c: &mut Criterion) {
         vec![1_000, 30_000, 100_000, 1_000_000]
     };
     for r in sizes {
-        let (set, delta) = or_set::confluo_wide(r);
-        let (theirs, op) = or_set::crdts_wide(r);
+        let (set, deltas) = or_set::confluo_wide(r);
+        let (theirs, ops) = or_set::crdts_wide(r);
         let mut g = c.benchmark_group("or_set/add_delta_many_replicas");
         common::configure(&mut g, r / 10);
         g.bench_function(BenchmarkId::new("confluo", r), |b| {
             b.iter_batched(
-                || (set.clone(), delta.clone()),
-                |(mut x, d)| {
-                    x.merge(d);
+                || (set.clone(), deltas.clone()),
+                |(mut x, ds)| {
+                    ds.into_iter().for_each(|d| x.merge(d));
                     x
                 },
                 BatchSize::LargeInput,
@@ -132,9 +133,9 @@ fn wide(c: &mut Criterion) {
         });
         g.bench_function(BenchmarkId::new("crdts", r), |b| {
             b.iter_batched(
-                || (theirs.clone(), op.clone()),
-                |(mut x, op)| {
-                    x.apply(op);
+                || (theirs.clone(), ops.clone()),
+                |(mut x, ops)| {
+                    ops.into_iter().for_each(|op| x.apply(op));
                     x
                 },
                 BatchSize::LargeInput,

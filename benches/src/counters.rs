@@ -145,9 +145,9 @@ pub fn crdts_fold(replicas: usize) -> (BaselineG, Vec<BaselineG>) {
     (acc, smalls)
 }
 
-/// Folds every small counter into the accumulator.
+/// Folds every small counter (or delta, or op) into the accumulator.
 #[inline(never)]
-pub fn fold<C>(mut acc: C, smalls: Vec<C>, merge: impl Fn(&mut C, C)) -> C {
+pub fn fold<C, D>(mut acc: C, smalls: Vec<D>, merge: impl Fn(&mut C, D)) -> C {
     for s in smalls {
         merge(&mut acc, s);
     }

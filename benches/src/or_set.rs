@@ -187,21 +187,38 @@ pub fn crdts_adds(n: usize) -> Baseline {
     s
 }
 
+/// How many add deltas the wide-set workload merges (fewer if the set knows fewer replicas).
+pub const WIDE_ADDS: usize = 1_000;
+
+/// The replica of the `i`-th add of the wide-set workload: a stride through the known ones
+/// (7919 is prime, so the first `replicas` adds come from distinct replicas), so that the
+/// adds touch the whole context rather than one hot corner of it.
+fn wide_replica(i: usize, replicas: usize) -> u64 {
+    (i * 7919 % replicas) as u64 + 1
+}
+
 /// The wide-set workload: a set in which each of `replicas` replicas added one member, and
-/// the delta of one more add by the first of them (a replica the set knows). Merging it
-/// should cost the same however many replicas the set knows: incarnations and promotions
-/// keep adding replica ids over a cluster's life.
-pub fn confluo_wide(replicas: usize) -> (OrSet<Member>, OrSet<Member>) {
+/// the deltas of [`WIDE_ADDS`] more adds by replicas it knows, one each, merged one after
+/// another (what a replica receiving a stream of writes does). Merging them should cost the
+/// same per delta however many replicas the set knows: incarnations and promotions keep
+/// adding replica ids over a cluster's life.
+pub fn confluo_wide(replicas: usize) -> (OrSet<Member>, Vec<OrSet<Member>>) {
     let mut s = OrSet::new();
     for r in 0..replicas as u64 {
         add(&mut s, ReplicaId(r + 1), r);
     }
-    let delta = add(&mut s.clone(), ReplicaId(1), replicas as Member);
-    (s, delta)
+    let mut writer = s.clone();
+    let deltas = (0..WIDE_ADDS.min(replicas))
+        .map(|i| {
+            let r = ReplicaId(wide_replica(i, replicas));
+            add(&mut writer, r, (replicas + i) as Member)
+        })
+        .collect();
+    (s, deltas)
 }
 
-/// The same in `crdts`: the set, built by applying one add per actor, and the add's op.
-pub fn crdts_wide(replicas: usize) -> (Baseline, BaselineOp) {
+/// The same in `crdts`: the set, built by applying one add per actor, and the adds' ops.
+pub fn crdts_wide(replicas: usize) -> (Baseline, Vec<BaselineOp>) {
     let mut s = Baseline::new();
     for r in 0..replicas as u64 {
         s.apply(orswot::Op::Add {
@@ -209,11 +226,13 @@ pub fn crdts_wide(replicas: usize) -> (Baseline, BaselineOp) {
             members: vec![r],
         });
     }
-    let op = orswot::Op::Add {
-        dot: crdts::Dot::new(1, 2),
-        members: vec![replicas as Member],
-    };
-    (s, op)
+    let ops = (0..WIDE_ADDS.min(replicas))
+        .map(|i| orswot::Op::Add {
+            dot: crdts::Dot::new(wide_replica(i, replicas), 2),
+            members: vec![(replicas + i) as Member],
+        })
+        .collect();
+    (s, ops)
 }
 
 /// The members of a confluo set, sorted.
@@ -255,10 +274,12 @@ mod tests {
             c.merged.is_causally_closed(),
             "the covered merge takes the fast path"
         );
-        let (mut wide, delta) = confluo_wide(100);
-        wide.merge(delta);
-        let (mut theirs, op) = crdts_wide(100);
-        theirs.apply(op);
+        let (mut wide, deltas) = confluo_wide(100);
+        assert_eq!(deltas.len(), 100);
+        deltas.into_iter().for_each(|d| wide.merge(d));
+        let (mut theirs, ops) = crdts_wide(100);
+        ops.into_iter().for_each(|op| theirs.apply(op));
         assert_eq!(confluo_members(&wide), crdts_members(&theirs));
+        assert_eq!(wide.len(), 200);
     }
 }

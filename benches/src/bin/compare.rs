@@ -258,16 +258,23 @@ fn add_rows(opts: &Options, out: &mut Out, n: usize) {
 }
 
 fn wide_rows(opts: &Options, out: &mut Out, replicas: usize) {
-    let (set, delta) = or_set::confluo_wide(replicas);
-    let (theirs, op) = or_set::crdts_wide(replicas);
+    let (set, deltas) = or_set::confluo_wide(replicas);
+    let (theirs, ops) = or_set::crdts_wide(replicas);
     out.time(
-        format!("or_set merge of one add's delta, {replicas} replicas known"),
+        wide_row(replicas),
         interleaved(
             opts.plan(1.0),
-            || time_merge(&set, &delta, Crdt::merge),
-            || time_merge(&theirs, &op, |s, op| s.apply(op)),
+            || time_fold(&set, &deltas, Crdt::merge),
+            || time_fold(&theirs, &ops, |s, op| s.apply(op)),
         ),
     );
+}
+
+fn wide_row(replicas: usize) -> String {
+    format!(
+        "or_set merge of an add's delta, {replicas} replicas known (per merge, {} adds)",
+        or_set::WIDE_ADDS
+    )
 }
 
 fn counter_rows(opts: &Options, out: &mut Out) {
@@ -316,8 +323,8 @@ fn counter_rows(opts: &Options, out: &mut Out) {
 }
 
 /// Nanoseconds per merge of folding clones of `smalls` into a clone of `acc` (cloned
-/// before the clock starts).
-fn time_fold<C: Clone>(acc: &C, smalls: &[C], merge: impl Fn(&mut C, C)) -> f64 {
+/// before the clock starts), one after another.
+fn time_fold<C: Clone, D: Clone>(acc: &C, smalls: &[D], merge: impl Fn(&mut C, D)) -> f64 {
     let (acc, smalls) = (acc.clone(), smalls.to_vec());
     let n = smalls.len();
     time_per_unit(n, || counters::fold(acc, smalls, merge))
@@ -569,9 +576,7 @@ fn targets(out: &Out, sizes: &[usize]) -> String {
             ));
         }
     }
-    let add_cost = |r: usize| match out.find(&format!(
-        "or_set merge of one add's delta, {r} replicas known"
-    )) {
+    let add_cost = |r: usize| match out.find(&wide_row(r)) {
         Some(Row::Time { confluo_ns, .. }) => Some(*confluo_ns),
         _ => None,
     };
@@ -579,7 +584,7 @@ fn targets(out: &Out, sizes: &[usize]) -> String {
         for r in [30_000, 100_000, 1_000_000] {
             if let Some(t) = add_cost(r) {
                 lines.push(format!(
-                    "- merging one add's delta with {r} replicas known: {:.1}x the cost with 1000",
+                    "- merging an add's delta with {r} replicas known: {:.1}x the cost with 1000",
                     t / base
                 ));
             }

@@ -8,8 +8,8 @@
 //!
 //! Workloads: `full` (or_set full-state merge), `delta` (or_set merge of a 1% delta; for
 //! `crdts`, applying its ops), `map-sets`, `map-counters` (full-state map merges), `lww`,
-//! `mv` (register merges, 10,000 each), `fold` (counter fold), `wide-add` (merging one add's
-//! delta into a set that knows `n` replicas). The measured part is the `measured_*` function,
+//! `mv` (register merges, 10,000 each), `fold` (counter fold), `wide-add` (merging 1,000 add
+//! deltas into a set that knows `n` replicas). The measured part is the `measured_*` function,
 //! run `repeat` times (default 1) on fresh clones made outside it.
 
 use std::hint::black_box;
@@ -31,7 +31,7 @@ fn measured_cvrdt<T: CvRDT>(mut x: T, y: T) -> T {
 }
 
 #[inline(never)]
-fn measured_fold<C>(acc: C, smalls: Vec<C>, merge: impl Fn(&mut C, C)) -> C {
+fn measured_fold<C, D>(acc: C, smalls: Vec<D>, merge: impl Fn(&mut C, D)) -> C {
     counters::fold(acc, smalls, merge)
 }
 
@@ -40,12 +40,6 @@ fn measured_ops(mut x: or_set::Baseline, ops: Vec<or_set::BaselineOp>) -> or_set
     for op in ops {
         x.apply(op);
     }
-    x
-}
-
-#[inline(never)]
-fn measured_apply(mut x: or_set::Baseline, op: or_set::BaselineOp) -> or_set::Baseline {
-    x.apply(op);
     x
 }
 
@@ -123,12 +117,16 @@ fn main() {
             });
         }
         "wide-add" if confluo => {
-            let (set, delta) = or_set::confluo_wide(n);
-            repeat(times, || measured_merge(set.clone(), delta.clone()));
+            let (set, deltas) = or_set::confluo_wide(n);
+            repeat(times, || {
+                measured_fold(set.clone(), deltas.clone(), Crdt::merge)
+            });
         }
         "wide-add" => {
-            let (set, op) = or_set::crdts_wide(n);
-            repeat(times, || measured_apply(set.clone(), op.clone()));
+            let (set, ops) = or_set::crdts_wide(n);
+            repeat(times, || {
+                measured_fold(set.clone(), ops.clone(), |s, op| s.apply(op))
+            });
         }
         other => {
             eprintln!("unknown workload {other:?}");

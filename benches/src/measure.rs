@@ -1,5 +1,6 @@
 //! Timing both libraries side by side: interleaved runs (A B A B), warm-up, medians.
 
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 /// How many runs to make of each side.
@@ -54,6 +55,24 @@ fn nanos(d: Duration) -> f64 {
     d.as_secs_f64() * 1e9
 }
 
+/// What an empty timed region measures: the clock's own cost (about 20 ns on the machine of
+/// docs/benchmarks.md), taken once as a median.
+pub fn clock_cost() -> f64 {
+    static COST: OnceLock<f64> = OnceLock::new();
+    *COST.get_or_init(|| {
+        let mut samples: Vec<f64> = (0..10_001)
+            .map(|_| nanos(Instant::now().elapsed()))
+            .collect();
+        median(&mut samples)
+    })
+}
+
+/// Nanoseconds since `start`, less the clock's own cost: a short operation timed alone is
+/// not inflated by it (which would flatter the slower side's ratio).
+fn since(start: Instant) -> f64 {
+    (nanos(start.elapsed()) - clock_cost()).max(0.0)
+}
+
 /// Nanoseconds of one `merge(receiver, incoming)`, with both inputs cloned beforehand and the
 /// result dropped afterwards, outside the timed region.
 pub fn time_merge<R: Clone, I: Clone>(
@@ -63,11 +82,12 @@ pub fn time_merge<R: Clone, I: Clone>(
 ) -> f64 {
     let mut r = receiver.clone();
     let i = incoming.clone();
+    clock_cost();
     let start = Instant::now();
     merge(&mut r, i);
-    let elapsed = start.elapsed();
+    let elapsed = since(start);
     drop(std::hint::black_box(r));
-    nanos(elapsed)
+    elapsed
 }
 
 /// Nanoseconds per merge over `batch` merges of pre-cloned inputs: for merges too short to
@@ -80,23 +100,25 @@ pub fn time_merge_batch<T: Clone>(
 ) -> f64 {
     let mut receivers: Vec<T> = (0..batch).map(|_| receiver.clone()).collect();
     let incomings: Vec<T> = (0..batch).map(|_| incoming.clone()).collect();
+    clock_cost();
     let start = Instant::now();
     for (r, i) in receivers.iter_mut().zip(incomings) {
         merge(r, i);
     }
-    let elapsed = start.elapsed();
+    let elapsed = since(start);
     drop(std::hint::black_box(receivers));
-    nanos(elapsed) / batch.max(1) as f64
+    elapsed / batch.max(1) as f64
 }
 
 /// Nanoseconds per unit of `work`, which does `units` units and returns something to keep
 /// (dropped outside the timed region).
 pub fn time_per_unit<R>(units: usize, work: impl FnOnce() -> R) -> f64 {
+    clock_cost();
     let start = Instant::now();
     let kept = work();
-    let elapsed = start.elapsed();
+    let elapsed = since(start);
     drop(std::hint::black_box(kept));
-    nanos(elapsed) / units.max(1) as f64
+    elapsed / units.max(1) as f64
 }
 
 #[cfg(test)]

@@ -19,6 +19,10 @@ use serde::{Deserialize, Serialize};
 use crate::error::WriteError;
 use crate::replicated::{ReplicatedValue, counter_error, exhausted, remove_all, with_store};
 
+mod slot;
+
+use slot::Slot;
+
 /// Byte strings: keys, set elements, register values, map fields.
 pub type Bytes = Vec<u8>;
 
@@ -29,10 +33,10 @@ pub type Bytes = Vec<u8>;
 /// own pace; see [`Keyspace::collect`](crate::Keyspace::collect)).
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Leaf {
-    counter: CounterStore,
-    set: SetStore<Bytes>,
-    lww: LwwStore<Bytes>,
-    mv: MvStore<Bytes>,
+    counter: Slot<CounterStore>,
+    set: Slot<SetStore<Bytes>>,
+    lww: Slot<LwwStore<Bytes>>,
+    mv: Slot<MvStore<Bytes>>,
 }
 
 /// The value at one key: the scalar slots plus a nested observed-remove map.
@@ -41,7 +45,7 @@ pub struct Leaf {
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Value {
     scalar: Leaf,
-    map: MapStore<Bytes, Leaf>,
+    map: Slot<MapStore<Bytes, Leaf>>,
 }
 
 /// A write to one slot of a [`Leaf`].
@@ -116,26 +120,30 @@ impl Leaf {
         let mut delta = Leaf::default();
         let dctx = match op {
             LeafOp::CounterAdd(by) => {
-                let d = with_store(&mut self.counter, ctx, |c: &mut MapCounter| c.add(me, *by))
-                    .map_err(counter_error)?;
+                let d = with_store(self.counter.make_mut(), ctx, |c: &mut MapCounter| {
+                    c.add(me, *by)
+                })
+                .map_err(counter_error)?;
                 let (s, cx) = d.into_parts();
-                delta.counter = s;
+                delta.counter = Slot::new(s);
                 cx
             }
             LeafOp::SetInsert(e) => {
-                let d = with_store(&mut self.set, ctx, |c: &mut OrSet<Bytes>| {
+                let d = with_store(self.set.make_mut(), ctx, |c: &mut OrSet<Bytes>| {
                     c.add(me, e.clone())
                 })
                 .map_err(exhausted)?;
                 let (s, cx) = d.into_parts();
-                delta.set = s;
+                delta.set = Slot::new(s);
                 cx
             }
             LeafOp::SetRemove(e) => {
-                with_store(&mut self.set, ctx, |c: &mut OrSet<Bytes>| c.remove(me, e))
-                    .map_err(exhausted)?
-                    .into_parts()
-                    .1
+                with_store(self.set.make_mut(), ctx, |c: &mut OrSet<Bytes>| {
+                    c.remove(me, e)
+                })
+                .map_err(exhausted)?
+                .into_parts()
+                .1
             }
             LeafOp::SetClear => {
                 let (s, cx) = remove_all(&mut self.set, ctx, me)?;
@@ -143,21 +151,21 @@ impl Leaf {
                 cx
             }
             LeafOp::LwwWrite(v) => {
-                let d = with_store(&mut self.lww, ctx, |c: &mut MapLww<Bytes>| {
+                let d = with_store(self.lww.make_mut(), ctx, |c: &mut MapLww<Bytes>| {
                     c.write(me, ts, v.clone())
                 })
                 .map_err(exhausted)?;
                 let (s, cx) = d.into_parts();
-                delta.lww = s;
+                delta.lww = Slot::new(s);
                 cx
             }
             LeafOp::MvWrite(v) => {
-                let d = with_store(&mut self.mv, ctx, |c: &mut MvRegister<Bytes>| {
+                let d = with_store(self.mv.make_mut(), ctx, |c: &mut MvRegister<Bytes>| {
                     c.write(me, v.clone())
                 })
                 .map_err(exhausted)?;
                 let (s, cx) = d.into_parts();
-                delta.mv = s;
+                delta.mv = Slot::new(s);
                 cx
             }
             LeafOp::Clear => {
@@ -166,40 +174,56 @@ impl Leaf {
                 cx
             }
         };
+        // An op that wrote nothing (a remove of an absent element) leaves no box behind.
+        self.counter.shrink();
+        self.set.shrink();
+        self.lww.shrink();
+        self.mv.shrink();
         Ok((delta, dctx))
     }
 
     /// The counter's value (0 if never written).
     pub fn counter(&self) -> i64 {
-        self.counter.value()
+        self.counter.get().map_or(0, CounterStore::value)
     }
     /// The increments and decrements `replica` contributed to the counter (those no delete
     /// observed).
     pub fn counter_of(&self, replica: ReplicaId) -> (u64, u64) {
-        self.counter.totals(replica)
+        self.counter.get().map_or((0, 0), |c| c.totals(replica))
     }
 
     /// The set's elements, sorted.
     pub fn set(&self) -> Vec<&[u8]> {
-        let mut v: Vec<&[u8]> = self.set.iter().map(Vec::as_slice).collect();
+        let mut v: Vec<&[u8]> = self
+            .set
+            .get()
+            .into_iter()
+            .flat_map(SetStore::iter)
+            .map(Vec::as_slice)
+            .collect();
         v.sort_unstable();
         v
     }
     /// Whether the set holds `elem`.
     pub fn set_contains(&self, elem: &[u8]) -> bool {
-        self.set.contains(elem)
+        self.set.get().is_some_and(|s| s.contains(elem))
     }
     /// The LWW register's value.
     pub fn lww(&self) -> Option<Bytes> {
-        self.lww.read().cloned()
+        self.lww.get().and_then(|r| r.read().cloned())
     }
     /// The timestamp of the LWW register's value.
     pub fn lww_timestamp(&self) -> Option<HlcTimestamp> {
-        self.lww.timestamp().copied()
+        self.lww.get().and_then(|r| r.timestamp().copied())
     }
     /// The MV register's siblings, in dot order.
     pub fn mv(&self) -> Vec<&[u8]> {
-        self.mv.values().map(Vec::as_slice).collect()
+        self.mv
+            .get()
+            .into_iter()
+            .flat_map(MvStore::values)
+            .map(Vec::as_slice)
+            .collect()
     }
 }
 
@@ -230,11 +254,17 @@ impl Value {
     }
     /// A field of the nested map.
     pub fn field(&self, name: &[u8]) -> Option<&Leaf> {
-        self.map.get(name)
+        self.map.get()?.get(name)
     }
     /// The nested map's field names, sorted.
     pub fn fields(&self) -> Vec<&[u8]> {
-        let mut v: Vec<&[u8]> = self.map.keys().map(Vec::as_slice).collect();
+        let mut v: Vec<&[u8]> = self
+            .map
+            .get()
+            .into_iter()
+            .flat_map(MapStore::keys)
+            .map(Vec::as_slice)
+            .collect();
         v.sort_unstable();
         v
     }
@@ -258,7 +288,7 @@ impl ReplicatedValue for Value {
                 cx
             }
             Op::MapUpdate(field, op) => {
-                let d = with_store(&mut self.map, ctx, |m: &mut Fields| {
+                let d = with_store(self.map.make_mut(), ctx, |m: &mut Fields| {
                     m.update(field.clone(), |leaf| {
                         let (mut store, mut cx) = mem::take(leaf).into_parts();
                         let result = store.apply(&mut cx, me, op, ts);
@@ -268,15 +298,17 @@ impl ReplicatedValue for Value {
                     })
                 })?;
                 let (s, cx) = d.into_parts();
-                delta.map = s;
+                delta.map = Slot::new(s);
                 cx
             }
             Op::MapRemove(field) => {
                 // A removed field's counter leaves baselines in the delta's store.
-                let d = with_store(&mut self.map, ctx, |m: &mut Fields| m.remove(me, field))
-                    .map_err(exhausted)?;
+                let d = with_store(self.map.make_mut(), ctx, |m: &mut Fields| {
+                    m.remove(me, field)
+                })
+                .map_err(exhausted)?;
                 let (s, cx) = d.into_parts();
-                delta.map = s;
+                delta.map = Slot::new(s);
                 cx
             }
             Op::Delete => {
@@ -285,6 +317,7 @@ impl ReplicatedValue for Value {
                 cx
             }
         };
+        self.map.shrink();
         Ok((delta, dctx))
     }
 
@@ -300,7 +333,7 @@ impl ReplicatedValue for Value {
         if let Some(t) = self.scalar.lww_timestamp() {
             f(&t);
         }
-        for (_, leaf) in self.map.iter() {
+        for (_, leaf) in self.map.get().into_iter().flat_map(MapStore::iter) {
             if let Some(t) = leaf.lww_timestamp() {
                 f(&t);
             }

@@ -179,23 +179,32 @@ impl<V: ReplicatedValue> Batch<V> {
                 }
             }
         };
-        let mut prev: BTreeMap<u32, u64> = BTreeMap::new();
+        // Each update's deps as (replica index, counter), sorted by index: the previous
+        // update's and this one's, so a batch sends only what changed between them.
+        let mut prev: Vec<(u32, u64)> = Vec::new();
+        let mut now: Vec<(u32, u64)> = Vec::new();
         let mut wire = Vec::with_capacity(updates.len());
         for u in updates {
             let origin = index(u.origin, &mut replicas);
-            let mut now: BTreeMap<u32, u64> = BTreeMap::new();
+            now.clear();
             for (r, n) in u.deps.iter() {
-                now.insert(index(r, &mut replicas), n);
+                now.push((index(r, &mut replicas), n));
             }
+            now.sort_unstable_by_key(|&(i, _)| i);
+            let in_prev = |i: u32| {
+                prev.binary_search_by_key(&i, |&(j, _)| j)
+                    .ok()
+                    .map(|k| prev[k].1)
+            };
             let mut deps: Vec<(u32, u64)> = now
                 .iter()
-                .filter(|(i, n)| prev.get(i) != Some(n))
-                .map(|(&i, &n)| (i, n))
+                .filter(|&&(i, n)| in_prev(i) != Some(n))
+                .copied()
                 .collect();
             deps.extend(
-                prev.keys()
-                    .filter(|i| !now.contains_key(i))
-                    .map(|&i| (i, 0)),
+                prev.iter()
+                    .filter(|(i, _)| now.binary_search_by_key(i, |&(j, _)| j).is_err())
+                    .map(|&(i, _)| (i, 0)),
             );
             wire.push(WireUpdate {
                 origin,
@@ -203,7 +212,7 @@ impl<V: ReplicatedValue> Batch<V> {
                 deps,
                 change: u.change.clone(),
             });
-            prev = now;
+            core::mem::swap(&mut prev, &mut now);
         }
         Batch {
             stream,
@@ -215,7 +224,7 @@ impl<V: ReplicatedValue> Batch<V> {
     }
 
     /// Expands and checks the updates; refuses the whole batch on the first fault.
-    pub fn updates(&self, from: NodeId) -> Result<Vec<Update<V>>, HandleError> {
+    pub fn into_updates(self, from: NodeId) -> Result<Vec<Update<V>>, HandleError> {
         let malformed = |reason| HandleError::Malformed { from, reason };
         if self.first_seq == 0 || self.first_seq > self.last_seq {
             return Err(malformed("batch range"));
@@ -228,7 +237,7 @@ impl<V: ReplicatedValue> Batch<V> {
         };
         let mut deps: BTreeMap<ReplicaId, u64> = BTreeMap::new();
         let mut out = Vec::with_capacity(self.updates.len());
-        for w in &self.updates {
+        for w in self.updates {
             for &(i, n) in &w.deps {
                 if n > MAX_COUNTER {
                     return Err(malformed("dependency out of range"));
@@ -243,7 +252,7 @@ impl<V: ReplicatedValue> Batch<V> {
                 origin: replica(w.origin)?,
                 counter: w.counter,
                 deps: deps.iter().map(|(&r, &n)| (r, n)).collect(),
-                change: w.change.clone(),
+                change: w.change,
             };
             u.check().map_err(|f| fault(from, f))?;
             out.push(u);

@@ -19,7 +19,10 @@ pub struct PeerMetrics {
     pub lag_ops: u64,
     /// Age of the oldest unacknowledged log entry, in milliseconds.
     pub lag_ms: u64,
-    /// Message bytes sent (postcard payloads, without the transport's framing).
+    /// Message bytes sent: each message's postcard size, except that a batch counts the
+    /// encoded size of the updates it carries as the log measured them (its few header bytes
+    /// aside), so that sending a batch does not encode it a second time just to count it. The
+    /// transport's own counters give the exact bytes on the wire.
     pub bytes_sent: u64,
     /// Messages sent.
     pub messages_sent: u64,

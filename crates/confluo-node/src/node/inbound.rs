@@ -129,29 +129,30 @@ pub(super) enum Accepted<'a, V> {
 
 impl<V: ReplicatedValue> Node<V> {
     pub(super) fn on_batch(&mut self, from: NodeId, b: Batch<V>) -> Result<(), HandleError> {
-        let updates = b.updates(from)?;
-        self.refused(from, b.stream.replica)?;
-        self.observe_replica(from, b.stream.replica);
+        let (stream, first_seq, last_seq) = (b.stream, b.first_seq, b.last_seq);
+        let updates = b.into_updates(from)?;
+        self.refused(from, stream.replica)?;
+        self.observe_replica(from, stream.replica);
         let inp = match self
             .inbound
-            .accept(from, b.stream, self.now, self.limits.stale_stream_ms)
+            .accept(from, stream, self.now, self.limits.stale_stream_ms)
         {
             Accepted::Current(inp) => inp,
             Accepted::Late => return Ok(()),
-            Accepted::Reused => return Err(self.stream_reused(from, b.stream)),
+            Accepted::Reused => return Err(self.stream_reused(from, stream)),
         };
         inp.ack_due = true;
-        if b.last_seq <= inp.received {
+        if last_seq <= inp.received {
             return Ok(());
         }
-        if b.first_seq > inp.received.saturating_add(1) {
+        if first_seq > inp.received.saturating_add(1) {
             self.counters.gaps += 1;
             return Ok(());
         }
-        inp.received = b.last_seq;
+        inp.received = last_seq;
         let n = updates.len();
         inp.queue.push_back(Pending {
-            last_seq: b.last_seq,
+            last_seq,
             updates: updates.into(),
         });
         self.inbound.held += n;
@@ -193,40 +194,47 @@ impl<V: ReplicatedValue> Node<V> {
                 // since an update waits for its origin's previous event).
                 for pending in inp.queue.iter_mut() {
                     let before = pending.updates.len();
-                    pending.updates.retain(|u| match self.keyspace.delivery(u) {
-                        Delivery::Wait => true,
-                        Delivery::Duplicate => {
-                            // A key here holds (in its summary) every dot written to it,
-                            // until it is collected, and collected keys hold only dots up to
-                            // `collected`: a write whose key lacks its dot was written twice.
-                            if let Some(key) = u.key() {
-                                // (Collected and written again: only new events.)
-                                let holds = self.collected.get(u.origin) >= u.counter
-                                    || self
-                                        .keyspace
-                                        .entry(key)
-                                        .is_some_and(|e| e.summary.get(u.origin) >= u.counter);
-                                if !holds {
-                                    twice.push((peer, u.origin, u.counter));
+                    // Each queued update once, in order: those still waiting go back behind
+                    // the rest; the others move into the keyspace and the log (no copy for
+                    // what is dropped).
+                    for _ in 0..before {
+                        let Some(u) = pending.updates.pop_front() else {
+                            break;
+                        };
+                        match self.keyspace.delivery(&u) {
+                            Delivery::Wait => pending.updates.push_back(u),
+                            Delivery::Duplicate => {
+                                // A key here holds (in its summary) every dot written to it,
+                                // until it is collected, and collected keys hold only dots up
+                                // to `collected`: a write whose key lacks its dot was written
+                                // twice.
+                                if let Some(key) = u.key() {
+                                    // (Collected and written again: only new events.)
+                                    let holds = self.collected.get(u.origin) >= u.counter
+                                        || self
+                                            .keyspace
+                                            .entry(key)
+                                            .is_some_and(|e| e.summary.get(u.origin) >= u.counter);
+                                    if !holds {
+                                        twice.push((peer, u.origin, u.counter));
+                                    }
+                                }
+                                // Applied already, from a state transfer, so in no log entry
+                                // here: log it now so that it is relayed like any update.
+                                if self.logged.get(u.origin) < u.counter {
+                                    self.logged.raise(u.origin, u.counter);
+                                    self.log.append(u, Some(peer), self.now);
                                 }
                             }
-                            // Applied already, from a state transfer, so in no log entry
-                            // here: log it now so that it is relayed like any update.
-                            if self.logged.get(u.origin) < u.counter {
+                            Delivery::Ready => {
                                 self.logged.raise(u.origin, u.counter);
+                                let hlc = &mut self.hlc;
+                                self.keyspace.apply(&u, &mut |t| hlc.observe(t));
                                 self.log.append(u.clone(), Some(peer), self.now);
+                                applied.push(u);
                             }
-                            false
                         }
-                        Delivery::Ready => {
-                            self.logged.raise(u.origin, u.counter);
-                            let hlc = &mut self.hlc;
-                            self.keyspace.apply(u, &mut |t| hlc.observe(t));
-                            self.log.append(u.clone(), Some(peer), self.now);
-                            applied.push(u.clone());
-                            false
-                        }
-                    });
+                    }
                     let done = before - pending.updates.len();
                     if done > 0 {
                         self.inbound.held -= done;

@@ -320,7 +320,7 @@ impl<V: ReplicatedValue> Node<V> {
             p.stats.updates_sent += picked.len() as u64;
             let batch = Batch::new(stream, first, last, &picked);
             let message = Message::Batch(batch);
-            p.stats.bytes_sent += message.encoded_len() as u64;
+            p.stats.bytes_sent += bytes as u64;
             p.stats.messages_sent += 1;
             self.outputs
                 .queue

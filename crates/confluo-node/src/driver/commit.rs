@@ -98,6 +98,8 @@ pub(super) struct Committer<V, S> {
     in_flight: Option<PersistToken>,
     /// A job that found the disk full: its token, and when to retry.
     stalled: Option<(PersistToken, Instant, String)>,
+    /// The records and the duration of the last successful job.
+    last: (u64, Duration),
     pub(super) stats: CommitStats,
 }
 
@@ -141,6 +143,7 @@ impl<V: ReplicatedValue, S: Storage<V> + Send + 'static> Committer<V, S> {
             pending_token: None,
             in_flight: None,
             stalled: None,
+            last: (0, Duration::ZERO),
             stats: CommitStats::default(),
         })
     }
@@ -157,6 +160,16 @@ impl<V: ReplicatedValue, S: Storage<V> + Send + 'static> Committer<V, S> {
     }
 
     /// Whether nothing is pending, in flight or stalled.
+    /// Records waiting for the next job.
+    pub(super) fn pending_records(&self) -> u64 {
+        self.pending.len() as u64
+    }
+
+    /// The records and the duration of the last successful job.
+    pub(super) fn last_job(&self) -> (u64, Duration) {
+        self.last
+    }
+
     pub(super) fn is_idle(&self) -> bool {
         self.pending.is_empty() && self.in_flight.is_none() && self.stalled.is_none()
     }
@@ -227,6 +240,7 @@ impl<V: ReplicatedValue, S: Storage<V> + Send + 'static> Committer<V, S> {
                 // A retried job's records were counted when first appended.
                 let records = if was_stalled { 0 } else { done.records };
                 self.stats.record(records, done.took);
+                self.last = (records, done.took);
                 self.stats.stalled = false;
                 Ok(Some(done.token))
             }

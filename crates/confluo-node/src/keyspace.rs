@@ -541,7 +541,22 @@ impl<V: ReplicatedValue> Keyspace<V> {
     /// replica's latest durable event, so every update concurrent with the delete (made
     /// before its replica held the delete) is within `horizon`, and once every node holds
     /// `horizon` none can arrive any more.
+    ///
+    /// A held horizon is lowered to each later `horizon` where that is less: the caller's
+    /// horizon only shrinks for events known to be lost (an incarnation's own claims, once a
+    /// newer incarnation of its node is known), and waiting for those would hold the keys
+    /// forever.
     pub fn collect(&mut self, stable: &VersionVector, horizon: &VersionVector) -> Vec<Bytes> {
+        if let Some(held) = &mut self.held {
+            if !held.horizon.is_covered_by(horizon) {
+                held.horizon = held
+                    .horizon
+                    .iter()
+                    .map(|(r, n)| (r, n.min(horizon.get(r))))
+                    .filter(|&(_, n)| n > 0)
+                    .collect();
+            }
+        }
         let mut dropped = self.release_held(stable);
         let keys = &mut self.keys;
         let holding = self.held.is_some();

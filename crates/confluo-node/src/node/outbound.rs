@@ -1,12 +1,15 @@
 //! The sending side of each link: what a peer acknowledged, probes, retransmission,
 //! anti-entropy, batches, and the delta buffer's garbage collection.
 
+use std::collections::BTreeMap;
+
 use confluo_crdt::{ReplicaId, VersionVector};
 use confluo_transport::NodeId;
 
 use super::Node;
 use super::outputs::Output;
 use crate::error::HandleError;
+use crate::identity::{self, IdentityMode};
 use crate::message::{Ack, Batch, Message};
 use crate::metrics::PeerMetrics;
 use crate::replicated::ReplicatedValue;
@@ -397,10 +400,47 @@ impl<V: ReplicatedValue> Node<V> {
 
     /// The greatest event of each replica this node knows of: its own version vector
     /// joined with every row (see [`Keyspace::collect`](crate::Keyspace::collect)).
+    ///
+    /// Rows only grow, so a node that lost its disk keeps, in its row, what its earlier
+    /// incarnation held, including events that died with the disk and that no node will
+    /// ever hold. Waiting for those would hold a deleted counter forever; so with automatic
+    /// identity a node's claims about its own earlier incarnations are left out, and those
+    /// replicas' events count as far as other nodes hold them.
     fn horizon(&self) -> VersionVector {
         let mut horizon = self.keyspace.version_vector().clone();
-        for row in self.rows.values() {
-            horizon.merge(row);
+        let automatic = self.identity_mode == IdentityMode::Automatic;
+        let mut latest: BTreeMap<NodeId, u64> = BTreeMap::new();
+        if automatic {
+            // What this node knows of each node's newest incarnation: replica ids in the
+            // rows and its own version vector, and the streams of the nodes it links with
+            // (an incarnation that has not written yet is in no version vector).
+            let ids = self
+                .rows
+                .values()
+                .chain([self.keyspace.version_vector()])
+                .flat_map(|row| row.iter().map(|(r, _)| r))
+                .chain(self.outbound.values().filter_map(|p| p.newest))
+                .chain(self.inbound.peers.values().map(|i| i.stream.replica))
+                .chain([self.replica]);
+            for r in ids {
+                let g = latest.entry(identity::node_of(r)).or_default();
+                *g = (*g).max(identity::generation_of(r));
+            }
+        }
+        for (&n, row) in &self.rows {
+            if !automatic {
+                horizon.merge(row);
+                continue;
+            }
+            for (r, k) in row.iter() {
+                let retired_self = identity::node_of(r) == n
+                    && latest
+                        .get(&n)
+                        .is_some_and(|&g| identity::generation_of(r) < g);
+                if !retired_self {
+                    horizon.raise(r, k);
+                }
+            }
         }
         horizon
     }

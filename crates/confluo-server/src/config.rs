@@ -32,8 +32,35 @@
 //! drain_timeout_ms = 10000     # how long SIGTERM waits for peers to hold every write
 //! ```
 //!
+//! Security (see `docs/security.md`), each optional; file paths are relative to the config:
+//!
+//! ```toml
+//! # Top-level keys, before the first table. Peers authenticate with mutual TLS ([tls]) or
+//! # a shared secret read from a file (never the secret itself in the config):
+//! # shared_secret_file = "secret"
+//! # Without either, peer addresses must be loopback unless this says so in so many words:
+//! # insecure = true
+//!
+//! [tls]                        # mutual TLS between nodes; a peer's certificate carries its name
+//! ca_file = "certs/ca.pem"
+//! cert_file = "certs/dc1-leader.pem"
+//! key_file = "certs/dc1-leader.key"
+//!
+//! [client_tls]                 # TLS on the client port (redis-cli --tls)
+//! cert_file = "certs/dc1-leader.pem"
+//! key_file = "certs/dc1-leader.key"
+//! # ca_file = "certs/clients-ca.pem"   # set: clients must present a certificate it signed
+//!
+//! [auth]                       # clients must AUTH; hashes from `confluo hash-password`
+//! # requirepass = "pbkdf2-sha256$..."  # the `default` user's password (read-write)
+//! [[auth.users]]
+//! name = "app"
+//! password = "pbkdf2-sha256$100000$...$..."
+//! access = "read-write"        # or "read-only"
+//! ```
+//!
 //! Sections are closed (`deny_unknown_fields`): a misspelt key is an error, not a default.
-//! New sections (TLS, auth) slot in as further optional tables.
+//! Certificate and secret files are loaded by the check, so `check-config` finds a bad one.
 
 use std::net::SocketAddr;
 use std::ops::Range;
@@ -43,8 +70,10 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::auth::{Access, ClientAuth, DEFAULT_USER, PasswordHash, User};
 use crate::error::{ConfigError, Problem};
 use crate::limits::ClientLimits;
+use crate::tls;
 
 /// A node's role, as the config names it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -92,6 +121,49 @@ pub enum TopologyName {
     },
 }
 
+/// How peers authenticate each other.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PeerSecurity {
+    /// Mutual TLS (`[tls]`): each peer's certificate chains to the CA and carries the
+    /// peer's configured `name`.
+    Tls(TlsFiles),
+    /// A secret shared by every node (`shared_secret_file`), proven by challenge-response.
+    SharedSecret {
+        /// The file holding it.
+        file: PathBuf,
+    },
+    /// None: only on loopback addresses, unless `insecure` (`insecure = true`).
+    None {
+        /// Whether the config allows it on other addresses.
+        insecure: bool,
+    },
+}
+
+/// The files of `[tls]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TlsFiles {
+    /// The cluster CA's certificate(s).
+    pub ca_file: PathBuf,
+    /// This node's certificate chain, leaf first.
+    pub cert_file: PathBuf,
+    /// This node's private key.
+    pub key_file: PathBuf,
+}
+
+/// The files of `[client_tls]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ClientTlsFiles {
+    /// The certificate chain presented to clients, leaf first.
+    pub cert_file: PathBuf,
+    /// Its private key.
+    pub key_file: PathBuf,
+    /// If set, clients must present a certificate signed by this CA.
+    pub ca_file: Option<PathBuf>,
+}
+
 /// A checked configuration: everything `Server` needs to start.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -112,6 +184,12 @@ pub struct ServerConfig {
     pub limits: ClientLimits,
     /// How long a shutdown waits for the peers to hold every acknowledged write.
     pub drain_timeout: Duration,
+    /// How peers authenticate.
+    pub peer_security: PeerSecurity,
+    /// TLS on the client port, if configured.
+    pub client_tls: Option<ClientTlsFiles>,
+    /// Client users (empty: no AUTH required).
+    pub auth: ClientAuth,
 }
 
 impl ServerConfig {
@@ -169,6 +247,16 @@ impl ServerConfig {
 struct RawConfig {
     cluster_id: u64,
     #[serde(default)]
+    insecure: Option<Spanned<bool>>,
+    #[serde(default)]
+    shared_secret_file: Option<Spanned<PathBuf>>,
+    #[serde(default)]
+    tls: Option<Spanned<RawTls>>,
+    #[serde(default)]
+    client_tls: Option<Spanned<RawClientTls>>,
+    #[serde(default)]
+    auth: Option<Spanned<RawAuth>>,
+    #[serde(default)]
     topology: Option<Spanned<RawTopology>>,
     #[serde(default)]
     hub: Option<Spanned<String>>,
@@ -179,6 +267,47 @@ struct RawConfig {
     limits: Option<Spanned<ClientLimits>>,
     #[serde(default)]
     shutdown: RawShutdown,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    ca_file: Spanned<PathBuf>,
+    cert_file: Spanned<PathBuf>,
+    key_file: Spanned<PathBuf>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawClientTls {
+    cert_file: Spanned<PathBuf>,
+    key_file: Spanned<PathBuf>,
+    #[serde(default)]
+    ca_file: Option<Spanned<PathBuf>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAuth {
+    #[serde(default)]
+    requirepass: Option<Spanned<String>>,
+    #[serde(default)]
+    users: Vec<Spanned<RawUser>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUser {
+    name: Spanned<String>,
+    password: Spanned<String>,
+    access: RawAccess,
+}
+
+#[derive(Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+enum RawAccess {
+    ReadOnly,
+    ReadWrite,
 }
 
 #[derive(Clone, Copy, Deserialize, PartialEq, Eq)]
@@ -297,11 +426,24 @@ impl Check<'_> {
         if *drain.get_ref() == 0 {
             self.at(drain.span(), "drain_timeout_ms must be at least 1");
         }
+        let base_dir = base.unwrap_or(Path::new(""));
+        let peer_security = self.peer_security(
+            raw.tls,
+            raw.shared_secret_file,
+            raw.insecure,
+            base_dir,
+            &raws,
+        );
+        let client_tls = raw.client_tls.and_then(|t| self.client_tls(t, base_dir));
+        let auth = raw.auth.map(|a| self.auth(a)).unwrap_or_default();
         if members.len() != raws.len() {
             return None;
         }
         let mut members = members.into_iter();
         Some(ServerConfig {
+            peer_security: peer_security?,
+            client_tls,
+            auth,
             cluster_id: raw.cluster_id,
             topology: topology?,
             node: members.next()?,
@@ -311,6 +453,131 @@ impl Check<'_> {
             limits,
             drain_timeout: Duration::from_millis(drain.into_inner()),
         })
+    }
+
+    /// `[tls]`, `shared_secret_file` and `insecure`: the files load, and the result passes
+    /// the transport's own check (`TcpConfig::check_security`), reported where it applies.
+    fn peer_security(
+        &mut self,
+        tls: Option<Spanned<RawTls>>,
+        secret: Option<Spanned<PathBuf>>,
+        insecure: Option<Spanned<bool>>,
+        base: &Path,
+        raws: &[&RawMember],
+    ) -> Option<PeerSecurity> {
+        let security = match (tls, secret) {
+            (Some(_), Some(s)) => {
+                self.at(
+                    s.span(),
+                    "choose one: [tls] or shared_secret_file, not both",
+                );
+                return None;
+            }
+            (Some(t), None) => {
+                let span = t.span();
+                let t = t.into_inner();
+                let files = TlsFiles {
+                    ca_file: base.join(t.ca_file.get_ref()),
+                    cert_file: base.join(t.cert_file.get_ref()),
+                    key_file: base.join(t.key_file.get_ref()),
+                };
+                if let Err(e) = tls::check_peer_tls(&files, raws[0].name.get_ref(), &names(raws)) {
+                    self.at(span, format!("[tls]: {e}"));
+                }
+                PeerSecurity::Tls(files)
+            }
+            (None, Some(s)) => {
+                let file = base.join(s.get_ref());
+                if let Err(e) = tls::load_secret(&file) {
+                    self.at(s.span(), e.to_string());
+                }
+                PeerSecurity::SharedSecret { file }
+            }
+            (None, None) => PeerSecurity::None {
+                insecure: insecure.as_ref().is_some_and(|i| *i.get_ref()),
+            },
+        };
+        if let PeerSecurity::None { insecure: false } = security {
+            let addrs: Vec<SocketAddr> = raws.iter().map(|m| *m.peer_addr.get_ref()).collect();
+            if let Err(e) = tls::check_unauthenticated(&addrs) {
+                let at = raws
+                    .iter()
+                    .find(|m| !m.peer_addr.get_ref().ip().is_loopback())
+                    .map_or(0..0, |m| m.peer_addr.span());
+                self.at(at, e.to_string());
+                return None;
+            }
+        }
+        Some(security)
+    }
+
+    fn client_tls(&mut self, t: Spanned<RawClientTls>, base: &Path) -> Option<ClientTlsFiles> {
+        let span = t.span();
+        let t = t.into_inner();
+        let files = ClientTlsFiles {
+            cert_file: base.join(t.cert_file.get_ref()),
+            key_file: base.join(t.key_file.get_ref()),
+            ca_file: t.ca_file.map(|c| base.join(c.get_ref())),
+        };
+        match tls::ClientTls::load(&files) {
+            Ok(_) => Some(files),
+            Err(e) => {
+                self.at(span, format!("[client_tls]: {e}"));
+                None
+            }
+        }
+    }
+
+    fn auth(&mut self, a: Spanned<RawAuth>) -> ClientAuth {
+        let span = a.span();
+        let a = a.into_inner();
+        let mut users = Vec::new();
+        let password =
+            |check: &mut Self, p: &Spanned<String>| match PasswordHash::parse(p.get_ref()) {
+                Ok(h) => Some(h),
+                Err(e) => {
+                    check.at(p.span(), e.to_string());
+                    None
+                }
+            };
+        if let Some(p) = &a.requirepass {
+            if let Some(h) = password(self, p) {
+                users.push(User {
+                    name: DEFAULT_USER.to_string(),
+                    password: h,
+                    access: Access::ReadWrite,
+                });
+            }
+        }
+        for u in &a.users {
+            let u = u.get_ref();
+            if users.iter().any(|o: &User| o.name == *u.name.get_ref()) {
+                let why = if u.name.get_ref() == DEFAULT_USER && a.requirepass.is_some() {
+                    "user \"default\" is the one requirepass sets: give one or the other".into()
+                } else {
+                    format!("duplicate user {:?}", u.name.get_ref())
+                };
+                self.at(u.name.span(), why);
+                continue;
+            }
+            if let Some(h) = password(self, &u.password) {
+                users.push(User {
+                    name: u.name.get_ref().clone(),
+                    password: h,
+                    access: match u.access {
+                        RawAccess::ReadOnly => Access::ReadOnly,
+                        RawAccess::ReadWrite => Access::ReadWrite,
+                    },
+                });
+            }
+        }
+        if a.requirepass.is_none() && a.users.is_empty() {
+            self.at(
+                span,
+                "[auth] needs requirepass or at least one [[auth.users]]",
+            );
+        }
+        ClientAuth { users }
     }
 
     fn data_dir(
@@ -478,6 +745,13 @@ impl Check<'_> {
             (RawTopology::AllToAll, None) => Some(TopologyName::AllToAll),
         }
     }
+}
+
+/// Every node's (id, name), this one first.
+fn names(raws: &[&RawMember]) -> Vec<(u64, String)> {
+    raws.iter()
+        .map(|m| (*m.id.get_ref(), m.name.get_ref().clone()))
+        .collect()
 }
 
 /// Whether `dir` is a directory the server can use: an existing, readable directory, or a

@@ -84,6 +84,10 @@ pub enum ServerError {
         /// Why.
         source: io::Error,
     },
+    /// Security material (certificates, the shared secret) could not be loaded, or peers
+    /// would be unauthenticated on a network.
+    #[error("security: {0}")]
+    Security(#[from] crate::tls::SecurityError),
     /// The replication transport failed to start.
     #[error("replication transport: {0}")]
     Transport(#[from] TransportError),

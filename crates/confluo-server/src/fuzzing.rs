@@ -66,6 +66,7 @@ async fn run(input: &[u8]) -> Vec<u8> {
         started: Instant::now(),
         stats: Stats::default(),
         phase: watch,
+        security: Arc::new(crate::tls::Security::without_tls()),
         config,
     });
     let (mut client, server) = tokio::io::duplex(16 * 1024);

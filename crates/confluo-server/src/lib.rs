@@ -64,6 +64,7 @@
 //! `docs/commands.md` in the repository gives every command's CRDT, conflict rule, and how
 //! it differs from Redis and from Redis Active-Active.
 
+mod auth;
 mod cmd;
 mod config;
 mod connection;
@@ -79,16 +80,21 @@ mod session;
 mod shared;
 mod shutdown;
 mod store;
+mod tls;
 
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 pub mod proxy;
 
-pub use config::{Member, MemberRole, ServerConfig, TopologyName};
+pub use auth::{Access, ClientAuth, DEFAULT_ITERATIONS, HashError, PasswordHash, User};
+pub use config::{
+    ClientTlsFiles, Member, MemberRole, PeerSecurity, ServerConfig, TlsFiles, TopologyName,
+};
 pub use error::{ConfigError, Problem, ServerError};
 pub use limits::ClientLimits;
 pub use reply::RespError;
 pub use server::{Readiness, Server, ShutdownReport};
+pub use tls::{CertificateInfo, CertificateUse, ClientTlsError, Security, SecurityError};
 
 /// The names of every command in the table, upper case (for `docs/commands.md`'s check and
 /// for tools).

@@ -1,15 +1,15 @@
 //! Replication wiring: the config's members and topology become the node's links, the TCP
-//! transport and the driver. All transport construction is here, so that TLS and the
-//! peer allow-list plug in at one place.
+//! transport and the driver. All transport construction is here: peers' names (what their
+//! certificates carry) and authentication plug in at one place.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use confluo_node::driver::{self, DriverOptions, DriverTask, NodeHandle};
 use confluo_node::{Config, Link, Message, NodeId, Topology, Value};
-use confluo_transport::{TcpConfig, TcpTransport};
+use confluo_transport::{PeerConfig, TcpConfig, TcpTransport};
 
-use crate::config::{Member, MemberRole, ServerConfig, TopologyName};
+use crate::config::{Member, MemberRole, PeerSecurity, ServerConfig, TopologyName};
 use crate::error::ServerError;
 use crate::store::NodeStorage;
 
@@ -102,20 +102,46 @@ pub(crate) fn plan(config: &ServerConfig) -> Plan {
     }
 }
 
-/// Binds the transport and starts the node on `storage`; returns its handle, its task and
-/// the bound peer address.
+/// What [`start`] started.
+pub(crate) struct Started {
+    pub(crate) handle: NodeHandle<Value>,
+    pub(crate) task: DriverTask<NodeStorage>,
+    /// The transport (the driver holds it too): certificates reload through it.
+    pub(crate) transport: Arc<TcpTransport<Message>>,
+}
+
+/// The transport's config: identity, peers with the names their certificates carry, and
+/// how they authenticate. Checked (`TcpConfig::check_security`) before anything starts.
+pub(crate) fn transport_config(
+    config: &ServerConfig,
+    plan: &Plan,
+) -> Result<TcpConfig, ServerError> {
+    let me = NodeId(config.node.id);
+    let mut tcp = TcpConfig::new(me, config.cluster_id, config.node.peer_addr)
+        .with_auth(crate::tls::peer_auth(config)?);
+    tcp.name = Some(config.node.name.clone());
+    tcp.insecure = matches!(config.peer_security, PeerSecurity::None { insecure: true });
+    for &(id, addr) in &plan.transport_peers {
+        let mut peer = PeerConfig::new(id, addr);
+        if let Some(m) = config.members().find(|m| m.id == id.0) {
+            peer = peer.with_name(m.name.clone());
+        }
+        tcp = tcp.with_peer_config(peer);
+    }
+    tcp.check_security()
+        .map_err(crate::tls::SecurityError::from)?;
+    Ok(tcp)
+}
+
+/// Binds the transport and starts the node on `storage`.
 pub(crate) async fn start(
     config: &ServerConfig,
     plan: &Plan,
+    tcp: TcpConfig,
     storage: NodeStorage,
-) -> Result<(NodeHandle<Value>, DriverTask<NodeStorage>, SocketAddr), ServerError> {
+) -> Result<Started, ServerError> {
     let me = NodeId(config.node.id);
-    let mut tcp = TcpConfig::new(me, config.cluster_id, config.node.peer_addr);
-    for &(id, addr) in &plan.transport_peers {
-        tcp = tcp.with_peer(id, addr);
-    }
-    let transport: TcpTransport<Message> = TcpTransport::bind(tcp).await?;
-    let peer_addr = transport.local_addr();
+    let transport = Arc::new(TcpTransport::<Message>::bind(tcp).await?);
     // The operator configures node ids only: the node takes its replica id, asking every
     // member which of its ids they have seen (confluo_node::identity).
     let node_config = match plan.leader {
@@ -125,11 +151,15 @@ pub(crate) async fn start(
     .with_members(config.members().map(|m| NodeId(m.id)).collect());
     let (handle, task) = driver::start(
         node_config,
-        Arc::new(transport),
+        Arc::clone(&transport),
         storage,
         DriverOptions::default(),
     )?;
-    Ok((handle, task, peer_addr))
+    Ok(Started {
+        handle,
+        task,
+        transport,
+    })
 }
 
 /// A lone leader over an in-memory transport and storage, syncing inline: what the fuzz

@@ -119,9 +119,26 @@ pub enum RespError {
         "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?"
     )]
     NoPassword,
-    /// HELLO AUTH for a user that does not exist.
+    /// AUTH or HELLO AUTH with a user that does not exist or a wrong password (one text for
+    /// both, as Redis has, so that it does not tell which names exist).
     #[error("WRONGPASS invalid username-password pair or user is disabled.")]
     WrongPass,
+    /// A command before AUTH, while clients must authenticate.
+    #[error("NOAUTH Authentication required.")]
+    NoAuth,
+    /// A bare HELLO before AUTH, while clients must authenticate (Redis 7.2's text).
+    #[error(
+        "NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time"
+    )]
+    HelloNoAuth,
+    /// A read-only user ran a command that writes (Redis ACL's text).
+    #[error("NOPERM User {user} has no permissions to run the '{command}' command")]
+    NoPerm {
+        /// The user.
+        user: String,
+        /// The command, lower case.
+        command: String,
+    },
     /// Key expiry (EX, PX, EXAT, PXAT), which confluo does not have.
     #[error("ERR confluo keys do not expire: EX, PX, EXAT and PXAT are not supported")]
     NoExpiry,

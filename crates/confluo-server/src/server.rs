@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use confluo_node::Value;
 use confluo_node::driver::{DriverError, DriverTask, NodeHandle};
+use confluo_transport::RateLimitedWarn;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -23,9 +24,14 @@ use crate::session::Session;
 use crate::shared::{Shared, Stats};
 use crate::shutdown::{Phase, PhaseSender, phases};
 use crate::store::{self, NodeStorage};
+use crate::tls::{CertificateInfo, Security};
 
 /// How long stopped sessions may take to finish their batch and flush.
 const SESSION_GRACE: Duration = Duration::from_secs(5);
+/// How long a client has to finish its TLS handshake (it holds a `max_clients` slot).
+const TLS_HANDSHAKE: Duration = Duration::from_secs(10);
+/// Failed client TLS handshakes: anyone can cause them, so their lines are few.
+static TLS_REFUSED: RateLimitedWarn = RateLimitedWarn::new(2, Duration::from_secs(1));
 
 /// How a server's shutdown went.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -45,6 +51,18 @@ pub struct Server {
     listener: TcpListener,
     handle: NodeHandle<Value>,
     task: DriverTask<NodeStorage>,
+    /// Reloads certificates on SIGHUP and on file change, for as long as the server lives.
+    _watcher: AbortOnDrop,
+}
+
+/// A task that stops with its owner.
+#[derive(Debug)]
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 impl Server {
@@ -77,9 +95,15 @@ impl Server {
             addr,
             source,
         })?;
-        let storage = store::open(&config.data_dir, confluo_node::NodeId(config.node.id))?;
         let plan = replication::plan(&config);
-        let (handle, task, peer_addr) = replication::start(&config, &plan, storage).await?;
+        // Before the storage: a server that may not start touches nothing.
+        let tcp = replication::transport_config(&config, &plan)?;
+        let storage = store::open(&config.data_dir, confluo_node::NodeId(config.node.id))?;
+        let started = replication::start(&config, &plan, tcp, storage).await?;
+        let (handle, task) = (started.handle, started.task);
+        let peer_addr = started.transport.local_addr();
+        let security = Arc::new(Security::new(&config, started.transport)?);
+        let watcher = AbortOnDrop(tokio::spawn(Arc::clone(&security).watch()));
         let leader_client = plan
             .leader
             .and_then(|l| config.members().find(|m| m.id == l.0))
@@ -94,6 +118,7 @@ impl Server {
             started: Instant::now(),
             stats: Stats::default(),
             phase: watch,
+            security,
         });
         tracing::info!(clients = %client_addr, peers = %peer_addr, node = shared.config.node.id, "confluo serving");
         Ok(Server {
@@ -102,7 +127,21 @@ impl Server {
             listener,
             handle,
             task,
+            _watcher: watcher,
         })
+    }
+
+    /// The server's security state: certificates in use with their expiry
+    /// ([`Security::certificates`]), reload, failed client authentications. Keep it across
+    /// [`serve`](Server::serve), which consumes the server.
+    pub fn security(&self) -> Arc<Security> {
+        Arc::clone(&self.shared.security)
+    }
+
+    /// Every certificate in use (peers' and clients' TLS), each with its file, subject and
+    /// `not_after` in Unix seconds: what an expiry gauge reports.
+    pub fn certificates(&self) -> Vec<CertificateInfo> {
+        self.shared.security.certificates()
     }
 
     /// Where clients connect.
@@ -211,10 +250,26 @@ impl Server {
         stats.connected.fetch_add(1, Ordering::Relaxed);
         let db = DbHandle::new(self.handle.clone(), Arc::clone(&self.shared));
         let shared = Arc::clone(&self.shared);
+        let tls = shared.security.acceptor();
         sessions.spawn(async move {
-            Session::new(stream, Some(addr), db, Arc::clone(&shared))
-                .run()
-                .await;
+            match tls {
+                None => Session::new(stream, Some(addr), db, Arc::clone(&shared)).run().await,
+                Some(acceptor) => {
+                    match tokio::time::timeout(TLS_HANDSHAKE, acceptor.accept(stream)).await {
+                        Ok(Ok(tls)) => {
+                            Session::new(tls, Some(addr), db, Arc::clone(&shared))
+                                .run()
+                                .await
+                        }
+                        Ok(Err(e)) => TLS_REFUSED.log(|suppressed| {
+                            tracing::warn!(client = %addr, error = %e, suppressed, "client TLS handshake failed");
+                        }),
+                        Err(_) => TLS_REFUSED.log(|suppressed| {
+                            tracing::warn!(client = %addr, suppressed, "client TLS handshake timed out");
+                        }),
+                    }
+                }
+            }
             shared.stats.connected.fetch_sub(1, Ordering::Relaxed);
             drop(permit);
         });

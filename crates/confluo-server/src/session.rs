@@ -17,7 +17,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use crate::cmd::{self, Command, NodeCommand, SessionCommand, replication::Wait};
+use crate::auth::{Access, DEFAULT_USER};
+use crate::cmd::{self, Command, NodeCommand, SessionCommand, Spec, connection, replication::Wait};
 use crate::connection::{Connection, Ended};
 use crate::db::{DbHandle, Dot, Durable};
 use crate::frame::{self, Proto, Request};
@@ -48,6 +49,9 @@ pub(crate) struct ClientState {
     pub(crate) last_dot: Option<Dot>,
     /// QUIT was sent: close once the reply is out.
     pub(crate) quit: bool,
+    /// The user it is authenticated as, and what it may do; `None` before AUTH while the
+    /// config requires it.
+    pub(crate) user: Option<(String, Access)>,
 }
 
 impl ClientState {
@@ -61,6 +65,22 @@ impl ClientState {
             proto: Proto::Resp2,
             last_dot: None,
             quit: false,
+            user: Some((DEFAULT_USER.to_string(), Access::ReadWrite)),
+        }
+    }
+
+    /// Whether this client may run the command of `spec` (Redis: NOAUTH before AUTH but for
+    /// the commands flagged `no-auth`; a read-only user may not run those flagged `write`).
+    fn permit(&self, spec: &Spec) -> Result<(), RespError> {
+        match &self.user {
+            None if !spec.flags.contains(&"no-auth") => Err(RespError::NoAuth),
+            Some((user, Access::ReadOnly)) if spec.flags.contains(&"write") => {
+                Err(RespError::NoPerm {
+                    user: user.clone(),
+                    command: spec.name.to_ascii_lowercase(),
+                })
+            }
+            _ => Ok(()),
         }
     }
 
@@ -114,9 +134,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         shared: Arc<Shared>,
     ) -> Self {
         let id = shared.stats.next_client_id();
+        let mut client = ClientState::new(id, addr);
+        if shared.config.auth.required() {
+            client.user = None;
+        }
         Session {
             conn: Connection::new(stream, &shared.config.limits),
-            client: ClientState::new(id, addr),
+            client,
             db,
             shared,
             batch: Vec::new(),
@@ -171,7 +195,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             .fetch_add(batch.len() as u64, Ordering::Relaxed);
         let mut group = Vec::with_capacity(batch.len());
         for request in batch.drain(..) {
-            match cmd::parse(request) {
+            match cmd::parse_for(request, |spec| self.client.permit(spec)) {
                 Ok(Command::Node(c)) => group.push(Item::Node(c)),
                 Ok(Command::Ready(r)) => group.push(Item::Ready(r)),
                 Err(e) => group.push(Item::Ready(Reply::Error(e))),
@@ -275,10 +299,67 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
 
     async fn run_session(&mut self, c: SessionCommand) -> Result<Reply, Ended> {
         Ok(match c {
+            SessionCommand::Connection(connection::Session::Auth { user, pass }) => {
+                match self.authenticate(user, pass).await {
+                    Ok(()) => Reply::Ok,
+                    Err(e) => Reply::Error(e),
+                }
+            }
+            SessionCommand::Connection(c @ connection::Session::Hello { .. }) => {
+                let connection::Session::Hello { auth, .. } = &c else {
+                    unreachable!("matched above")
+                };
+                let checked = match auth.clone() {
+                    Some((user, pass)) => self.authenticate(Some(user), pass).await,
+                    None if self.client.user.is_none() => Err(RespError::HelloNoAuth),
+                    None => Ok(()),
+                };
+                match checked {
+                    Ok(()) => c.execute(&mut self.client, &self.shared),
+                    Err(e) => Reply::Error(e),
+                }
+            }
             SessionCommand::Connection(c) => c.execute(&mut self.client, &self.shared),
             SessionCommand::Config(c) => c.execute(&self.shared),
             SessionCommand::Wait(w) => self.wait(w).await?,
         })
+    }
+
+    /// AUTH: checks the password of `user` (`None`: the default user) off the runtime's
+    /// threads (a derivation takes milliseconds by design); counts and logs failures.
+    async fn authenticate(&mut self, user: Option<Bytes>, pass: Bytes) -> Result<(), RespError> {
+        let auth = &self.shared.config.auth;
+        if !auth.required() {
+            // As Redis without requirepass: the default user is open, and no other exists.
+            return match user.as_deref() {
+                None => Err(RespError::NoPassword),
+                Some(u) if u == DEFAULT_USER.as_bytes() => Ok(()),
+                Some(_) => Err(RespError::WrongPass),
+            };
+        }
+        let name = user.unwrap_or_else(|| Bytes::from_static(DEFAULT_USER.as_bytes()));
+        let found = auth.user(&name).cloned();
+        let verified = match found {
+            Some(u) => tokio::task::spawn_blocking(move || u.password.verify(&pass).then_some(u))
+                .await
+                .ok()
+                .flatten(),
+            None => None,
+        };
+        match verified {
+            Some(u) => {
+                self.client.user = Some((u.name, u.access));
+                Ok(())
+            }
+            None => {
+                let shown = String::from_utf8_lossy(&name[..name.len().min(64)]).into_owned();
+                self.shared
+                    .security
+                    .auth_failures
+                    .record(&shown, self.client.addr);
+                Err(RespError::WrongPass)
+            }
+        }
     }
 
     /// WAIT: blocks this client (not the others) until enough sites hold its last write,

@@ -57,4 +57,6 @@ pub(crate) struct Shared {
     pub(crate) stats: Stats,
     /// The phase.
     pub(crate) phase: PhaseWatch,
+    /// Certificates in use, client TLS, failed authentications.
+    pub(crate) security: std::sync::Arc<crate::tls::Security>,
 }

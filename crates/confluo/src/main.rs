@@ -1,8 +1,10 @@
 //! The `confluo` binary: `confluo serve --config FILE` runs a node that Redis clients talk
 //! to; `confluo check-config FILE` checks a config; `confluo demo` shows three datacenters
-//! replicating through a partition; `confluo sim` runs the deterministic fault simulator.
+//! replicating through a partition; `confluo sim` runs the deterministic fault simulator;
+//! `confluo hash-password` hashes a client password for the config.
 
 mod demo;
+mod hash_password;
 mod serve;
 mod sim;
 
@@ -30,6 +32,9 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Runs the deterministic simulator over many seeds and checks every run.
     Sim(sim::SimArgs),
+    /// Reads a password on standard input and prints its salted hash for the config's
+    /// `[auth]` (`requirepass` or a user's `password`).
+    HashPassword(hash_password::HashArgs),
 }
 
 fn main() -> ExitCode {
@@ -39,5 +44,6 @@ fn main() -> ExitCode {
         Command::CheckConfig(args) => serve::check(args),
         Command::Demo(args) => demo::run(args),
         Command::Sim(args) => sim::run(args),
+        Command::HashPassword(args) => hash_password::run(args),
     }
 }

@@ -24,6 +24,13 @@ pub(crate) enum Session {
         auth: Option<(Bytes, Bytes)>,
         name: Option<Bytes>,
     },
+    /// AUTH [user] password (the session checks it: hashing runs off the node's task).
+    Auth {
+        /// `None`: the default user.
+        user: Option<Bytes>,
+        /// The password.
+        pass: Bytes,
+    },
     /// CLIENT SETNAME name.
     SetName(Bytes),
     /// CLIENT SETINFO LIB-NAME|LIB-VER value.
@@ -81,25 +88,15 @@ pub(super) fn parse_reset(_: &mut Args) -> Result<Command, RespError> {
     session(Session::Reset)
 }
 
-/// AUTH: no passwords are configured (users come with the security issue), so the default
-/// user is open and AUTH answers as Redis does without `requirepass`.
+/// AUTH password, or AUTH user password.
 pub(super) fn parse_auth(a: &mut Args) -> Result<Command, RespError> {
-    match a.remaining() {
-        1 => Err(RespError::NoPassword),
-        2 => {
-            let user = a.next_bytes()?;
-            auth_user(&user).map(|()| Command::Ready(Reply::Ok))
-        }
-        _ => Err(RespError::Syntax),
-    }
-}
-
-fn auth_user(user: &[u8]) -> Result<(), RespError> {
-    if user == b"default" {
-        Ok(())
-    } else {
-        Err(RespError::WrongPass)
-    }
+    let user = match a.remaining() {
+        1 => None,
+        2 => Some(a.next_bytes()?),
+        _ => return Err(RespError::Syntax),
+    };
+    let pass = a.next_bytes()?;
+    session(Session::Auth { user, pass })
 }
 
 pub(super) fn parse_hello(a: &mut Args) -> Result<Command, RespError> {
@@ -116,7 +113,6 @@ pub(super) fn parse_hello(a: &mut Args) -> Result<Command, RespError> {
         if is(&opt, "AUTH") && a.remaining() >= 2 {
             let user = a.next_bytes()?;
             let pass = a.next_bytes()?;
-            auth_user(&user)?;
             auth = Some((user, pass));
         } else if is(&opt, "SETNAME") && a.remaining() >= 1 {
             let n = a.next_bytes()?;
@@ -203,9 +199,11 @@ fn help(lines: &[&'static str]) -> Reply {
 }
 
 impl Session {
-    /// Runs the command against the session's state.
+    /// Runs the command against the session's state (AUTH, and HELLO's AUTH, have been
+    /// checked by the session).
     pub(crate) fn execute(self, client: &mut ClientState, shared: &Shared) -> Reply {
         match self {
+            Session::Auth { .. } => Reply::Ok,
             Session::Hello { proto, name, .. } => {
                 if let Some(p) = proto {
                     client.proto = p;
@@ -236,6 +234,10 @@ impl Session {
             }
             Session::Reset => {
                 client.reset();
+                if shared.config.auth.required() {
+                    // Redis: RESET authenticates as the default user, which is not open here.
+                    client.user = None;
+                }
                 Reply::Status("RESET")
             }
         }
@@ -388,9 +390,15 @@ mod tests {
             parse_args(&["HELLO", "x"]).unwrap_err(),
             RespError::ProtoNotInteger
         );
+        match parse_args(&["HELLO", "3", "AUTH", "bob", "pw"]).unwrap() {
+            Command::Session(SessionCommand::Connection(Session::Hello { auth, .. })) => {
+                assert_eq!(auth, Some(("bob".into(), "pw".into())));
+            }
+            other => panic!("{other:?}"),
+        }
         assert_eq!(
-            parse_args(&["HELLO", "3", "AUTH", "bob", "pw"]).unwrap_err(),
-            RespError::WrongPass
+            parse_args(&["AUTH", "a", "b", "c"]).unwrap_err(),
+            RespError::Syntax
         );
     }
 

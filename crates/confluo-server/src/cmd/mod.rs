@@ -111,7 +111,7 @@ impl NodeCommand {
 /// The table, sorted by name (a test checks the order, which COMMAND reports).
 #[rustfmt::skip]
 pub(crate) static COMMANDS: &[Spec] = &[
-    spec("AUTH", -2, &["noscript", "loading", "stale", "fast", "no-auth"], (0, 0, 0), "connection", "Authenticates the connection (no passwords are configured yet).", connection::parse_auth),
+    spec("AUTH", -2, &["noscript", "loading", "stale", "fast", "no-auth"], (0, 0, 0), "connection", "Authenticates the connection as a user of the config's [auth].", connection::parse_auth),
     spec("CLIENT", -2, &["noscript", "loading", "stale"], (0, 0, 0), "connection", "CLIENT ID, GETNAME, SETNAME, SETINFO, INFO, LIST, HELP.", connection::parse_client),
     spec("COMMAND", -1, &["loading", "stale"], (0, 0, 0), "server", "COMMAND, COMMAND COUNT, INFO, DOCS, LIST.", connection::parse_command),
     spec("CONFIG", -2, &["admin", "noscript", "loading", "stale"], (0, 0, 0), "server", "CONFIG GET (read-only: the config is the TOML file).", info::parse_config),
@@ -199,11 +199,21 @@ pub(crate) fn lookup(name: &[u8]) -> Option<&'static Spec> {
 }
 
 /// Parses a request into a command: looks the name up, checks the arity, parses the rest.
+#[cfg(test)]
 pub(crate) fn parse(request: Request) -> Result<Command, RespError> {
+    parse_for(request, |_| Ok(()))
+}
+
+/// [`parse`], after `permit` allowed the command (the client's permissions, by its entry).
+pub(crate) fn parse_for(
+    request: Request,
+    permit: impl FnOnce(&Spec) -> Result<(), RespError>,
+) -> Result<Command, RespError> {
     let Some(spec) = lookup(request.arg(0)) else {
         let args: Vec<&[u8]> = (1..request.len()).map(|i| request.arg(i)).collect();
         return Err(RespError::unknown_command(request.arg(0), &args));
     };
+    permit(spec)?;
     let argc = request.len() as i64;
     if (spec.arity > 0 && argc != spec.arity) || argc < -spec.arity {
         return Err(RespError::WrongArity(spec.name.to_ascii_lowercase()));

@@ -137,3 +137,143 @@ fn peers_cannot_carry_this_nodes_keys() {
             .contains("data_dir belongs in [node]")
     );
 }
+
+/// A CA and certificates for nodes "a" and "b" in `dir`, and the `[tls]` table for "a".
+fn certs(dir: &Path) -> String {
+    let ca = confluo_transport::testing::TestCa::new("test CA").unwrap();
+    std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
+    for name in ["a", "b"] {
+        let cert = ca.node(name).unwrap();
+        std::fs::write(dir.join(format!("{name}.pem")), &cert.cert_pem).unwrap();
+        std::fs::write(dir.join(format!("{name}.key")), &cert.key_pem).unwrap();
+    }
+    "\n[tls]\nca_file = \"ca.pem\"\ncert_file = \"a.pem\"\nkey_file = \"a.key\"\n".into()
+}
+
+#[test]
+fn tls_files_load_relative_to_the_config_and_name_the_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let tls = certs(dir.path());
+    let c = ServerConfig::parse(&format!("{BASE}{tls}"), Some(dir.path())).unwrap();
+    match &c.peer_security {
+        PeerSecurity::Tls(f) => assert_eq!(f.ca_file, dir.path().join("ca.pem")),
+        other => panic!("{other:?}"),
+    }
+    // b's certificate is not for node a: named at the [tls] line.
+    let text = format!(
+        "{BASE}{}",
+        tls.replace("\"a.pem", "\"b.pem")
+            .replace("\"a.key", "\"b.key")
+    );
+    let p = problems_in(&text, dir.path());
+    assert_eq!(p[0].line, 22, "{p:?}");
+    assert!(
+        p[0].message
+            .contains("not valid for its configured name \"a\""),
+        "{p:?}"
+    );
+    let text = format!("{BASE}{}", tls.replace("ca.pem", "missing.pem"));
+    let p = problems_in(&text, dir.path());
+    assert!(p[0].message.contains("missing.pem"), "{p:?}");
+}
+
+fn problems_in(text: &str, base: &Path) -> Vec<Problem> {
+    match ServerConfig::parse(text, Some(base)) {
+        Err(ConfigError::Invalid { problems }) => problems,
+        other => panic!("expected problems, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_shared_secret_comes_from_a_file_of_at_least_16_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("secret"), "0123456789abcdef0123\n").unwrap();
+    std::fs::write(dir.path().join("short"), "tiny\n").unwrap();
+    let with = |file: &str| {
+        BASE.replace(
+            "cluster_id = 7",
+            &format!("cluster_id = 7\nshared_secret_file = \"{file}\""),
+        )
+    };
+    let c = ServerConfig::parse(&with("secret"), Some(dir.path())).unwrap();
+    assert!(matches!(c.peer_security, PeerSecurity::SharedSecret { .. }));
+    let p = problems_in(&with("short"), dir.path());
+    assert_eq!(p[0].line, 2);
+    assert!(p[0].message.contains("at least 16"), "{p:?}");
+    let both = format!("{}{}", with("secret"), certs(dir.path()));
+    assert!(
+        problems_in(&both, dir.path())[0]
+            .message
+            .contains("choose one")
+    );
+}
+
+#[test]
+fn unauthenticated_peers_off_loopback_are_refused_unless_insecure() {
+    let text = BASE.replace("127.0.0.1:7102", "10.1.2.3:7102");
+    let p = problems(&text);
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert_eq!(p[0].line, 20, "at the peer's address: {p:?}");
+    assert!(
+        p[0].message
+            .contains("10.1.2.3:7102 is not a loopback address"),
+        "{p:?}"
+    );
+    assert!(p[0].message.contains("insecure = true"), "{p:?}");
+    let text = text.replace("cluster_id = 7", "cluster_id = 7\ninsecure = true");
+    let c = ServerConfig::parse(&text, None).unwrap();
+    assert_eq!(c.peer_security, PeerSecurity::None { insecure: true });
+}
+
+#[test]
+fn client_users_need_valid_hashes_and_distinct_names() {
+    let hash = PasswordHash::new(b"pw", std::num::NonZeroU32::new(1).unwrap()).to_string();
+    let text = format!(
+        "{BASE}\n[auth]\nrequirepass = \"{hash}\"\n[[auth.users]]\nname = \"reader\"\npassword = \"{hash}\"\naccess = \"read-only\"\n"
+    );
+    let c = ServerConfig::parse(&text, None).unwrap();
+    assert!(c.auth.required());
+    let names: Vec<(&str, Access)> = c
+        .auth
+        .users
+        .iter()
+        .map(|u| (u.name.as_str(), u.access))
+        .collect();
+    assert_eq!(
+        names,
+        [("default", Access::ReadWrite), ("reader", Access::ReadOnly)]
+    );
+    assert!(!format!("{c:?}").contains(&hash), "Debug hides the hashes");
+    let p = problems(&text.replace(&format!("password = \"{hash}\""), "password = \"pw\""));
+    assert_eq!(p[0].line, 26, "{p:?}");
+    assert!(p[0].message.contains("confluo hash-password"), "{p:?}");
+    let p = problems(&text.replace("name = \"reader\"", "name = \"default\""));
+    assert!(p[0].message.contains("requirepass"), "{p:?}");
+    let p = problems(&text.replace("access = \"read-only\"", "access = \"admin\""));
+    assert!(p[0].message.contains("unknown variant `admin`"), "{p:?}");
+    assert!(
+        problems(&format!("{BASE}\n[auth]\n"))[0]
+            .message
+            .contains("needs requirepass")
+    );
+}
+
+#[test]
+fn client_tls_loads_its_files() {
+    let dir = tempfile::tempdir().unwrap();
+    certs(dir.path());
+    let text = format!(
+        "{BASE}\n[client_tls]\ncert_file = \"a.pem\"\nkey_file = \"a.key\"\nca_file = \"ca.pem\"\n"
+    );
+    let c = ServerConfig::parse(&text, Some(dir.path())).unwrap();
+    assert_eq!(
+        c.client_tls.unwrap().ca_file,
+        Some(dir.path().join("ca.pem"))
+    );
+    let p = problems_in(
+        &text.replace("key_file = \"a.key\"", "key_file = \"b.key\""),
+        dir.path(),
+    );
+    assert_eq!(p[0].line, 22, "{p:?}");
+    assert!(p[0].message.contains("[client_tls]"), "{p:?}");
+}

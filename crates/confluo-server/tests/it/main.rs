@@ -7,4 +7,5 @@ mod commands;
 mod fuzz_regressions;
 mod limits;
 mod protocol;
+mod security;
 mod support;

@@ -305,17 +305,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     Err(e) => Reply::Error(e),
                 }
             }
-            SessionCommand::Connection(c @ connection::Session::Hello { .. }) => {
-                let connection::Session::Hello { auth, .. } = &c else {
-                    unreachable!("matched above")
-                };
-                let checked = match auth.clone() {
+            SessionCommand::Connection(connection::Session::Hello { proto, auth, name }) => {
+                let checked = match auth {
                     Some((user, pass)) => self.authenticate(Some(user), pass).await,
                     None if self.client.user.is_none() => Err(RespError::HelloNoAuth),
                     None => Ok(()),
                 };
                 match checked {
-                    Ok(()) => c.execute(&mut self.client, &self.shared),
+                    Ok(()) => connection::Session::Hello {
+                        proto,
+                        auth: None,
+                        name,
+                    }
+                    .execute(&mut self.client, &self.shared),
                     Err(e) => Reply::Error(e),
                 }
             }
@@ -329,23 +331,27 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// threads (a derivation takes milliseconds by design); counts and logs failures.
     async fn authenticate(&mut self, user: Option<Bytes>, pass: Bytes) -> Result<(), RespError> {
         let auth = &self.shared.config.auth;
-        if !auth.required() {
+        let Some(any_user) = auth.users.first() else {
             // As Redis without requirepass: the default user is open, and no other exists.
             return match user.as_deref() {
                 None => Err(RespError::NoPassword),
                 Some(u) if u == DEFAULT_USER.as_bytes() => Ok(()),
                 Some(_) => Err(RespError::WrongPass),
             };
-        }
-        let name = user.unwrap_or_else(|| Bytes::from_static(DEFAULT_USER.as_bytes()));
-        let found = auth.user(&name).cloned();
-        let verified = match found {
-            Some(u) => tokio::task::spawn_blocking(move || u.password.verify(&pass).then_some(u))
-                .await
-                .ok()
-                .flatten(),
-            None => None,
         };
+        let name = user.unwrap_or_else(|| Bytes::from_static(DEFAULT_USER.as_bytes()));
+        // An unknown user costs a derivation too (against another user's hash, and always
+        // refused), so that the time of a reply does not tell which names exist.
+        let (found, known) = match auth.user(&name) {
+            Some(u) => (u.clone(), true),
+            None => (any_user.clone(), false),
+        };
+        let verified = tokio::task::spawn_blocking(move || {
+            (found.password.verify(&pass) && known).then_some(found)
+        })
+        .await
+        .ok()
+        .flatten();
         match verified {
             Some(u) => {
                 self.client.user = Some((u.name, u.access));

@@ -14,8 +14,9 @@ use confluo_transport::RateLimitedWarn;
 use ring::pbkdf2;
 use ring::rand::{SecureRandom, SystemRandom};
 
-/// Iterations `confluo hash-password` uses. Every AUTH costs one derivation (about 40 ms of
-/// one core at this count, measured on the development machine), so this is a trade: enough
+/// Iterations `confluo hash-password` uses. Every AUTH costs one derivation (0.16 s of CPU in
+/// an unoptimized debug build on the shared development machine; a release build costs
+/// less, not measured yet), so this is a trade: enough
 /// that a stolen config file does not give passwords away cheaply, few enough that AUTH from
 /// unauthenticated clients cannot eat the server's CPU (each AUTH runs on the blocking pool).
 pub const DEFAULT_ITERATIONS: u32 = 100_000;

@@ -111,7 +111,7 @@ pub use error::{HandleError, PromoteError, RestoreError, WriteError};
 pub use identity::IdentityMode;
 pub use keyspace::{Change, Delivery, KeyEntry, Keyspace, StateChunk, Update, UpdateFault, fnv1a};
 pub use message::{Ack, Batch, Message, Sighting, StateMessage, Stream, WireUpdate};
-pub use metrics::{NodeMetrics, PeerMetrics};
+pub use metrics::{NodeMetrics, PeerMetrics, PeerSync};
 pub use node::{Alert, Node, Output, PersistToken, WriteId};
 pub use replicated::{CounterOp, MvOp, ReplicatedValue, SetOp};
 pub use storage::{

@@ -3,6 +3,43 @@
 use confluo_crdt::VersionVector;
 use confluo_transport::NodeId;
 
+/// Where replication to one peer stands, as this node sees it (the transport knows whether
+/// the peer is connected; this is the replication protocol's view).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum PeerSync {
+    /// The peer's position in this node's stream is unknown: the node probes it (first
+    /// contact, or a new incarnation of either side) and sends a state transfer if the
+    /// answer shows that the log no longer covers what it lacks.
+    Probing,
+    /// A state transfer was sent and is not acknowledged yet.
+    StateTransfer,
+    /// The peer's position is known and it lacks log entries: deltas are on their way.
+    CatchingUp,
+    /// The peer acknowledged every log entry.
+    InSync,
+}
+
+impl PeerSync {
+    /// Every state, in the order metrics list them.
+    pub const ALL: [PeerSync; 4] = [
+        PeerSync::InSync,
+        PeerSync::CatchingUp,
+        PeerSync::StateTransfer,
+        PeerSync::Probing,
+    ];
+
+    /// The name metrics and INFO use (`in_sync`, `catching_up`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            PeerSync::Probing => "probing",
+            PeerSync::StateTransfer => "state_transfer",
+            PeerSync::CatchingUp => "catching_up",
+            PeerSync::InSync => "in_sync",
+        }
+    }
+}
+
 /// One outbound link.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PeerMetrics {
@@ -15,6 +52,13 @@ pub struct PeerMetrics {
     pub acked: u64,
     /// The peer's durable version vector, as it last reported it.
     pub vv: VersionVector,
+    /// Where replication to the peer stands.
+    pub sync: PeerSync,
+    /// Acknowledgements received from the peer.
+    pub acks_received: u64,
+    /// Milliseconds (of the time given to the node) since the peer's last acknowledgement;
+    /// `None` before the first.
+    pub last_ack_age_ms: Option<u64>,
     /// Log entries not yet acknowledged.
     pub lag_ops: u64,
     /// Age of the oldest unacknowledged log entry, in milliseconds.
@@ -41,6 +85,9 @@ impl PeerMetrics {
             known: false,
             acked: 0,
             vv: VersionVector::new(),
+            sync: PeerSync::Probing,
+            acks_received: 0,
+            last_ack_age_ms: None,
             lag_ops: 0,
             lag_ms: 0,
             bytes_sent: 0,

@@ -30,6 +30,9 @@
 //!
 //! [shutdown]                   # optional
 //! drain_timeout_ms = 10000     # how long SIGTERM waits for peers to hold every write
+//!
+//! [health]                     # optional
+//! peer_grace_ms = 10000        # /readyz waits this long for every peer's handshake
 //! ```
 //!
 //! Security (see `docs/security.md`), each optional; file paths are relative to the config:
@@ -190,6 +193,10 @@ pub struct ServerConfig {
     pub client_tls: Option<ClientTlsFiles>,
     /// Client users (empty: no AUTH required).
     pub auth: ClientAuth,
+    /// How long after the start `/readyz` waits for every peer to be connected; after it,
+    /// a node cut off from some peers is ready anyway (it takes writes either way, and a
+    /// datacenter cut off from the others must still serve its own clients).
+    pub peer_grace: Duration,
 }
 
 impl ServerConfig {
@@ -267,6 +274,8 @@ struct RawConfig {
     limits: Option<Spanned<ClientLimits>>,
     #[serde(default)]
     shutdown: RawShutdown,
+    #[serde(default)]
+    health: RawHealth,
 }
 
 #[derive(Deserialize)]
@@ -363,6 +372,25 @@ fn default_drain_ms() -> Spanned<u64> {
     Spanned::new(0..0, 10_000)
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHealth {
+    #[serde(default = "default_peer_grace_ms")]
+    peer_grace_ms: u64,
+}
+
+impl Default for RawHealth {
+    fn default() -> Self {
+        RawHealth {
+            peer_grace_ms: default_peer_grace_ms(),
+        }
+    }
+}
+
+fn default_peer_grace_ms() -> u64 {
+    10_000
+}
+
 /// A problem at byte range `span` of `text`.
 fn problem(text: &str, span: Range<usize>, message: String) -> Problem {
     let mut at = span.start.min(text.len());
@@ -452,6 +480,7 @@ impl Check<'_> {
             peers: members.collect(),
             limits,
             drain_timeout: Duration::from_millis(drain.into_inner()),
+            peer_grace: Duration::from_millis(raw.health.peer_grace_ms),
         })
     }
 

@@ -36,12 +36,13 @@ use confluo_node::driver::{Access, NodeHandle};
 use confluo_node::{Leaf, LeafOp, Op, Value};
 
 use crate::cmd::args::parse_i64;
+use crate::observe::NodeReport;
 use crate::reply::RespError;
 use crate::shared::Shared;
 
 pub(crate) use confluo_node::Dot;
-pub(crate) use confluo_node::NodeMetrics;
-pub(crate) use confluo_node::driver::Durable;
+pub(crate) use confluo_node::driver::{CommitStats, Durable, SYNC_BUCKETS_US};
+pub(crate) use confluo_node::{NodeMetrics, PeerMetrics, PeerSync};
 
 /// The Redis types, in the order `TYPE` prefers them (alphabetical by name).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -191,11 +192,6 @@ impl Db<'_, '_> {
         self.durables.len()
     }
 
-    /// The shared server state.
-    pub(crate) fn shared(&self) -> &Shared {
-        self.shared
-    }
-
     /// The present keys, sorted.
     pub(crate) fn keys(&self) -> impl Iterator<Item = &[u8]> + '_ {
         self.access.node().keyspace().keys()
@@ -209,11 +205,6 @@ impl Db<'_, '_> {
     /// The digest of the replicated state (equal on replicas that hold the same state).
     pub(crate) fn digest(&self) -> u64 {
         self.access.node().digest()
-    }
-
-    /// The node's metrics.
-    pub(crate) fn metrics(&self) -> NodeMetrics {
-        self.access.node().metrics()
     }
 
     fn write(&mut self, key: &[u8], op: Op) -> Result<(), RespError> {
@@ -345,6 +336,36 @@ impl DbHandle {
                 };
                 (f(&mut db), durables)
             })
+            .await
+            .map_err(|e| RespError::NodeStopped(e.to_string()))
+    }
+
+    /// The server's shared state.
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// The node's report, in one round trip (with the digest of its state if `digest`).
+    pub(crate) async fn report(&self, digest: bool) -> Result<NodeReport, RespError> {
+        self.handle
+            .exec(move |a| {
+                let node = a.node();
+                NodeReport {
+                    metrics: node.metrics(),
+                    joining: node.is_joining(),
+                    replica: node.replica().0,
+                    entries: node.keyspace().entries(),
+                    digest: digest.then(|| node.digest()),
+                }
+            })
+            .await
+            .map_err(|e| RespError::NodeStopped(e.to_string()))
+    }
+
+    /// What group commit has done so far.
+    pub(crate) async fn commit_stats(&self) -> Result<CommitStats, RespError> {
+        self.handle
+            .commit_stats()
             .await
             .map_err(|e| RespError::NodeStopped(e.to_string()))
     }

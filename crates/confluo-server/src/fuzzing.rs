@@ -67,6 +67,8 @@ async fn run(input: &[u8]) -> Vec<u8> {
         stats: Stats::default(),
         phase: watch,
         security: Arc::new(crate::tls::Security::without_tls()),
+        transport: None,
+        recovery: Default::default(),
         config,
     });
     let (mut client, server) = tokio::io::duplex(16 * 1024);

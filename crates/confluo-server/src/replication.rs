@@ -133,7 +133,8 @@ pub(crate) fn transport_config(
     Ok(tcp)
 }
 
-/// Binds the transport and starts the node on `storage`.
+/// Binds the transport and starts the node on `storage` (restoring it from the storage on
+/// a blocking thread, so that the HTTP endpoint answers meanwhile).
 pub(crate) async fn start(
     config: &ServerConfig,
     plan: &Plan,
@@ -149,12 +150,12 @@ pub(crate) async fn start(
         None => Config::automatic_leader(me).with_links(plan.links.clone()),
     }
     .with_members(config.members().map(|m| NodeId(m.id)).collect());
-    let (handle, task) = driver::start(
-        node_config,
-        Arc::clone(&transport),
-        storage,
-        DriverOptions::default(),
-    )?;
+    let for_node = Arc::clone(&transport);
+    let (handle, task) = tokio::task::spawn_blocking(move || {
+        driver::start(node_config, for_node, storage, DriverOptions::default())
+    })
+    .await
+    .map_err(|_| ServerError::Node(driver::DriverError::Stopped))??;
     Ok(Started {
         handle,
         task,

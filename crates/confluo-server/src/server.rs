@@ -19,9 +19,10 @@ use tokio::task::JoinSet;
 use crate::config::ServerConfig;
 use crate::db::DbHandle;
 use crate::error::ServerError;
+use crate::http::Http;
 use crate::replication;
 use crate::session::Session;
-use crate::shared::{Shared, Stats};
+use crate::shared::{Recovery, Shared, Stats};
 use crate::shutdown::{Phase, PhaseSender, phases};
 use crate::store::{self, NodeStorage};
 use crate::tls::{CertificateInfo, Security};
@@ -51,6 +52,7 @@ pub struct Server {
     listener: TcpListener,
     handle: NodeHandle<Value>,
     task: DriverTask<NodeStorage>,
+    http: Option<Http>,
     /// Reloads certificates on SIGHUP and on file change, for as long as the server lives.
     _watcher: AbortOnDrop,
 }
@@ -82,6 +84,12 @@ impl Server {
     /// [`client_addr`]: Server::client_addr
     /// [`peer_addr`]: Server::peer_addr
     pub async fn bind(config: ServerConfig) -> Result<Server, ServerError> {
+        log_config(&config);
+        // First, so that /readyz answers (503) while the store is recovered.
+        let http = match config.http_addr {
+            Some(addr) => Some(Http::bind(addr).await?),
+            None => None,
+        };
         let addr = config.node.client_addr;
         let listener = TcpListener::bind(addr)
             .await
@@ -98,17 +106,27 @@ impl Server {
         let plan = replication::plan(&config);
         // Before the storage: a server that may not start touches nothing.
         let tcp = replication::transport_config(&config, &plan)?;
-        let storage = store::open(&config.data_dir, confluo_node::NodeId(config.node.id))?;
+        let began = Instant::now();
+        let storage = {
+            let (dir, node) = (
+                config.data_dir.clone(),
+                confluo_node::NodeId(config.node.id),
+            );
+            tokio::task::spawn_blocking(move || store::open(&dir, node))
+                .await
+                .map_err(|_| ServerError::Node(DriverError::Stopped))??
+        };
         let started = replication::start(&config, &plan, tcp, storage).await?;
-        let (handle, task) = (started.handle, started.task);
-        let peer_addr = started.transport.local_addr();
-        let security = Arc::new(Security::new(&config, started.transport)?);
+        let handle = started.handle;
+        let recovery = recovered(&handle, began.elapsed()).await;
+        let security = Arc::new(Security::new(&config, Arc::clone(&started.transport))?);
         let watcher = AbortOnDrop(tokio::spawn(Arc::clone(&security).watch()));
         let leader_client = plan
             .leader
             .and_then(|l| config.members().find(|m| m.id == l.0))
             .map(|m| m.client_addr);
         let (phase, watch) = phases();
+        let peer_addr = started.transport.local_addr();
         let shared = Arc::new(Shared {
             config,
             client_addr,
@@ -119,16 +137,33 @@ impl Server {
             stats: Stats::default(),
             phase: watch,
             security,
+            transport: Some(started.transport),
+            recovery,
         });
-        tracing::info!(clients = %client_addr, peers = %peer_addr, node = shared.config.node.id, "confluo serving");
+        if let Some(http) = &http {
+            http.serve_node(DbHandle::new(handle.clone(), Arc::clone(&shared)));
+        }
+        tracing::info!(
+            clients = %client_addr,
+            peers = %peer_addr,
+            http = ?http.as_ref().map(Http::addr),
+            node = shared.config.node.id,
+            "confluo serving"
+        );
         Ok(Server {
             shared,
             phase,
             listener,
             handle,
-            task,
+            task: started.task,
+            http,
             _watcher: watcher,
         })
+    }
+
+    /// Where the HTTP endpoint listens (`None` without `http_addr` in the config).
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http.as_ref().map(Http::addr)
     }
 
     /// The server's security state: certificates in use with their expiry
@@ -180,7 +215,12 @@ impl Server {
             }
         }
         self.phase.set(Phase::Draining);
-        tracing::info!("draining: writes are refused while the peers catch up");
+        let drain_began = Instant::now();
+        tracing::info!(
+            timeout_ms = self.shared.config.drain_timeout.as_millis() as u64,
+            clients = self.shared.stats.connected.load(Ordering::Relaxed),
+            "draining: writes are refused while the peers catch up"
+        );
         let drain = self.handle.drain(self.shared.config.drain_timeout);
         let mut drain = std::pin::pin!(drain);
         let report = loop {
@@ -212,10 +252,24 @@ impl Server {
                 behind: Vec::new(),
             },
         };
+        let took_ms = drain_began.elapsed().as_millis() as u64;
         if report.drained {
-            tracing::info!("drained: every peer holds every acknowledged write");
+            tracing::info!(
+                took_ms,
+                "drained: every peer holds every acknowledged write; stopped"
+            );
         } else {
-            tracing::warn!(behind = ?report.behind, "drain timed out: these peers may lack acknowledged writes");
+            let behind: Vec<&str> = report
+                .behind
+                .iter()
+                .filter_map(|id| self.shared.config.members().find(|m| m.id == *id))
+                .map(|m| m.name.as_str())
+                .collect();
+            tracing::warn!(
+                took_ms,
+                ?behind,
+                "drain timed out: these peers may lack acknowledged writes; stopped"
+            );
         }
         Ok(report)
     }
@@ -274,6 +328,50 @@ impl Server {
             drop(permit);
         });
     }
+}
+
+/// Logs what the operator wants to see at a start: who this node is, where it listens,
+/// whom it replicates with (no secrets: the config holds none yet, and TLS paths are
+/// paths).
+fn log_config(config: &ServerConfig) {
+    let peers: Vec<String> = config
+        .peers
+        .iter()
+        .map(|p| format!("{}@{}", p.name, p.datacenter))
+        .collect();
+    tracing::info!(
+        node = %config.node.name,
+        id = config.node.id,
+        datacenter = %config.node.datacenter,
+        role = crate::observe::role_name(&config.node.role),
+        cluster_id = config.cluster_id,
+        topology = ?config.topology,
+        client_addr = %config.node.client_addr,
+        peer_addr = %config.node.peer_addr,
+        http_addr = ?config.http_addr,
+        data_dir = %config.data_dir.display(),
+        ?peers,
+        drain_timeout_ms = config.drain_timeout.as_millis() as u64,
+        peer_grace_ms = config.peer_grace.as_millis() as u64,
+        "starting"
+    );
+}
+
+/// What the restored node holds, logged once.
+async fn recovered(handle: &NodeHandle<Value>, took: Duration) -> Recovery {
+    let (keys, replica) = handle
+        .exec(|a| (a.node().keyspace().len(), a.node().replica()))
+        .await
+        .unwrap_or_default();
+    let recovery = Recovery { took, keys };
+    tracing::info!(
+        took_ms = took.as_millis() as u64,
+        keys,
+        replica = replica.0,
+        incarnation = confluo_node::identity::generation_of(replica),
+        "recovered from the store"
+    );
+    recovery
 }
 
 fn node_stopped(

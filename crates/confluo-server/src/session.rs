@@ -22,6 +22,7 @@ use crate::cmd::{self, Command, NodeCommand, SessionCommand, Spec, connection, r
 use crate::connection::{Connection, Ended};
 use crate::db::{DbHandle, Dot, Durable};
 use crate::frame::{self, Proto, Request};
+use crate::observe::observe;
 use crate::reply::{Reply, RespError};
 use crate::shared::Shared;
 
@@ -194,8 +195,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             .commands
             .fetch_add(batch.len() as u64, Ordering::Relaxed);
         let mut group = Vec::with_capacity(batch.len());
+        // Counted per batch, so that a pipeline touches the shared counters once per
+        // command name rather than once per command.
+        let mut calls: Vec<(usize, u64)> = Vec::new();
         for request in batch.drain(..) {
-            match cmd::parse_for(request, |spec| self.client.permit(spec)) {
+            let (index, parsed) = cmd::parse_indexed(request, |spec| self.client.permit(spec));
+            if let Some(i) = index {
+                match calls.iter_mut().find(|(c, _)| *c == i) {
+                    Some((_, n)) => *n += 1,
+                    None => calls.push((i, 1)),
+                }
+            }
+            match parsed {
                 Ok(Command::Node(c)) => group.push(Item::Node(c)),
                 Ok(Command::Ready(r)) => group.push(Item::Ready(r)),
                 Err(e) => group.push(Item::Ready(Reply::Error(e))),
@@ -209,6 +220,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     }
                 }
             }
+        }
+        for (i, n) in calls {
+            self.shared.stats.calls.add(i, n);
         }
         self.run_group(&mut group).await?;
         // Keep the allocation for the next batch.
@@ -324,6 +338,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             SessionCommand::Connection(c) => c.execute(&mut self.client, &self.shared),
             SessionCommand::Config(c) => c.execute(&self.shared),
             SessionCommand::Wait(w) => self.wait(w).await?,
+            SessionCommand::Report(r) => match observe(&self.db, r.wants_digest()).await {
+                Ok(obs) => r.execute(&self.shared, &obs),
+                Err(e) => Reply::Error(e),
+            },
         })
     }
 

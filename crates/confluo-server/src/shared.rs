@@ -2,17 +2,21 @@
 //! phase and counters.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use confluo_transport::NodeId;
+use confluo_node::Message;
+use confluo_transport::{NodeId, TcpTransport};
 
 use crate::config::ServerConfig;
 use crate::shutdown::PhaseWatch;
 
-/// Counters of client activity (read by INFO; the operability issue exports them).
+/// Counters of client activity (read by INFO and /metrics).
 #[derive(Debug, Default)]
 pub(crate) struct Stats {
+    /// Calls per command, indexed as `cmd::COMMANDS` (Redis's `commandstats`).
+    pub(crate) calls: Calls,
     /// Clients connected now.
     pub(crate) connected: AtomicUsize,
     /// Clients accepted since the start.
@@ -29,6 +33,44 @@ pub(crate) struct Stats {
     pub(crate) buffer_disconnects: AtomicU64,
     /// The last client id handed out.
     pub(crate) last_client_id: AtomicU64,
+}
+
+/// One counter per entry of the command table.
+#[derive(Debug)]
+pub(crate) struct Calls(Box<[AtomicU64]>);
+
+impl Default for Calls {
+    fn default() -> Self {
+        Calls(
+            crate::cmd::COMMANDS
+                .iter()
+                .map(|_| AtomicU64::new(0))
+                .collect(),
+        )
+    }
+}
+
+impl Calls {
+    /// Adds `n` calls of the command at `index` in the table.
+    pub(crate) fn add(&self, index: usize, n: u64) {
+        if let Some(c) = self.0.get(index) {
+            c.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+
+    /// Calls of the command at `index`.
+    pub(crate) fn get(&self, index: usize) -> u64 {
+        self.0.get(index).map_or(0, |c| c.load(Ordering::Relaxed))
+    }
+}
+
+/// What the start restored from the data directory (logged, and shown by INFO).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Recovery {
+    /// How long opening the store and restoring the node took.
+    pub(crate) took: Duration,
+    /// Keys restored.
+    pub(crate) keys: usize,
 }
 
 impl Stats {
@@ -59,4 +101,9 @@ pub(crate) struct Shared {
     pub(crate) phase: PhaseWatch,
     /// Certificates in use, client TLS, failed authentications.
     pub(crate) security: std::sync::Arc<crate::tls::Security>,
+    /// The replication transport (connection states, queues, reconnects); `None` for the
+    /// in-memory node of the fuzz harness.
+    pub(crate) transport: Option<Arc<TcpTransport<Message>>>,
+    /// What the start restored.
+    pub(crate) recovery: Recovery,
 }

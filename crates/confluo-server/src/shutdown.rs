@@ -44,6 +44,11 @@ impl PhaseSender {
 }
 
 impl PhaseWatch {
+    /// The phase now.
+    pub(crate) fn now(&self) -> Phase {
+        *self.0.borrow()
+    }
+
     /// Resolves once the phase is `Stopped` (at once if it is, or if the sender is gone).
     pub(crate) async fn stopped(&mut self) {
         let _ = self.0.wait_for(|p| *p == Phase::Stopped).await;

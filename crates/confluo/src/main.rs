@@ -1,12 +1,14 @@
 //! The `confluo` binary: `confluo serve --config FILE` runs a node that Redis clients talk
 //! to; `confluo check-config FILE` checks a config; `confluo demo` shows three datacenters
 //! replicating through a partition; `confluo sim` runs the deterministic fault simulator;
-//! `confluo hash-password` hashes a client password for the config.
+//! `confluo status` shows every node of a cluster, its lag and its digest; `confluo
+//! hash-password` hashes a client password for the config.
 
 mod demo;
 mod hash_password;
 mod serve;
 mod sim;
+mod status;
 
 use std::process::ExitCode;
 
@@ -35,6 +37,9 @@ enum Command {
     /// Reads a password on standard input and prints its salted hash for the config's
     /// `[auth]` (`requirepass` or a user's `password`).
     HashPassword(hash_password::HashArgs),
+    /// Shows every node a config names (or one address): role, datacenter, reachable,
+    /// lag to each peer, digest (equal digests: converged). `--watch` refreshes it.
+    Status(status::StatusArgs),
 }
 
 fn main() -> ExitCode {
@@ -45,5 +50,6 @@ fn main() -> ExitCode {
         Command::Demo(args) => demo::run(args),
         Command::Sim(args) => sim::run(args),
         Command::HashPassword(args) => hash_password::run(args),
+        Command::Status(args) => status::run(args),
     }
 }

@@ -12,6 +12,22 @@ pub struct ServeArgs {
     /// The node's TOML config file.
     #[arg(long, short)]
     config: PathBuf,
+    /// Which log lines to print, as RUST_LOG says it (`info`, `confluo_server=debug,warn`);
+    /// default: RUST_LOG, else `info`.
+    #[arg(long, value_name = "FILTER")]
+    log: Option<String>,
+    /// `human` (the default) or `json` (one JSON object a line, for log shippers).
+    #[arg(long, value_enum, default_value_t = LogFormat::Human)]
+    log_format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// One readable line per event.
+    Human,
+    /// One JSON object per event.
+    Json,
 }
 
 /// `confluo check-config` options.
@@ -55,7 +71,10 @@ pub fn check(args: CheckArgs) -> ExitCode {
 
 /// Runs a server until SIGTERM or SIGINT, then drains and exits 0.
 pub fn serve(args: ServeArgs) -> ExitCode {
-    init_logs();
+    if let Err(e) = init_logs(args.log.as_deref(), args.log_format) {
+        eprintln!("confluo serve: {e}");
+        return ExitCode::FAILURE;
+    }
     let config = match ServerConfig::load(&args.config) {
         Ok(c) => c,
         Err(e) => {
@@ -101,14 +120,21 @@ async fn signal() {
     }
 }
 
-/// Logs to stderr, at the level `CONFLUO_LOG` names (default `info`).
-fn init_logs() {
-    let level = std::env::var("CONFLUO_LOG")
-        .ok()
-        .and_then(|l| l.parse().ok())
-        .unwrap_or(tracing::Level::INFO);
-    let _ = tracing_subscriber::fmt()
-        .with_max_level(level)
-        .with_writer(std::io::stderr)
-        .try_init();
+/// Logs to stderr: lines the filter lets through (`--log`, else `RUST_LOG`, else `info`),
+/// readable or as JSON.
+fn init_logs(filter: Option<&str>, format: LogFormat) -> Result<(), String> {
+    use tracing_subscriber::EnvFilter;
+    let filter = match filter {
+        Some(f) => EnvFilter::try_new(f).map_err(|e| format!("--log {f:?}: {e}"))?,
+        None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    // A subscriber set already (a second call in one process) is not an error.
+    let _ = match format {
+        LogFormat::Human => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+    Ok(())
 }

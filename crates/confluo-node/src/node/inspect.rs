@@ -6,7 +6,7 @@ use confluo_transport::NodeId;
 use super::Node;
 use crate::config::Link;
 use crate::keyspace::Keyspace;
-use crate::metrics::NodeMetrics;
+use crate::metrics::{NodeMetrics, PeerSync};
 use crate::replicated::ReplicatedValue;
 use crate::storage::Role;
 
@@ -113,6 +113,17 @@ impl<V: ReplicatedValue> Node<V> {
                     .log
                     .get(p.acked + 1)
                     .map_or(0, |e| self.now.saturating_sub(e.at_ms));
+                m.sync = if p.pending_state.is_some() {
+                    PeerSync::StateTransfer
+                } else if !p.known {
+                    PeerSync::Probing
+                } else if m.lag_ops > 0 {
+                    PeerSync::CatchingUp
+                } else {
+                    PeerSync::InSync
+                };
+                m.last_ack_age_ms =
+                    (m.acks_received > 0).then(|| self.now.saturating_sub(p.last_ack_ms));
                 m
             })
             .collect();

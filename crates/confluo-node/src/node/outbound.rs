@@ -101,6 +101,7 @@ impl<V: ReplicatedValue> Node<V> {
             return Ok(());
         };
         p.last_ack_ms = now;
+        p.stats.acks_received += 1;
         if p.replica != Some(ack.replica) {
             // The first word from this incarnation of the peer: what we knew of an earlier
             // one is void (DESIGN pitfall 4).

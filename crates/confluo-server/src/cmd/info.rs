@@ -1,8 +1,11 @@
 //! INFO and CONFIG GET.
 //!
-//! INFO is a list of sections, each a function that writes `key:value` lines; a new section
-//! (the operability issue adds `persistence`, `stats`, per-peer lag in detail) is one more
-//! entry in [`SECTIONS`].
+//! INFO is a list of sections, each a function that writes `name:value` lines under a
+//! `# Section` header, CRLF-terminated, as redis-cli users read them. `INFO` and `INFO
+//! default` print the default sections, `INFO all` and `INFO everything` add
+//! `commandstats`, and `INFO a b …` prints the sections named (in any case; unknown names
+//! print nothing), as Redis 7 does. INFO runs in the session, not on the node's task alone:
+//! it reads the transport and group commit too ([`observe`](crate::observe)).
 
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
@@ -12,30 +15,61 @@ use bytes::Bytes;
 use super::args::{Args, is};
 use super::connection::REDIS_VERSION;
 use super::glob;
-use super::{Command, SessionCommand, node};
+use super::replication::Peers;
+use super::{COMMANDS, Command, SessionCommand};
 use crate::config::MemberRole;
-use crate::db::{Db, NodeMetrics};
+use crate::observe::{Observation, connection_name};
 use crate::reply::{Reply, RespError};
 use crate::shared::Shared;
 
-/// What the sections read: taken on the node's task, formatted there.
-pub(crate) struct Snapshot<'a> {
+/// What a section reads.
+struct Snapshot<'a> {
     shared: &'a Shared,
-    metrics: NodeMetrics,
-    keys: usize,
-    digest: u64,
+    obs: &'a Observation,
 }
 
 type Section = fn(&Snapshot<'_>, &mut String);
 
-/// The sections, in the order INFO prints them; all are in the default set.
-static SECTIONS: &[(&str, Section)] = &[
-    ("server", server),
-    ("clients", clients),
-    ("replication", replication),
-    ("keyspace", keyspace),
-    ("confluo", confluo),
+/// The sections, in the order INFO prints them, and whether the default set has them.
+static SECTIONS: &[(&str, bool, Section)] = &[
+    ("server", true, server),
+    ("clients", true, clients),
+    ("memory", true, memory),
+    ("persistence", true, persistence),
+    ("stats", true, stats),
+    ("replication", true, replication),
+    ("commandstats", false, commandstats),
+    ("keyspace", true, keyspace),
+    ("confluo", true, confluo),
 ];
+
+/// Commands that read the whole server ([`Observation`]): they run in the session.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Report {
+    /// INFO [section …].
+    Info(Info),
+    /// CONFLUO.PEERS.
+    Peers(Peers),
+}
+
+impl Report {
+    /// Whether the report shows the state's digest (which costs an encoding of the whole
+    /// state, so it is taken only when shown).
+    pub(crate) fn wants_digest(&self) -> bool {
+        match self {
+            Report::Info(i) => i.wants("confluo"),
+            Report::Peers(_) => false,
+        }
+    }
+
+    /// The reply, from an observation taken for it.
+    pub(crate) fn execute(self, shared: &Shared, obs: &Observation) -> Reply {
+        match self {
+            Report::Info(i) => i.execute(shared, obs),
+            Report::Peers(p) => p.execute(obs),
+        }
+    }
+}
 
 /// INFO [section …].
 #[derive(Debug, PartialEq, Eq)]
@@ -44,25 +78,30 @@ pub(crate) struct Info {
 }
 
 pub(super) fn parse_info(a: &mut Args) -> Result<Command, RespError> {
-    node(Info { sections: a.rest() })
+    Ok(Command::Session(SessionCommand::Report(Report::Info(
+        Info { sections: a.rest() },
+    ))))
 }
 
 impl Info {
-    pub(super) fn execute(self, db: &mut Db<'_, '_>) -> Result<Reply, RespError> {
-        let snapshot = Snapshot {
-            shared: db.shared(),
-            metrics: db.metrics(),
-            keys: db.len(),
-            digest: db.digest(),
-        };
-        let all = self.sections.is_empty()
-            || self
-                .sections
-                .iter()
-                .any(|s| ["all", "default", "everything"].iter().any(|a| is(s, a)));
+    /// Whether the section `name` is printed.
+    fn wants(&self, name: &str) -> bool {
+        let default = SECTIONS
+            .iter()
+            .any(|(n, in_default, _)| *n == name && *in_default);
+        if self.sections.is_empty() {
+            return default;
+        }
+        self.sections.iter().any(|s| {
+            is(s, name) || (default && is(s, "default")) || is(s, "all") || is(s, "everything")
+        })
+    }
+
+    fn execute(self, shared: &Shared, obs: &Observation) -> Reply {
+        let snapshot = Snapshot { shared, obs };
         let mut text = String::new();
-        for (name, write) in SECTIONS {
-            if all || self.sections.iter().any(|s| is(s, name)) {
+        for (name, _, write) in SECTIONS {
+            if self.wants(name) {
                 if !text.is_empty() {
                     text.push_str("\r\n");
                 }
@@ -71,7 +110,7 @@ impl Info {
                 write(&snapshot, &mut text);
             }
         }
-        Ok(Reply::bulk(text))
+        Reply::bulk(text)
     }
 }
 
@@ -101,6 +140,7 @@ fn server(s: &Snapshot<'_>, out: &mut String) {
 
 fn clients(s: &Snapshot<'_>, out: &mut String) {
     let stats = &s.shared.stats;
+    let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
     line!(
         out,
         "connected_clients:{}",
@@ -112,6 +152,82 @@ fn clients(s: &Snapshot<'_>, out: &mut String) {
         "blocked_clients:{}",
         stats.blocked.load(Ordering::Relaxed)
     );
+    line!(out, "total_connections_received:{}", load(&stats.accepted));
+    line!(out, "rejected_connections:{}", load(&stats.rejected));
+    line!(
+        out,
+        "client_protocol_errors:{}",
+        load(&stats.protocol_errors)
+    );
+    line!(
+        out,
+        "client_buffer_disconnects:{}",
+        load(&stats.buffer_disconnects)
+    );
+}
+
+fn memory(s: &Snapshot<'_>, out: &mut String) {
+    let rss = resident_bytes().unwrap_or(0);
+    line!(out, "used_memory_rss:{rss}");
+    line!(
+        out,
+        "used_memory_rss_human:{:.2}M",
+        rss as f64 / 1_048_576.0
+    );
+    line!(out, "maxmemory:0");
+    line!(out, "maxmemory_policy:noeviction");
+    line!(out, "confluo_log_bytes:{}", s.obs.node.metrics.log_bytes);
+    line!(
+        out,
+        "confluo_log_entries:{}",
+        s.obs.node.metrics.log_entries
+    );
+    line!(out, "confluo_key_entries:{}", s.obs.node.entries);
+}
+
+/// The process's resident set, from `/proc/self/status` (Linux; `None` elsewhere).
+pub(crate) fn resident_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+fn persistence(s: &Snapshot<'_>, out: &mut String) {
+    let c = &s.obs.commit;
+    let r = &s.shared.recovery;
+    line!(out, "loading:{}", u8::from(s.obs.node.joining));
+    line!(out, "aof_enabled:1");
+    line!(out, "appendfsync:always");
+    line!(out, "confluo_store_bytes:{}", s.obs.store_bytes);
+    line!(out, "confluo_fsyncs:{}", c.syncs);
+    line!(out, "confluo_fsync_records:{}", c.records);
+    line!(
+        out,
+        "confluo_fsync_avg_us:{}",
+        c.sync_micros.checked_div(c.syncs).unwrap_or(0)
+    );
+    line!(out, "confluo_group_commit_max_records:{}", c.max_batch);
+    line!(out, "confluo_disk_full_retries:{}", c.full);
+    line!(out, "confluo_writes_stalled:{}", u8::from(c.stalled));
+    line!(out, "confluo_recovery_ms:{}", r.took.as_millis());
+    line!(out, "confluo_recovered_keys:{}", r.keys);
+    line!(
+        out,
+        "confluo_incarnation:{}",
+        confluo_node::identity::generation_of(confluo_node::ReplicaId(s.obs.node.replica))
+    );
+}
+
+fn stats(s: &Snapshot<'_>, out: &mut String) {
+    let stats = &s.shared.stats;
+    let m = &s.obs.node.metrics;
+    let (sent, received) = s
+        .obs
+        .peers
+        .iter()
+        .filter_map(|p| p.transport.as_ref())
+        .fold((0, 0), |(a, b), t| (a + t.bytes_sent, b + t.bytes_received));
     line!(
         out,
         "total_connections_received:{}",
@@ -119,19 +235,23 @@ fn clients(s: &Snapshot<'_>, out: &mut String) {
     );
     line!(
         out,
+        "total_commands_processed:{}",
+        stats.commands.load(Ordering::Relaxed)
+    );
+    line!(
+        out,
         "rejected_connections:{}",
         stats.rejected.load(Ordering::Relaxed)
     );
-    line!(
-        out,
-        "client_protocol_errors:{}",
-        stats.protocol_errors.load(Ordering::Relaxed)
-    );
-    line!(
-        out,
-        "client_buffer_disconnects:{}",
-        stats.buffer_disconnects.load(Ordering::Relaxed)
-    );
+    line!(out, "total_net_repl_input_bytes:{received}");
+    line!(out, "total_net_repl_output_bytes:{sent}");
+    line!(out, "confluo_updates_applied:{}", m.updates_applied);
+    line!(out, "confluo_states_received:{}", m.states_received);
+    line!(out, "confluo_states_refused:{}", m.states_refused);
+    line!(out, "confluo_invalid_messages:{}", m.invalid_messages);
+    line!(out, "confluo_held_refused:{}", m.held_refused);
+    line!(out, "confluo_keys_collected:{}", m.keys_collected);
+    line!(out, "confluo_replica_reuse:{}", m.replica_reuse);
 }
 
 fn replication(s: &Snapshot<'_>, out: &mut String) {
@@ -145,48 +265,88 @@ fn replication(s: &Snapshot<'_>, out: &mut String) {
             line!(out, "role:slave");
             line!(out, "confluo_role:follower");
             if let Some(m) = config.member(leader) {
+                let up = s
+                    .obs
+                    .peers
+                    .iter()
+                    .any(|p| p.member.id == m.id && p.connected());
                 line!(out, "master_host:{}", m.client_addr.ip());
                 line!(out, "master_port:{}", m.client_addr.port());
-                let up = s.metrics.peers.iter().any(|p| p.peer.0 == m.id && p.known);
                 line!(out, "master_link_status:{}", if up { "up" } else { "down" });
+                line!(out, "confluo_leader:{}", m.name);
             }
         }
     }
-    line!(out, "master_repl_offset:{}", s.metrics.log_head);
-    line!(out, "peers:{}", s.metrics.peers.len());
-    for (i, p) in s.metrics.peers.iter().enumerate() {
-        let member = config.members().find(|m| m.id == p.peer.0);
-        let (name, dc) = member.map_or(("?", "?"), |m| (m.name.as_str(), m.datacenter.as_str()));
+    line!(out, "master_repl_offset:{}", s.obs.node.metrics.log_head);
+    let linked: Vec<_> = s.obs.peers.iter().filter(|p| p.link.is_some()).collect();
+    line!(out, "peers:{}", linked.len());
+    line!(
+        out,
+        "peers_in_sync:{}",
+        linked
+            .iter()
+            .filter(|p| p.sync() == Some(crate::observe::SyncState::InSync))
+            .count()
+    );
+    for (i, p) in linked.iter().enumerate() {
+        let Some(link) = &p.link else { continue };
+        let state = p.sync().map_or("none", |s| s.name());
+        let conn = p
+            .transport
+            .as_ref()
+            .map_or("none", |t| connection_name(t.state));
+        let contact = link
+            .last_ack_age_ms
+            .map_or_else(|| "-1".to_string(), |ms| ms.to_string());
         line!(
             out,
-            "peer{i}:id={},name={name},datacenter={dc},known={},acked={},lag_ops={},lag_ms={},bytes_sent={}",
-            p.peer,
-            u8::from(p.known),
-            p.acked,
-            p.lag_ops,
-            p.lag_ms,
-            p.bytes_sent
+            "peer{i}:name={},id={},datacenter={},role={},state={state},link={conn},lag_ops={},lag_ms={},last_contact_ms={contact},acked={}",
+            p.member.name,
+            p.member.id,
+            p.member.datacenter,
+            p.role(),
+            link.lag_ops,
+            link.lag_ms,
+            link.acked,
         );
     }
 }
 
+fn commandstats(s: &Snapshot<'_>, out: &mut String) {
+    for (i, spec) in COMMANDS.iter().enumerate() {
+        let calls = s.shared.stats.calls.get(i);
+        if calls > 0 {
+            line!(
+                out,
+                "cmdstat_{}:calls={calls}",
+                spec.name.to_ascii_lowercase()
+            );
+        }
+    }
+}
+
 fn keyspace(s: &Snapshot<'_>, out: &mut String) {
-    if s.keys > 0 {
-        line!(out, "db0:keys={},expires=0,avg_ttl=0", s.keys);
+    let keys = s.obs.node.metrics.keys;
+    if keys > 0 {
+        line!(out, "db0:keys={keys},expires=0,avg_ttl=0");
     }
 }
 
 fn confluo(s: &Snapshot<'_>, out: &mut String) {
     let node = &s.shared.config.node;
+    let m = &s.obs.node.metrics;
     line!(out, "node_id:{}", node.id);
     line!(out, "node_name:{}", node.name);
     line!(out, "datacenter:{}", node.datacenter);
     line!(out, "cluster_id:{:#x}", s.shared.config.cluster_id);
     line!(out, "peer_addr:{}", s.shared.peer_addr);
-    line!(out, "digest:{:016x}", s.digest);
-    line!(out, "log_entries:{}", s.metrics.log_entries);
-    line!(out, "held_updates:{}", s.metrics.held_updates);
-    line!(out, "updates_applied:{}", s.metrics.updates_applied);
+    line!(out, "replica_id:{}", s.obs.node.replica);
+    if let Some(d) = s.obs.node.digest {
+        line!(out, "digest:{d:016x}");
+    }
+    line!(out, "log_entries:{}", m.log_entries);
+    line!(out, "held_updates:{}", m.held_updates);
+    line!(out, "updates_applied:{}", m.updates_applied);
 }
 
 /// CONFIG GET pattern [pattern …].

@@ -68,6 +68,8 @@ pub(crate) enum SessionCommand {
     Wait(replication::Wait),
     /// CONFIG GET.
     Config(info::ConfigGet),
+    /// INFO and CONFLUO.PEERS: they read the transport and group commit besides the node.
+    Report(info::Report),
 }
 
 /// Commands that run on the node's task, by family.
@@ -87,8 +89,6 @@ pub(crate) enum NodeCommand {
     MvRegisters(mvreg::Cmd),
     /// CONFLUO.DIGEST.
     Replication(replication::Cmd),
-    /// INFO.
-    Info(info::Info),
 }
 
 impl NodeCommand {
@@ -103,7 +103,6 @@ impl NodeCommand {
             NodeCommand::Hashes(c) => c.execute(db),
             NodeCommand::MvRegisters(c) => c.execute(db),
             NodeCommand::Replication(c) => c.execute(db),
-            NodeCommand::Info(c) => c.execute(db),
         }
     }
 }
@@ -118,6 +117,7 @@ pub(crate) static COMMANDS: &[Spec] = &[
     spec("CONFLUO.DIGEST", 1, &["readonly", "fast"], (0, 0, 0), "confluo", "The digest of the replicated state: equal on replicas that hold the same state.", replication::parse_digest),
     spec("CONFLUO.MVGET", 2, &["readonly", "fast"], (1, 1, 1), "confluo", "Every concurrent sibling of a multi-value register.", mvreg::parse_mvget),
     spec("CONFLUO.MVSET", 3, &["write", "fast"], (1, 1, 1), "confluo", "Writes a multi-value register, replacing the siblings this leader observed.", mvreg::parse_mvset),
+    spec("CONFLUO.PEERS", 1, &["readonly", "loading", "stale"], (0, 0, 0), "confluo", "Per peer: name, datacenter, role, sync state, connection, lag in updates and ms, last contact.", replication::parse_peers),
     spec("DBSIZE", 1, &["readonly", "fast"], (0, 0, 0), "server", "The number of keys.", keys::parse_dbsize),
     spec("DECR", 2, &["write", "denyoom", "fast"], (1, 1, 1), "string", "Subtracts 1 from a counter.", counters::parse_decr),
     spec("DECRBY", 3, &["write", "denyoom", "fast"], (1, 1, 1), "string", "Subtracts an integer from a counter.", counters::parse_decrby),
@@ -139,7 +139,7 @@ pub(crate) static COMMANDS: &[Spec] = &[
     spec("HVALS", 2, &["readonly"], (1, 1, 1), "hash", "Every value.", hashes::parse_hvals),
     spec("INCR", 2, &["write", "denyoom", "fast"], (1, 1, 1), "string", "Adds 1 to a counter.", counters::parse_incr),
     spec("INCRBY", 3, &["write", "denyoom", "fast"], (1, 1, 1), "string", "Adds an integer to a counter.", counters::parse_incrby),
-    spec("INFO", -1, &["loading", "stale"], (0, 0, 0), "server", "Server, clients, replication and keyspace sections.", info::parse_info),
+    spec("INFO", -1, &["loading", "stale"], (0, 0, 0), "server", "Server, clients, memory, persistence, stats, replication, keyspace and confluo sections.", info::parse_info),
     spec("KEYS", 2, &["readonly"], (0, 0, 0), "generic", "The keys matching a glob pattern.", keys::parse_keys),
     spec("MGET", -2, &["readonly", "fast"], (1, -1, 1), "string", "The values of strings.", strings::parse_mget),
     spec("MSET", -3, &["write", "denyoom"], (1, -1, 2), "string", "Writes strings.", strings::parse_mset),
@@ -184,7 +184,14 @@ const fn spec(
 /// on the stack) in a map built once from the table. A binary search of the table compared
 /// names byte by byte about six times per command, a visible share of a pipelined GET.
 pub(crate) fn lookup(name: &[u8]) -> Option<&'static Spec> {
-    static BY_NAME: OnceLock<HashMap<&'static [u8], &'static Spec, FixedState>> = OnceLock::new();
+    lookup_indexed(name).map(|(_, spec)| spec)
+}
+
+/// [`lookup`], with the entry's position in [`COMMANDS`] (what per-command counters are
+/// indexed by).
+pub(crate) fn lookup_indexed(name: &[u8]) -> Option<(usize, &'static Spec)> {
+    type ByName = HashMap<&'static [u8], (usize, &'static Spec), FixedState>;
+    static BY_NAME: OnceLock<ByName> = OnceLock::new();
     let mut upper = [0u8; 32];
     let upper = upper.get_mut(..name.len())?;
     upper.copy_from_slice(name);
@@ -192,7 +199,8 @@ pub(crate) fn lookup(name: &[u8]) -> Option<&'static Spec> {
     let map = BY_NAME.get_or_init(|| {
         COMMANDS
             .iter()
-            .map(|s| (s.name.as_bytes(), s))
+            .enumerate()
+            .map(|(i, s)| (s.name.as_bytes(), (i, s)))
             .collect::<HashMap<_, _, _>>()
     });
     map.get(&*upper).copied()
@@ -201,19 +209,27 @@ pub(crate) fn lookup(name: &[u8]) -> Option<&'static Spec> {
 /// Parses a request into a command: looks the name up, checks the arity, parses the rest.
 #[cfg(test)]
 pub(crate) fn parse(request: Request) -> Result<Command, RespError> {
-    parse_for(request, |_| Ok(()))
+    parse_indexed(request, |_| Ok(())).1
 }
 
-/// [`parse`], after `permit` allowed the command (the client's permissions, by its entry).
-pub(crate) fn parse_for(
+/// [`parse`], after `permit` allowed the command (the client's permissions, by its entry),
+/// with the position in [`COMMANDS`] of the command named (`None` for an unknown name), so
+/// that the session counts calls without a second lookup.
+pub(crate) fn parse_indexed(
     request: Request,
     permit: impl FnOnce(&Spec) -> Result<(), RespError>,
-) -> Result<Command, RespError> {
-    let Some(spec) = lookup(request.arg(0)) else {
+) -> (Option<usize>, Result<Command, RespError>) {
+    let Some((index, spec)) = lookup_indexed(request.arg(0)) else {
         let args: Vec<&[u8]> = (1..request.len()).map(|i| request.arg(i)).collect();
-        return Err(RespError::unknown_command(request.arg(0), &args));
+        return (None, Err(RespError::unknown_command(request.arg(0), &args)));
     };
-    permit(spec)?;
+    if let Err(e) = permit(spec) {
+        return (Some(index), Err(e));
+    }
+    (Some(index), parse_spec(spec, request))
+}
+
+fn parse_spec(spec: &'static Spec, request: Request) -> Result<Command, RespError> {
     let argc = request.len() as i64;
     if (spec.arity > 0 && argc != spec.arity) || argc < -spec.arity {
         return Err(RespError::WrongArity(spec.name.to_ascii_lowercase()));
@@ -241,7 +257,6 @@ family!(
     Hashes(hashes::Cmd),
     MvRegisters(mvreg::Cmd),
     Replication(replication::Cmd),
-    Info(info::Info),
 );
 
 /// Wraps a node command of a family.

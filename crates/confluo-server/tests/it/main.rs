@@ -6,6 +6,7 @@ mod cluster;
 mod commands;
 mod fuzz_regressions;
 mod limits;
+mod operability;
 mod protocol;
 mod security;
 mod support;

@@ -352,6 +352,8 @@ fn a_partitioned_site_falls_behind_in_the_metrics_and_catches_up_after_the_heal(
             .then_some(())
     });
 
+    documented_and_alerted(&scrape(metrics));
+
     // `confluo status` shows every node, reachable and converged.
     let out = until(
         Duration::from_secs(20),
@@ -444,4 +446,34 @@ fn readyz_waits_for_peers_or_the_grace_period_and_fails_during_the_drain() {
     until(Duration::from_secs(15), "the process to exit", || {
         node.exited().then_some(())
     });
+}
+
+/// Every metric family of a scrape has its row in docs/operations.md, and every metric the
+/// example alert rules use exists (the TLS expiry gauge only with TLS).
+fn documented_and_alerted(scrape: &Scrape) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let docs = std::fs::read_to_string(root.join("docs/operations.md")).expect("operations.md");
+    let mut names: Vec<&String> = scrape.docs.keys().collect();
+    names.sort();
+    assert!(names.len() > 40, "a full scrape: {names:?}");
+    for name in &names {
+        assert!(
+            docs.contains(&format!("`{name}`")) || docs.contains(&format!("`{name}{{")),
+            "docs/operations.md does not describe {name}"
+        );
+    }
+    let rules = std::fs::read_to_string(root.join("examples/prometheus/rules.yml")).expect("rules");
+    let used = rules
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| w.starts_with("confluo_"))
+        .map(|w| w.strip_suffix("_bucket").unwrap_or(w));
+    for metric in used {
+        if metric == "confluo_tls_certificate_expiry_timestamp_seconds" {
+            continue;
+        }
+        assert!(
+            scrape.docs.contains_key(metric),
+            "rules.yml uses {metric}, which the scrape lacks"
+        );
+    }
 }

@@ -436,7 +436,7 @@ fn readyz_waits_for_peers_or_the_grace_period_and_fails_during_the_drain() {
     let mut con = connect(c.nodes[0].client);
     write(&mut con, "k");
     node.sigterm();
-    let (status, body) = until(
+    let (_, body) = until(
         Duration::from_secs(5),
         "/readyz to fail in the drain",
         || get(http, "/readyz").filter(|(s, _)| *s == 503),
@@ -476,4 +476,52 @@ fn documented_and_alerted(scrape: &Scrape) {
             "rules.yml uses {metric}, which the scrape lacks"
         );
     }
+}
+
+#[test]
+fn json_logs_tell_the_config_the_recovery_and_the_drain() {
+    use std::io::{BufRead, BufReader};
+    let c = Cluster::new(1, false, "");
+    let mut child = Command::new(BIN)
+        .args(["serve", "--log-format", "json", "--config"])
+        .arg(&c.nodes[0].config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn confluo serve");
+    let stderr = child.stderr.take().expect("stderr");
+    let node = Process(child);
+    let mut lines = BufReader::new(stderr).lines();
+    let mut events: Vec<serde_json::Value> = Vec::new();
+    let mut next = |events: &mut Vec<serde_json::Value>| {
+        let line = lines.next().expect("a log line").expect("utf-8");
+        let event: serde_json::Value =
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        let message = event["fields"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        events.push(event);
+        message
+    };
+    while next(&mut events) != "confluo serving" {}
+    node.sigterm();
+    while !next(&mut events).starts_with("drained") {}
+    let find = |m: &str| {
+        events
+            .iter()
+            .find(|e| {
+                e["fields"]["message"]
+                    .as_str()
+                    .is_some_and(|s| s.starts_with(m))
+            })
+            .unwrap_or_else(|| panic!("no {m:?} line"))
+    };
+    let start = &find("starting")["fields"];
+    assert_eq!(start["node"], "n0");
+    assert_eq!(start["datacenter"], "dc0");
+    let recovered = &find("recovered from the store")["fields"];
+    assert_eq!(recovered["keys"], 0);
+    assert!(recovered["took_ms"].is_u64());
+    assert_eq!(find("draining:")["level"], "INFO");
 }

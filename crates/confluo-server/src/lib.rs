@@ -59,7 +59,9 @@
 //! is buffered, over `redis-protocol`), `session` (one client; one round trip to the node
 //! per pipeline), `cmd/` (the command table and one file per family), `db` (typed reads and
 //! writes of the node, and the WRONGTYPE rule), `reply` (every error text a client sees),
-//! `replication` (links, transport, driver), `server` (accept, drain, stop).
+//! `replication` (links, transport, driver), `server` (accept, drain, stop), `observe` (one
+//! look at node, group commit, transport and disk, taken when asked), `http` (`/metrics`,
+//! `/healthz`, `/readyz` on the config's `http_addr`; see [`Server::http_addr`]).
 //!
 //! `docs/commands.md` in the repository gives every command's CRDT, conflict rule, and how
 //! it differs from Redis and from Redis Active-Active.

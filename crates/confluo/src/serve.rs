@@ -92,7 +92,10 @@ pub fn serve(args: ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(Server::run(config, signal())) {
+    // The handlers are installed before the server binds: a SIGTERM that comes while the
+    // store is recovered must drain, not kill (the default action).
+    let stop = runtime.block_on(async { signal() });
+    match runtime.block_on(Server::run(config, stop)) {
         Ok(_) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("confluo serve: {e}");
@@ -101,21 +104,24 @@ pub fn serve(args: ServeArgs) -> ExitCode {
     }
 }
 
-/// Resolves on SIGTERM or SIGINT.
-async fn signal() {
+/// Installs the SIGTERM and SIGINT handlers now; the future resolves on either.
+fn signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{SignalKind, signal};
-    match (
+    let handlers = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
-    ) {
-        (Ok(mut term), Ok(mut int)) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
+    );
+    async move {
+        match handlers {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
             }
-        }
-        _ => {
-            let _ = tokio::signal::ctrl_c().await;
+            _ => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
         }
     }
 }

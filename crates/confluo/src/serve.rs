@@ -94,7 +94,10 @@ pub fn serve(args: ServeArgs) -> ExitCode {
     };
     // The handlers are installed before the server binds: a SIGTERM that comes while the
     // store is recovered must drain, not kill (the default action).
-    let stop = runtime.block_on(async { signal() });
+    let stop = {
+        let _context = runtime.enter();
+        signal()
+    };
     match runtime.block_on(Server::run(config, stop)) {
         Ok(_) => ExitCode::SUCCESS,
         Err(e) => {

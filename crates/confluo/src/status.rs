@@ -22,7 +22,7 @@ const TIMEOUT: Duration = Duration::from_millis(800);
 
 /// `confluo status` options.
 #[derive(Args, Debug)]
-#[group(required = true, multiple = false)]
+#[command(group(clap::ArgGroup::new("target").required(true).args(["config", "addr"])))]
 pub struct StatusArgs {
     /// A node's config file: every node it names is shown.
     #[arg(long, short)]

@@ -525,3 +525,41 @@ fn json_logs_tell_the_config_the_recovery_and_the_drain() {
     assert!(recovered["took_ms"].is_u64());
     assert_eq!(find("draining:")["level"], "INFO");
 }
+
+#[test]
+fn status_watch_redraws_the_table_in_place_every_second() {
+    use std::io::Read;
+    let c = Cluster::new(1, false, "");
+    let _node = c.serve(0);
+    let mut con = connect(c.nodes[0].client);
+    write(&mut con, "k");
+    let mut watch = Process(
+        Command::new(BIN)
+            .args([
+                "status",
+                "--watch",
+                "--addr",
+                &c.nodes[0].client.to_string(),
+            ])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn confluo status --watch"),
+    );
+    let mut stdout = watch.0.stdout.take().expect("stdout");
+    std::thread::sleep(Duration::from_millis(2_500));
+    watch.0.kill().expect("stop the watch");
+    let mut text = String::new();
+    stdout.read_to_string(&mut text).expect("utf-8");
+    let frames: Vec<&str> = text
+        .split("\x1b[H\x1b[2J")
+        .filter(|f| !f.is_empty())
+        .collect();
+    assert!(
+        frames.len() >= 2,
+        "{} redraws in 2.5 s: {text:?}",
+        frames.len()
+    );
+    for frame in frames {
+        assert!(frame.contains("n0 ") && frame.contains(" yes "), "{frame}");
+    }
+}

@@ -563,3 +563,47 @@ fn status_watch_redraws_the_table_in_place_every_second() {
         assert!(frame.contains("n0 ") && frame.contains(" yes "), "{frame}");
     }
 }
+
+#[test]
+fn readyz_is_503_while_a_large_store_is_recovered_after_a_kill() {
+    let c = Cluster::new(1, false, "");
+    let mut node = c.serve(0);
+    let mut con = connect(c.nodes[0].client);
+    write(&mut con, "first");
+    // Enough keys that restoring them takes a visible while (about a second in a debug
+    // build), written as few durable MSETs.
+    for batch in 0..60 {
+        let mut mset = redis::cmd("MSET");
+        for i in 0..1000 {
+            mset.arg(format!("key-{batch}-{i}")).arg("value");
+        }
+        let _: () = mset.query(&mut con).expect("MSET");
+    }
+    node.0.kill().expect("kill -9");
+    let _ = node.0.wait();
+    let _node = c.serve(0);
+    let http = c.nodes[0].http;
+    let mut seen_recovering = false;
+    let body = until(Duration::from_secs(30), "ready after recovery", || {
+        let (status, body) = get(http, "/readyz")?;
+        let detail: serde_json::Value = serde_json::from_str(&body).unwrap();
+        if detail["recovered"] == false {
+            assert_eq!(status, 503, "{body}");
+            seen_recovering = true;
+        }
+        (status == 200).then_some(detail)
+    });
+    assert!(
+        seen_recovering,
+        "/readyz answered while the store was recovered"
+    );
+    assert!(body["recovery_seconds"].as_f64().unwrap() > 0.0);
+    let info: String = redis::cmd("INFO")
+        .arg("persistence")
+        .query(&mut connect(c.nodes[0].client))
+        .unwrap();
+    assert!(
+        info.contains("\r\nconfluo_recovered_keys:60001\r\n"),
+        "{info}"
+    );
+}

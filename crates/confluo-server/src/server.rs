@@ -237,7 +237,12 @@ impl Server {
         .await;
         sessions.abort_all();
         let _ = self.handle.shutdown().await;
-        match self.task.await {
+        let stopped = (&mut self.task).await;
+        // Last: /readyz says 503 through the drain, until the node is stopped.
+        if let Some(http) = self.http.take() {
+            http.stop().await;
+        }
+        match stopped {
             Ok(Ok(_storage)) => {}
             Ok(Err(e)) => return Err(ServerError::Node(e)),
             Err(_) => return Err(ServerError::Node(DriverError::Stopped)),

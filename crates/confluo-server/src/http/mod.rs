@@ -83,6 +83,12 @@ impl Http {
         self.addr
     }
 
+    /// Closes the listener and every connection, and returns once they are closed.
+    pub(crate) async fn stop(mut self) {
+        self.task.abort();
+        let _ = (&mut self.task).await;
+    }
+
     /// The node is restored: serve its figures.
     pub(crate) fn serve_node(&self, db: DbHandle) {
         self.serving.send_replace(Some(db));

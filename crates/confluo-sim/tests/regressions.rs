@@ -160,24 +160,11 @@ const FOUND_WITH_EVERY_FAULT: &[Regression] = &[
                 waiting batch",
     },
     Regression {
-        seed: 739,
-        disable: &[],
-        settings: "drop 27.6%, duplicate 2.9%",
-        found: "n3 loses its disk (back as r65539, which never writes); a deleted counter held \
-                until every node holds r3:485, which n3's old row claimed and which died with \
-                the disk: n2 and n6, not linked with n3, keep the key for ever",
-    },
-    Regression {
         seed: 2500,
         disable: &[],
         settings: "drop 8.0%, duplicate 6.0%",
-        found: "as 739: a deleted counter held for events a lost disk's row claimed",
-    },
-    Regression {
-        seed: 5240,
-        disable: &[],
-        settings: "drop 3.0%, duplicate 5.5%",
-        found: "as 739: n5 loses its disk; r5:174 claimed, never held by anyone again",
+        found: "a deleted counter held until every node held events that a lost disk's row \
+                claimed and that died with it",
     },
 ];
 

@@ -248,7 +248,6 @@ impl<V: ReplicatedValue> Node<V> {
             self.alerts.push_back(Alert::JoinedWithout { missing });
         }
         self.start();
-        self.announce();
         for (from, message) in j.held {
             let _ = self.handle(from, message);
         }

@@ -58,26 +58,6 @@ impl<V: ReplicatedValue> Node<V> {
         }
     }
 
-    /// Makes a new incarnation known to every node: retires its first dot without effect,
-    /// so that its replica id enters every version vector even before it writes. A node
-    /// that learns of it stops waiting for what the incarnation before it claimed to hold
-    /// (events that died with that disk; see `Node::horizon`), including nodes that never
-    /// link with this one.
-    pub(super) fn announce(&mut self) {
-        if self.role != Role::Leader || self.keyspace.version_vector().get(self.replica) != 0 {
-            return;
-        }
-        self.reserve_dot();
-        let skip = Update {
-            origin: self.replica,
-            counter: 1,
-            deps: self.deps(),
-            change: crate::keyspace::Change::Skip { first: 1 },
-        };
-        self.keyspace.apply(&skip, &mut |_| {});
-        self.append_local(skip, None);
-    }
-
     /// Buffers an update applied here, persists it; returns the token.
     pub(super) fn append_local(&mut self, u: Update<V>, from: Option<NodeId>) -> u64 {
         self.logged.raise(u.origin, u.counter);

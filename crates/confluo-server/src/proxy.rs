@@ -344,7 +344,9 @@ mod tests {
         );
         assert!(!proxy.is_cut(), "only one way");
         assert!(
-            round_trip(&mut c, Duration::from_millis(200)).await.is_none(),
+            round_trip(&mut c, Duration::from_millis(200))
+                .await
+                .is_none(),
             "the echo is held"
         );
         proxy.heal();

@@ -2,8 +2,9 @@
 //! to; `confluo check-config FILE` checks a config; `confluo demo` shows three datacenters
 //! replicating through a partition; `confluo sim` runs the deterministic fault simulator;
 //! `confluo status` shows every node of a cluster, its lag and its digest; `confluo
-//! hash-password` hashes a client password for the config.
+//! hash-password` hashes a client password for the config; `confluo chaos` runs the black-box fault harness against real `confluo serve` processes.
 
+mod chaos;
 mod demo;
 mod hash_password;
 mod serve;
@@ -40,6 +41,10 @@ enum Command {
     /// Shows every node a config names (or one address): role, datacenter, reachable,
     /// lag to each peer, digest (equal digests: converged). `--watch` refreshes it.
     Status(status::StatusArgs),
+    /// Runs real `confluo serve` processes (this binary) through proxied links under a seeded
+    /// nemesis (kill -9, pauses, partitions, slow links, disk loss), then heals and checks
+    /// the clients' history against the converged state.
+    Chaos(chaos::ChaosArgs),
 }
 
 fn main() -> ExitCode {
@@ -51,5 +56,6 @@ fn main() -> ExitCode {
         Command::Sim(args) => sim::run(args),
         Command::HashPassword(args) => hash_password::run(args),
         Command::Status(args) => status::run(args),
+        Command::Chaos(args) => chaos::run(args),
     }
 }

@@ -5,13 +5,16 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use confluo_server::proxy::{Conditions, Direction, Proxy};
 
 use crate::config::node_config;
 use crate::error::ChaosError;
+use crate::history::Observed;
 use crate::process::{NodeFiles, NodeProcess};
 use crate::shape::{Member, Shape};
+use crate::workload::read_all;
 
 /// Where each node's clients connect now (`None` while it is down). Shared with the clients,
 /// which follow a node to its new port after a restart.
@@ -193,6 +196,22 @@ impl Cluster {
             proxy.set(Direction::ToTarget, flow(a, b));
             proxy.set(Direction::FromTarget, flow(b, a));
         }
+    }
+
+    /// Every key's value at every node but `except` that answers within a few seconds
+    /// (a paused or cut-off node may not; its state is then unknown).
+    pub async fn snapshot(&self, except: usize) -> Vec<(usize, BTreeMap<String, Observed>)> {
+        let mut out = Vec::new();
+        for i in (0..self.len()).filter(|&i| i != except) {
+            let Some(addr) = self.addresses.get(i) else {
+                continue;
+            };
+            let read = tokio::time::timeout(Duration::from_secs(2), read_all(addr));
+            if let Ok(Some(state)) = read.await {
+                out.push((i, state));
+            }
+        }
+        out
     }
 
     /// Every process killed (at the end of a run).

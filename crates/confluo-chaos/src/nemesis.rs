@@ -9,7 +9,7 @@ use std::time::Duration;
 use confluo_server::proxy::Conditions;
 use confluo_sim::rng::SimRng;
 
-use crate::check::Down;
+use crate::check::{Down, WipeSnapshot};
 use crate::cluster::Cluster;
 use crate::error::ChaosError;
 use crate::shape::Member;
@@ -365,6 +365,8 @@ pub struct NemesisLog {
     pub actions: Vec<(Duration, String)>,
     /// Every kill and wipe, with its real time.
     pub downs: Vec<Down>,
+    /// What the other nodes held at each wipe.
+    pub snapshots: Vec<WipeSnapshot>,
 }
 
 /// Applies `schedule` to `cluster`, following `clock` (time since the run started), until
@@ -391,6 +393,14 @@ pub async fn run(
         }
         let e = &schedule.episodes[i];
         active[i] = !is_end;
+        if let (false, Fault::Wipe { node }) = (is_end, &e.fault) {
+            let others = cluster.snapshot(*node).await;
+            log.snapshots.push(WipeSnapshot {
+                node: *node,
+                at: clock(),
+                others,
+            });
+        }
         if let (false, Fault::Kill { node } | Fault::Wipe { node }) = (is_end, &e.fault) {
             log.downs.push(Down {
                 node: *node,

@@ -174,6 +174,7 @@ async fn chaos_and_check(
         history: &history,
         state: &state,
         downs: &log.downs,
+        snapshots: &log.snapshots,
     });
     let Verdict {
         violations: mut found,
@@ -356,15 +357,8 @@ async fn final_state(cluster: &Cluster) -> (BTreeMap<String, Observed>, Vec<Viol
 }
 
 async fn read_all(cluster: &Cluster, i: usize) -> Option<BTreeMap<String, Observed>> {
-    let ask = async {
-        let mut con = connect(cluster, i).await?;
-        let mut out = BTreeMap::new();
-        for key in workload::keys() {
-            out.insert(key.clone(), workload::read(&mut con, &key).await.ok()?);
-        }
-        Some(out)
-    };
-    tokio::time::timeout(Duration::from_secs(10), ask)
+    let addr = cluster.addresses.get(i)?;
+    tokio::time::timeout(Duration::from_secs(10), workload::read_all(addr))
         .await
         .ok()
         .flatten()

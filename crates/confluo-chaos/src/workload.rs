@@ -347,6 +347,17 @@ async fn send(con: &mut MultiplexedConnection, op: &Op) -> redis::RedisResult<Ou
     }))
 }
 
+/// Every key's value at the node at `addr` (`None` if it does not answer them all).
+pub async fn read_all(addr: SocketAddr) -> Option<BTreeMap<String, Observed>> {
+    let client = redis::Client::open(format!("redis://{addr}/")).ok()?;
+    let mut con = client.get_multiplexed_async_connection().await.ok()?;
+    let mut out = BTreeMap::new();
+    for key in keys() {
+        out.insert(key.clone(), read(&mut con, &key).await.ok()?);
+    }
+    Some(out)
+}
+
 /// Reads `key` with its type's read command.
 pub async fn read(con: &mut MultiplexedConnection, key: &str) -> redis::RedisResult<Observed> {
     Ok(match KeyType::of(key) {

@@ -91,6 +91,19 @@ pub struct Down {
     pub wiped: bool,
 }
 
+/// What the other nodes held when a node's directory was about to be wiped: a write only
+/// that node had is lost with it (asynchronous replication allows that); one another node
+/// had must survive.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WipeSnapshot {
+    /// The node wiped.
+    pub node: usize,
+    /// When.
+    pub at: Duration,
+    /// Every key's value at each other node that answered.
+    pub others: Vec<(usize, BTreeMap<String, Observed>)>,
+}
+
 /// What the checkers read.
 #[derive(Clone, Copy, Debug)]
 pub struct Input<'a> {
@@ -100,6 +113,8 @@ pub struct Input<'a> {
     pub state: &'a BTreeMap<String, Observed>,
     /// Kills and wipes, with their real times.
     pub downs: &'a [Down],
+    /// What the others held at each wipe.
+    pub snapshots: &'a [WipeSnapshot],
 }
 
 impl Input<'_> {
@@ -108,6 +123,35 @@ impl Input<'_> {
         self.downs
             .iter()
             .any(|d| d.wiped && d.node == node && d.at > t)
+    }
+
+    /// Whether a write made at `node` at `t` to `key` can have been lost only with a wiped
+    /// directory: `node` was wiped after `t`, and at the first such wipe no other node held
+    /// it (`held` says whether a value holds it).
+    fn lost_with_wipe(
+        &self,
+        node: usize,
+        t: Duration,
+        key: &str,
+        held: impl Fn(&Observed) -> bool,
+    ) -> bool {
+        let Some(first) = self
+            .downs
+            .iter()
+            .filter(|d| d.wiped && d.node == node && d.at > t)
+            .map(|d| d.at)
+            .min()
+        else {
+            return false;
+        };
+        self.snapshots
+            .iter()
+            .filter(|s| s.node == node && s.at <= first && s.at > t)
+            .all(|s| {
+                !s.others
+                    .iter()
+                    .any(|(_, state)| state.get(key).is_some_and(&held))
+            })
     }
 
     /// Whether `node` went down (killed or wiped, `wipes_only`: wiped) in `(from, to)`.
@@ -200,6 +244,15 @@ pub(crate) mod testing {
     }
 
     pub fn run(records: Vec<Record>, state: &[(&str, Observed)], downs: &[Down]) -> Verdict {
+        run_with(records, state, downs, &[])
+    }
+
+    pub fn run_with(
+        records: Vec<Record>,
+        state: &[(&str, Observed)],
+        downs: &[Down],
+        snapshots: &[WipeSnapshot],
+    ) -> Verdict {
         let history = History { records };
         let state: BTreeMap<String, Observed> = state
             .iter()
@@ -209,6 +262,7 @@ pub(crate) mod testing {
             history: &history,
             state: &state,
             downs,
+            snapshots,
         })
     }
 }

@@ -52,6 +52,22 @@ impl Register<'_> {
         }
     }
 
+    /// Whether `o` (a value of the register's key) holds what `s` wrote, or (for a remove)
+    /// shows the register removed.
+    fn holds(&self, o: &Observed, s: &Record) -> bool {
+        let value = self.written(s);
+        match (o, self.field, value) {
+            (Observed::Text(t), None, Some(v)) => t.as_deref() == Some(v),
+            (Observed::Siblings(x), None, Some(v)) => x.iter().any(|y| y == v),
+            (Observed::Fields(m), Some(f), Some(v)) => m.get(f).is_some_and(|y| y == v),
+            // A remove: "held" when the other node shows nothing there.
+            (Observed::Text(t), None, None) => t.is_none(),
+            (Observed::Siblings(x), None, None) => x.is_empty(),
+            (Observed::Fields(m), Some(f), None) => !m.contains_key(f),
+            _ => false,
+        }
+    }
+
     fn name(&self) -> String {
         match self.field {
             None => self.key.to_string(),
@@ -120,7 +136,7 @@ fn check_register(
                 continue;
             }
             if observed(input, &records, reg, w, value, s) {
-                if input.wiped_after(s.node, s.start) {
+                if input.lost_with_wipe(s.node, s.start, reg.key, |o| reg.holds(o, s)) {
                     v.lost_with_wipe += 1;
                     continue;
                 }
@@ -163,7 +179,7 @@ fn check_register(
         if replaced {
             continue;
         }
-        if input.wiped_after(s.node, s.start) {
+        if input.lost_with_wipe(s.node, s.start, reg.key, |o| reg.holds(o, s)) {
             v.lost_with_wipe += 1;
             continue;
         }

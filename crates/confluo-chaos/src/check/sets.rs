@@ -82,7 +82,14 @@ fn adds_survive(
         if removed {
             continue;
         }
-        if input.wiped_after(add.node, add.start) {
+        let held = |o: &Observed| match (o, &add.op) {
+            (Observed::Members(m), Op::Sadd { member, .. }) => m.contains(member),
+            (Observed::Fields(f), Op::Hset { field, .. } | Op::Hincrby { field, .. }) => {
+                f.contains_key(field)
+            }
+            _ => false,
+        };
+        if input.lost_with_wipe(add.node, add.start, key, held) {
             v.lost_with_wipe += 1;
             continue;
         }
@@ -164,6 +171,28 @@ mod tests {
         );
         assert!(v.violations.is_empty());
         assert_eq!(v.lost_with_wipe, 1);
+    }
+
+    #[test]
+    fn an_add_another_node_held_when_its_node_was_wiped_must_survive() {
+        let at = std::time::Duration::from_millis(20);
+        let downs = [Down {
+            node: 0,
+            at,
+            wiped: true,
+        }];
+        let snapshot = |held: &[&str]| crate::check::WipeSnapshot {
+            node: 0,
+            at,
+            others: vec![(1, [("s0".to_string(), members(held))].into_iter().collect())],
+        };
+        let add = vec![rec(0, 0, sadd("a"), 0, 10, ok_n(1))];
+        let state = [("s0", members(&[]))];
+        let v = run_with(add.clone(), &state, &downs, &[snapshot(&["a"])]);
+        assert_eq!(v.violations.len(), 1, "n1 had it: {v:?}");
+        let v = run_with(add, &state, &downs, &[snapshot(&[])]);
+        assert!(v.violations.is_empty());
+        assert_eq!(v.lost_with_wipe, 1, "only the wiped node had it");
     }
 
     #[test]

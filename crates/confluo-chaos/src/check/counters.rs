@@ -39,6 +39,26 @@ pub(super) fn check(input: &Input<'_>, v: &mut Verdict) {
                 _ => continue,
             }
         }
+        // Counters only grow: every value a node showed is a floor for the final value,
+        // unless that node lost its directory afterwards (what it showed may have gone with
+        // it).
+        let floor = shown(input, key)
+            .filter(|(node, at, _)| !input.wiped_after(*node, *at))
+            .max_by_key(|(_, _, value)| *value);
+        if let Some((node, at, shown)) = floor {
+            if final_value < shown {
+                v.violation(
+                    Checker::Counters,
+                    key,
+                    format!(
+                        "{key} is {final_value}, below the {shown} n{node} showed at {:.3}s (it kept its directory)",
+                        at.as_secs_f64()
+                    ),
+                    vec![],
+                );
+                continue;
+            }
+        }
         if final_value > acked + unknown {
             v.violation(
                 Checker::Counters,
@@ -61,6 +81,33 @@ pub(super) fn check(input: &Input<'_>, v: &mut Verdict) {
             v.counter_amount_lost_with_wipe += acked - final_value;
         }
     }
+}
+
+/// (node, time, value) for every value of `key` a node showed: reads, INCRBY answers, and
+/// the snapshots taken at wipes.
+fn shown<'a>(
+    input: &'a Input<'_>,
+    key: &'a str,
+) -> impl Iterator<Item = (usize, std::time::Duration, i64)> + 'a {
+    let answered = input
+        .history
+        .of_key(key)
+        .filter_map(|r| match (&r.op, &r.outcome) {
+            (Op::Incrby { .. }, Outcome::Ok(Some(n))) => Some((r.node, r.end, *n)),
+            (Op::Read { .. }, Outcome::Read(Observed::Text(t))) => {
+                parse(t).map(|n| (r.node, r.end, n))
+            }
+            _ => None,
+        });
+    let snapshots = input.snapshots.iter().flat_map(move |s| {
+        s.others
+            .iter()
+            .filter_map(move |(node, state)| match state.get(key) {
+                Some(Observed::Text(t)) => parse(t).map(|n| (*node, s.at, n)),
+                _ => None,
+            })
+    });
+    answered.chain(snapshots)
 }
 
 fn parse(text: &Option<String>) -> Option<i64> {
@@ -100,6 +147,32 @@ mod tests {
                 assert_eq!(v.violations[0].checker, Checker::Counters);
             }
         }
+    }
+
+    #[test]
+    fn a_counter_below_what_a_surviving_node_showed_is_a_violation() {
+        let h = vec![
+            rec(0, 0, incr(3), 0, 10, ok_n(3)),
+            rec(
+                1,
+                1,
+                Op::Read { key: "c0".into() },
+                20,
+                30,
+                crate::history::Outcome::Read(value(3)),
+            ),
+        ];
+        let downs = [Down {
+            node: 0,
+            at: std::time::Duration::from_millis(50),
+            wiped: true,
+        }];
+        let v = run(h, &[("c0", Observed::Text(None))], &downs);
+        assert_eq!(
+            v.violations.len(),
+            1,
+            "n1 showed 3 and kept its directory: {v:?}"
+        );
     }
 
     #[test]

@@ -127,7 +127,7 @@ impl Input<'_> {
 
     /// Whether a write made at `node` at `t` to `key` can have been lost only with a wiped
     /// directory: `node` was wiped after `t`, and at the first such wipe no other node held
-    /// it (`held` says whether a value holds it).
+    /// it (`held` says whether a value holds it) that kept its own directory.
     fn lost_with_wipe(
         &self,
         node: usize,
@@ -148,9 +148,10 @@ impl Input<'_> {
             .iter()
             .filter(|s| s.node == node && s.at <= first && s.at > t)
             .all(|s| {
-                !s.others
-                    .iter()
-                    .any(|(_, state)| state.get(key).is_some_and(&held))
+                // A holder wiped later too may have taken it along: excused as well.
+                !s.others.iter().any(|(other, state)| {
+                    !self.wiped_after(*other, s.at) && state.get(key).is_some_and(&held)
+                })
             })
     }
 

@@ -10,9 +10,11 @@ use std::time::Duration;
 use crate::check::{Checker, Input, Verdict};
 use crate::history::{Observed, Op, Outcome};
 
+/// A value a node showed: (request start, request end, value, record id).
+type Shown = (Duration, Duration, i64, usize);
+
 pub(super) fn check(input: &Input<'_>, v: &mut Verdict) {
-    // (node, key) → (start, end, value, record)
-    let mut seen: BTreeMap<(usize, &str), Vec<(Duration, Duration, i64, usize)>> = BTreeMap::new();
+    let mut seen: BTreeMap<(usize, &str), Vec<Shown>> = BTreeMap::new();
     for r in &input.history.records {
         let key = r.op.key();
         if !key.starts_with('c') {

@@ -354,3 +354,77 @@ impl fmt::Display for Summary {
         writeln!(f)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::history::{Op, Record};
+    use crate::nemesis::{Episode, Fault};
+
+    fn record(id: usize, key: &str, at_ms: u64) -> Record {
+        Record {
+            id,
+            client: 1,
+            node: 0,
+            op: Op::Sadd {
+                key: key.into(),
+                member: format!("m{id}"),
+            },
+            start: Duration::from_millis(at_ms),
+            end: Duration::from_millis(at_ms + 5),
+            outcome: Outcome::Ok(Some(1)),
+        }
+    }
+
+    #[test]
+    fn a_failed_run_prints_its_seed_schedule_history_slice_and_replay() {
+        let report = Report {
+            seed: 77,
+            shape: Shape::default(),
+            chaos: Duration::from_secs(30),
+            faults: vec![FaultKind::Kill, FaultKind::Wipe],
+            schedule: Schedule {
+                episodes: vec![Episode {
+                    start: Duration::from_secs(1),
+                    end: Duration::from_secs(2),
+                    fault: Fault::Wipe { node: 0 },
+                }],
+            },
+            nemesis: NemesisLog::default(),
+            not_sent: 0,
+            history: History {
+                records: vec![
+                    record(0, "s0", 1_000),
+                    record(1, "s1", 1_100),
+                    record(2, "s0", 9_000),
+                ],
+            },
+            violations: vec![Violation {
+                checker: Checker::Sets,
+                key: Some("s0".into()),
+                message: "acknowledged #0 is not in the final state".into(),
+                records: vec![0],
+            }],
+            lost_with_wipe: 0,
+            counter_amount_lost_with_wipe: 0,
+            convergence: Some(Duration::from_secs(1)),
+            healed_at: Duration::from_secs(31),
+            dir: None,
+        };
+        let text = report.to_string();
+        assert!(text.contains("seed 77"), "{text}");
+        assert!(text.contains("FAILED"), "{text}");
+        assert!(text.contains("violations: sets 1"), "{text}");
+        assert!(
+            text.contains("kill -9 n0, wipe its data directory"),
+            "{text}"
+        );
+        assert!(text.contains("SADD s0 m0"), "the record named: {text}");
+        assert!(!text.contains("SADD s1"), "another key: {text}");
+        assert!(!text.contains("SADD s0 m2"), "far from it: {text}");
+        assert!(
+            text.contains("replay: confluo chaos --seed 77 --time 30 --faults kill,wipe --shape 3x2 --topology all-to-all"),
+            "{text}"
+        );
+    }
+}

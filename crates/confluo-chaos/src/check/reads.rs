@@ -3,17 +3,25 @@
 //! Counters only grow, so any decrease is a read that went backwards in the node's causal
 //! past. `INCRBY`'s answer is a read too: the value at the node just after the increment.
 //! A kill -9 in between is not excused: what a node showed must be what it keeps.
+//!
+//! Sets likewise: a member a read at a node returned is in every later read there, unless
+//! a remove of it (SREM, DEL) was sent before that later read ended.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::check::{Checker, Input, Verdict};
-use crate::history::{Observed, Op, Outcome};
+use crate::history::{Observed, Op, Outcome, Record};
 
 /// A value a node showed: (request start, request end, value, record id).
 type Shown = (Duration, Duration, i64, usize);
 
 pub(super) fn check(input: &Input<'_>, v: &mut Verdict) {
+    counters(input, v);
+    sets(input, v);
+}
+
+fn counters(input: &Input<'_>, v: &mut Verdict) {
     let mut seen: BTreeMap<(usize, &str), Vec<Shown>> = BTreeMap::new();
     for r in &input.history.records {
         let key = r.op.key();
@@ -61,6 +69,54 @@ pub(super) fn check(input: &Input<'_>, v: &mut Verdict) {
     }
 }
 
+fn sets(input: &Input<'_>, v: &mut Verdict) {
+    let mut reads: BTreeMap<(usize, &str), Vec<&Record>> = BTreeMap::new();
+    for r in &input.history.records {
+        if let (Op::Read { key }, Outcome::Read(Observed::Members(_))) = (&r.op, &r.outcome) {
+            reads.entry((r.node, key)).or_default().push(r);
+        }
+    }
+    for ((node, key), mut list) in reads {
+        list.sort_by_key(|r| r.end);
+        'later: for (i, later) in list.iter().enumerate() {
+            let Outcome::Read(Observed::Members(now)) = &later.outcome else {
+                continue;
+            };
+            for earlier in list[..i].iter().filter(|e| e.end < later.start) {
+                if input.down_between(node, earlier.start, later.end, true) {
+                    continue;
+                }
+                let Outcome::Read(Observed::Members(then)) = &earlier.outcome else {
+                    continue;
+                };
+                for m in then.difference(now) {
+                    let removed = input.history.of_key(key).any(|r| {
+                        r.outcome.may_have_happened()
+                            && r.start < later.end
+                            && match &r.op {
+                                Op::Srem { member, .. } => member == m,
+                                Op::Del { .. } => true,
+                                _ => false,
+                            }
+                    });
+                    if !removed {
+                        v.violation(
+                            Checker::MonotonicReads,
+                            key,
+                            format!(
+                                "n{node} read {key} without {m} at #{}, after reading it at #{}, and nothing removed it",
+                                later.id, earlier.id
+                            ),
+                            vec![earlier.id, later.id],
+                        );
+                        continue 'later;
+                    }
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use crate::check::testing::*;
@@ -94,5 +150,34 @@ mod tests {
             wiped: true,
         }];
         assert!(run(h, &state, &wiped).violations.is_empty());
+    }
+
+    #[test]
+    fn a_member_that_vanishes_from_a_node_with_no_remove_is_a_violation() {
+        let r = || Op::Read { key: "s0".into() };
+        let read = |m: &[&str]| {
+            Outcome::Read(Observed::Members(m.iter().map(|s| s.to_string()).collect()))
+        };
+        let h = vec![
+            rec(0, 1, r(), 0, 10, read(&["a"])),
+            rec(1, 1, r(), 20, 30, read(&[])),
+        ];
+        let state: [(&str, Observed); 0] = [];
+        let v = run(h.clone(), &state, &[]);
+        assert_eq!(v.violations.len(), 1, "{v:?}");
+        assert_eq!(v.violations[0].checker, Checker::MonotonicReads);
+        let mut removed = h;
+        removed.push(rec(
+            2,
+            0,
+            Op::Srem {
+                key: "s0".into(),
+                member: "a".into(),
+            },
+            15,
+            18,
+            ok_n(1),
+        ));
+        assert!(run(removed, &state, &[]).violations.is_empty());
     }
 }

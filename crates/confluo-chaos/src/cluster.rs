@@ -159,19 +159,21 @@ impl Cluster {
     }
 
     /// SIGSTOP of node `i`.
-    pub fn pause(&mut self, i: usize) {
+    pub fn pause(&mut self, i: usize) -> Result<(), ChaosError> {
         if let Some(p) = &self.processes[i] {
-            p.pause();
+            p.pause()?;
             self.paused[i] = true;
         }
+        Ok(())
     }
 
-    /// SIGCONT of node `i`.
-    pub fn resume(&mut self, i: usize) {
-        if let Some(p) = &self.processes[i] {
-            p.resume();
+    /// SIGCONT of node `i` (if it is paused).
+    pub fn resume(&mut self, i: usize) -> Result<(), ChaosError> {
+        if let (Some(p), true) = (&self.processes[i], self.paused[i]) {
+            p.resume()?;
         }
         self.paused[i] = false;
+        Ok(())
     }
 
     /// The nodes that exited without being killed (crashed), with how; each is reported

@@ -449,11 +449,11 @@ async fn apply(cluster: &mut Cluster, fault: &Fault, end: bool) -> Result<String
             format!("n{node} restarted")
         }
         (Fault::Pause { node }, false) => {
-            cluster.pause(*node);
+            cluster.pause(*node)?;
             format!("SIGSTOP n{node}")
         }
         (Fault::Pause { node }, true) => {
-            cluster.resume(*node);
+            cluster.resume(*node)?;
             format!("SIGCONT n{node}")
         }
         (f, false) => format!("begin {f}"),

@@ -109,13 +109,13 @@ impl NodeProcess {
     }
 
     /// SIGSTOP: the process stops where it is; its sockets stay open and unanswered.
-    pub fn pause(&self) {
-        signal(self.pid, "-STOP");
+    pub fn pause(&self) -> Result<(), ChaosError> {
+        signal(self.pid, "-STOP")
     }
 
     /// SIGCONT.
-    pub fn resume(&self) {
-        signal(self.pid, "-CONT");
+    pub fn resume(&self) -> Result<(), ChaosError> {
+        signal(self.pid, "-CONT")
     }
 
     /// Whether it exited on its own (a crash, which is a finding).
@@ -126,13 +126,21 @@ impl NodeProcess {
 
 /// Sends a signal with kill(1): the workspace forbids `unsafe`, and a dependency for two
 /// signals is not worth it.
-fn signal(pid: u32, which: &str) {
-    let _ = std::process::Command::new("kill")
+/// A kill(1) that cannot run is an error, so that a pause fault never silently does
+/// nothing; a process already gone is not (it was killed, or crashed: reported apart).
+fn signal(pid: u32, which: &str) -> Result<(), ChaosError> {
+    std::process::Command::new("kill")
         .arg(which)
         .arg(pid.to_string())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
-        .status();
+        .status()
+        .map(|_| ())
+        .map_err(|source| ChaosError::Io {
+            what: "run kill(1) to send a signal",
+            path: "kill".into(),
+            source,
+        })
 }
 
 /// The client and peer addresses of the server's "confluo serving clients=… peers=…" line.

@@ -282,7 +282,7 @@ async fn connect(cluster: &Cluster, i: usize) -> Option<redis::aio::MultiplexedC
 async fn heal(cluster: &mut Cluster) -> Result<(), ChaosError> {
     cluster.set_flows(|_, _| Conditions::CLEAR);
     for i in 0..cluster.len() {
-        cluster.resume(i);
+        cluster.resume(i)?;
         cluster.restart(i).await?;
     }
     Ok(())

@@ -110,17 +110,29 @@ pub fn run(args: ChaosArgs) -> ExitCode {
             out!("schedule of seed {seed}:\n{}", base.schedule());
         }
         let bar = progress_bar(args.time, seed);
-        let report = runtime.block_on(confluo_chaos::run(&base, &|p| {
+        let show = |p: confluo_chaos::Progress| {
             bar.set_position(p.elapsed.as_secs());
             bar.set_message(format!("{} ops, {}", p.ops, p.phase));
-        }));
+        };
+        // On SIGINT or SIGTERM the run is dropped: its processes are killed (they are
+        // spawned kill-on-drop) and its directory removed, instead of outliving the harness.
+        let report = runtime.block_on(async {
+            tokio::select! {
+                r = confluo_chaos::run(&base, &show) => Some(r),
+                _ = crate::serve::signal() => None,
+            }
+        });
         bar.finish_and_clear();
         match report {
-            Ok(r) => {
+            None => {
+                eprintln!("confluo chaos: interrupted during seed {seed}");
+                return ExitCode::from(130);
+            }
+            Some(Ok(r)) => {
                 out!("{r}");
                 summary.add(&r);
             }
-            Err(e) => {
+            Some(Err(e)) => {
                 eprintln!("confluo chaos: seed {seed}: {e}");
                 return ExitCode::from(2);
             }

@@ -108,7 +108,7 @@ pub fn serve(args: ServeArgs) -> ExitCode {
 }
 
 /// Installs the SIGTERM and SIGINT handlers now; the future resolves on either.
-fn signal() -> impl std::future::Future<Output = ()> {
+pub(crate) fn signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{SignalKind, signal};
     let handlers = (
         signal(SignalKind::terminate()),

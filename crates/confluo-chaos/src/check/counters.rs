@@ -40,10 +40,13 @@ pub(super) fn check(input: &Input<'_>, v: &mut Verdict) {
             }
         }
         // Counters only grow: every value a node showed is a floor for the final value,
-        // unless that node lost its directory afterwards (what it showed may have gone with
-        // it).
+        // unless that node lost its directory afterwards with no other node holding as
+        // much (what it showed may have gone with it).
         let floor = shown(input, key)
-            .filter(|(node, at, _)| !input.wiped_after(*node, *at))
+            .filter(|&(node, at, shown)| {
+                let at_least = move |o: &Observed| matches!(o, Observed::Text(t) if parse(t).is_some_and(|n| n >= shown));
+                input.survives(node, at, key, &at_least)
+            })
             .max_by_key(|(_, _, value)| *value);
         if let Some((node, at, shown)) = floor {
             if final_value < shown {

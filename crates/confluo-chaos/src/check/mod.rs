@@ -126,8 +126,8 @@ impl Input<'_> {
     }
 
     /// Whether a write made at `node` at `t` to `key` can have been lost only with a wiped
-    /// directory: `node` was wiped after `t`, and at the first such wipe no other node held
-    /// it (`held` says whether a value holds it) that kept its own directory.
+    /// directory: it did not [survive](Input::survives) (`held` says whether a value holds
+    /// it).
     fn lost_with_wipe(
         &self,
         node: usize,
@@ -135,22 +135,36 @@ impl Input<'_> {
         key: &str,
         held: impl Fn(&Observed) -> bool,
     ) -> bool {
-        let Some(first) = self
+        !self.survives(node, t, key, &held)
+    }
+
+    /// Whether what `node` held of `key` at `t` must be in the final state: `node` kept its
+    /// directory from then on, or at its next wipe another node held it too and that copy
+    /// must survive in turn (so a write handed on from wipe to wipe still counts, and one
+    /// whose every holder lost its directory is excused).
+    fn survives(
+        &self,
+        node: usize,
+        t: Duration,
+        key: &str,
+        held: &dyn Fn(&Observed) -> bool,
+    ) -> bool {
+        let Some(wipe) = self
             .downs
             .iter()
             .filter(|d| d.wiped && d.node == node && d.at > t)
             .map(|d| d.at)
             .min()
         else {
-            return false;
+            return true;
         };
+        // The snapshot is taken just before the wipe (after `t`).
         self.snapshots
             .iter()
-            .filter(|s| s.node == node && s.at <= first && s.at > t)
-            .all(|s| {
-                // A holder wiped later too may have taken it along: excused as well.
-                !s.others.iter().any(|(other, state)| {
-                    !self.wiped_after(*other, s.at) && state.get(key).is_some_and(&held)
+            .filter(|s| s.node == node && s.at > t && s.at <= wipe)
+            .any(|s| {
+                s.others.iter().any(|(other, state)| {
+                    state.get(key).is_some_and(held) && self.survives(*other, s.at, key, held)
                 })
             })
     }

@@ -196,6 +196,44 @@ mod tests {
     }
 
     #[test]
+    fn a_write_handed_on_from_wipe_to_wipe_must_survive() {
+        let ms = std::time::Duration::from_millis;
+        let downs = [
+            Down {
+                node: 0,
+                at: ms(20),
+                wiped: true,
+            },
+            Down {
+                node: 1,
+                at: ms(40),
+                wiped: true,
+            },
+        ];
+        let snap = |node: usize, at: u64, other: usize, held: &[&str]| crate::check::WipeSnapshot {
+            node,
+            at: ms(at),
+            others: vec![(
+                other,
+                [("s0".to_string(), members(held))].into_iter().collect(),
+            )],
+        };
+        let add = vec![rec(0, 0, sadd("a"), 0, 10, ok_n(1))];
+        let state = [("s0", members(&[]))];
+        let handed_on = [snap(0, 20, 1, &["a"]), snap(1, 40, 2, &["a"])];
+        let v = run_with(add.clone(), &state, &downs, &handed_on);
+        assert_eq!(
+            v.violations.len(),
+            1,
+            "n2 had it and kept its directory: {v:?}"
+        );
+        let gone = [snap(0, 20, 1, &["a"]), snap(1, 40, 2, &[])];
+        let v = run_with(add, &state, &downs, &gone);
+        assert!(v.violations.is_empty(), "{v:?}");
+        assert_eq!(v.lost_with_wipe, 1, "its last holder lost its directory");
+    }
+
+    #[test]
     fn a_member_nobody_added_is_garbage() {
         let v = run(vec![], &[("s0", members(&["zz"]))], &[]);
         assert_eq!(v.violations[0].checker, Checker::Garbage);

@@ -170,6 +170,7 @@ async fn chaos_and_check(
         });
     }
     violations.extend(crashes(cluster));
+    violations.extend(panics(cluster));
     let verdict = check::check(&Input {
         history: &history,
         state: &state,
@@ -362,6 +363,26 @@ async fn read_all(cluster: &Cluster, i: usize) -> Option<BTreeMap<String, Observ
         .await
         .ok()
         .flatten()
+}
+
+/// A panic in a server task does not end the process (tokio catches it), so the logs are
+/// read for one: no panic may be reachable from the network, a client or a file.
+fn panics(cluster: &Cluster) -> Vec<Violation> {
+    let mut out = Vec::new();
+    for (i, m) in cluster.members.iter().enumerate() {
+        let Ok(log) = std::fs::read_to_string(cluster.log(i)) else {
+            continue;
+        };
+        for line in log.lines().filter(|l| l.contains("panicked at")) {
+            out.push(Violation {
+                checker: Checker::Crash,
+                key: None,
+                message: format!("{} (n{i}) panicked: {line}", m.name),
+                records: vec![],
+            });
+        }
+    }
+    out
 }
 
 fn crashes(cluster: &mut Cluster) -> Vec<Violation> {

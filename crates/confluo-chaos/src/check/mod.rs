@@ -34,7 +34,7 @@ pub enum Checker {
     MonotonicReads,
     /// Nothing in the final state that no request wrote.
     Garbage,
-    /// A node process exited on its own.
+    /// A node process exited on its own, or a task of it panicked.
     Crash,
 }
 

@@ -201,7 +201,7 @@ impl Cluster {
     }
 
     /// Every key's value at every node but `except` that answers within a few seconds
-    /// (a paused or cut-off node may not; its state is then unknown).
+    /// (a paused or down node does not; its state is then unknown).
     pub async fn snapshot(&self, except: usize) -> Vec<(usize, BTreeMap<String, Observed>)> {
         let mut out = Vec::new();
         for i in (0..self.len()).filter(|&i| i != except) {

@@ -2,7 +2,8 @@
 //! to; `confluo check-config FILE` checks a config; `confluo demo` shows three datacenters
 //! replicating through a partition; `confluo sim` runs the deterministic fault simulator;
 //! `confluo status` shows every node of a cluster, its lag and its digest; `confluo
-//! hash-password` hashes a client password for the config; `confluo chaos` runs the black-box fault harness against real `confluo serve` processes.
+//! hash-password` hashes a client password for the config; `confluo chaos` runs the
+//! black-box fault harness against real `confluo serve` processes.
 
 mod chaos;
 mod demo;

@@ -303,21 +303,28 @@ impl Scrape {
                     })
             }),
         )?;
-        // The expiry of each certificate the transport holds (empty without TLS).
+        // The expiry of every certificate in use, the peers' and the client port's (empty
+        // without TLS), as the reload last loaded them.
         family(
             enc,
             "confluo_tls_certificate_expiry_timestamp_seconds",
             "End of validity (not_after) of each loaded TLS certificate, in Unix seconds.",
             MetricType::Gauge,
-            transport.tls_certificates().into_iter().map(|c| {
+            self.shared.security.certificates().into_iter().map(|c| {
                 (
                     [
-                        ("role", format!("{:?}", c.role).to_ascii_lowercase()),
+                        ("usage", c.usage.as_str().to_string()),
                         ("subject", c.subject),
                     ],
                     ConstGauge::new(c.not_after),
                 )
             }),
+        )?;
+        counter(
+            enc,
+            "confluo_client_auth_failures",
+            "Client AUTH and HELLO AUTH attempts refused (wrong password or unknown user).",
+            self.shared.security.auth_failures(),
         )
     }
 

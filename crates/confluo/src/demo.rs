@@ -108,8 +108,13 @@ async fn demo(args: DemoArgs) -> Result<bool, DemoError> {
 }
 
 /// A free port on 127.0.0.1 (bound and released: the server binds it right after).
-fn free_port() -> std::io::Result<SocketAddr> {
-    std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()
+/// A port free now, and the listener that holds it: the caller keeps it until the proxies
+/// have their ports (they bind port 0 too, and could be given one just released).
+fn free_port(held: &mut Vec<std::net::TcpListener>) -> std::io::Result<SocketAddr> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let addr = listener.local_addr()?;
+    held.push(listener);
+    Ok(addr)
 }
 
 /// The config file of node `me` among `nodes` (name, dc, leader?, client, peer), where
@@ -150,10 +155,12 @@ fn config_text(
 async fn start_cluster() -> Result<Cluster, DemoError> {
     let dir = tempfile::tempdir()?;
     let mut nodes = Vec::new();
+    let mut held = Vec::new();
     for dc in 1..=3 {
         for leader in [true, false] {
             let name = format!("dc{dc}-{}", if leader { "leader" } else { "follower" });
-            nodes.push((name, dc, leader, free_port()?, free_port()?));
+            let (client, peer) = (free_port(&mut held)?, free_port(&mut held)?);
+            nodes.push((name, dc, leader, client, peer));
         }
     }
     let mut proxies = Vec::new();
@@ -167,6 +174,8 @@ async fn start_cluster() -> Result<Cluster, DemoError> {
             }
         }
     }
+    // The servers bind these next.
+    drop(held);
     let peer_of = |a: usize, b: usize| {
         routes
             .iter()

@@ -3,52 +3,20 @@
 //! before the peers handshake and during a drain; INFO replication as redis-cli prints it;
 //! `confluo status` over a running cluster.
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU16, Ordering};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use confluo_server::proxy::Proxy;
 use prometheus_parse::{Scrape, Value};
 
-const BIN: &str = env!("CARGO_BIN_EXE_confluo");
+mod common;
 
-/// A port free now, below the ephemeral range, apart from the other test binaries' ports.
+use common::{BIN, Process};
+
 fn free_addr() -> SocketAddr {
-    static NEXT: AtomicU16 = AtomicU16::new(0);
-    let base = (std::process::id() % 600) as u16 * 20;
-    loop {
-        let port = 20_000 + (base + NEXT.fetch_add(1, Ordering::Relaxed) + 3_500) % 12_000;
-        if let Ok(l) = TcpListener::bind(("127.0.0.1", port)) {
-            return l.local_addr().expect("address");
-        }
-    }
-}
-
-/// A `confluo serve` process, killed if the test ends early.
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Process {
-    fn sigterm(&self) {
-        let ok = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.0.id().to_string())
-            .status()
-            .expect("run kill");
-        assert!(ok.success());
-    }
-
-    fn exited(&mut self) -> bool {
-        self.0.try_wait().expect("try_wait").is_some()
-    }
+    common::free_addr(3_500)
 }
 
 /// One node of a test cluster.

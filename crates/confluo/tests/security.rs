@@ -3,29 +3,23 @@
 //! certificates minted by the test (rcgen), logs read from the processes' stderr.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use confluo_server::PasswordHash;
 use confluo_transport::testing::TestCa;
 
-const BIN: &str = env!("CARGO_BIN_EXE_confluo");
+mod common;
 
-/// A port free now, below the ephemeral range, away from the other test files' ports.
+use common::BIN;
+
 fn free_addr() -> SocketAddr {
-    static NEXT: AtomicU16 = AtomicU16::new(0);
-    let base = (std::process::id() % 600) as u16 * 20;
-    loop {
-        let port = 20_000 + (base + NEXT.fetch_add(1, Ordering::Relaxed) + 3_000) % 12_000;
-        if let Ok(l) = TcpListener::bind(("127.0.0.1", port)) {
-            return l.local_addr().expect("address");
-        }
-    }
+    common::free_addr(3_000)
 }
 
 /// Fast hashes: the tests check the scheme, not its cost.
@@ -35,25 +29,13 @@ fn hash(password: &str) -> String {
 
 /// A `confluo serve` process (stderr in a file), killed if the test ends early.
 struct Process {
-    child: Child,
+    process: common::Process,
     log: PathBuf,
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 impl Process {
     fn signal(&self, sig: &str) {
-        let ok = Command::new("kill")
-            .arg(format!("-{sig}"))
-            .arg(self.child.id().to_string())
-            .status()
-            .expect("run kill");
-        assert!(ok.success());
+        self.process.signal(sig);
     }
 
     fn log(&self) -> String {
@@ -87,7 +69,10 @@ fn serve(config: &Path) -> Process {
         .stderr(std::fs::File::create(&log).expect("log file"))
         .spawn()
         .expect("spawn confluo serve");
-    Process { child, log }
+    Process {
+        process: common::Process(child),
+        log,
+    }
 }
 
 /// Nodes n0, n1, ... as leaders; `security(i)` is each one's security text (top-level keys
@@ -377,7 +362,7 @@ fn a_server_refuses_to_start_on_a_network_peer_address_without_authentication() 
     );
     std::fs::write(&configs[0].0, &open).unwrap();
     let mut node = serve(&configs[0].0);
-    let status = node.child.wait().unwrap();
+    let status = node.process.0.wait().unwrap();
     assert!(!status.success());
     let log = node.log();
     assert!(log.contains("192.0.2.7"), "{log}");

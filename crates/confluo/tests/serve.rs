@@ -2,56 +2,17 @@
 //! real data directories, driven by the `redis` crate and by `redis-cli` (where installed;
 //! CI installs it).
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU16, Ordering};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_confluo");
+mod common;
 
-/// A port free now, below the ephemeral range (see the server crate's test support).
+use common::{BIN, Process};
+
 fn free_addr() -> SocketAddr {
-    static NEXT: AtomicU16 = AtomicU16::new(0);
-    let base = (std::process::id() % 600) as u16 * 20;
-    loop {
-        let port = 20_000 + (base + NEXT.fetch_add(1, Ordering::Relaxed) + 7_000) % 12_000;
-        if let Ok(l) = TcpListener::bind(("127.0.0.1", port)) {
-            return l.local_addr().expect("address");
-        }
-    }
-}
-
-/// A `confluo serve` process, killed if the test ends early.
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Process {
-    fn sigterm(&self) {
-        let ok = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.0.id().to_string())
-            .status()
-            .expect("run kill");
-        assert!(ok.success());
-    }
-
-    fn wait_exit(&mut self, within: Duration) -> Option<i32> {
-        let start = Instant::now();
-        while start.elapsed() < within {
-            if let Some(status) = self.0.try_wait().expect("try_wait") {
-                return status.code();
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        None
-    }
+    common::free_addr(7_000)
 }
 
 /// Three leaders' config files in `dir`: (path, client address) each.

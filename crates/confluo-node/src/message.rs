@@ -134,7 +134,40 @@ pub struct Ack {
     /// as they or their peers reported them), sent now and then rather than with every
     /// ack (empty otherwise). From these every node learns what all members hold, and
     /// collects the deleted keys whose delete they all hold.
-    pub rows: Vec<(NodeId, VersionVector)>,
+    pub rows: Vec<Row>,
+}
+
+/// What one node holds durably, as reported by the incarnation `replica` of it.
+///
+/// Within an incarnation a node's history only grows, so rows of one incarnation merge by
+/// maximum; a newer incarnation (a greater replica id: a node that lost its disk, or was
+/// promoted) replaces the row of the one before, which may claim events that died with its
+/// disk, and a row of an older one is ignored.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Row {
+    /// The node the row is about.
+    pub node: NodeId,
+    /// The incarnation of `node` that reported `held`.
+    pub replica: ReplicaId,
+    /// Its durable version vector (a lower bound of what it holds).
+    pub held: VersionVector,
+}
+
+impl Row {
+    /// Takes in a report by incarnation `replica` about the same node; true if this row
+    /// changed.
+    pub(crate) fn learn(&mut self, replica: ReplicaId, held: &VersionVector) -> bool {
+        if replica > self.replica {
+            self.replica = replica;
+            self.held = held.clone();
+            true
+        } else if replica == self.replica && !held.is_covered_by(&self.held) {
+            self.held.merge(held);
+            true
+        } else {
+            false
+        }
+    }
 }
 
 impl<V: ReplicatedValue> Message<V> {
@@ -266,5 +299,38 @@ pub(crate) fn fault(from: NodeId, f: UpdateFault) -> HandleError {
     match f {
         UpdateFault::Invalid(source) => HandleError::InvalidState { from, source },
         UpdateFault::Malformed(reason) => HandleError::Malformed { from, reason },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vv(entries: &[(u64, u64)]) -> VersionVector {
+        entries.iter().map(|&(r, n)| (ReplicaId(r), n)).collect()
+    }
+
+    #[test]
+    fn a_row_merges_within_an_incarnation_and_is_replaced_by_a_newer_one() {
+        let mut row = Row {
+            node: NodeId(3),
+            replica: ReplicaId(3),
+            held: vv(&[(3, 478), (1, 10)]),
+        };
+        assert!(
+            !row.learn(ReplicaId(3), &vv(&[(3, 400)])),
+            "a lower report adds nothing"
+        );
+        assert!(row.learn(ReplicaId(3), &vv(&[(1, 12)])));
+        assert_eq!(row.held, vv(&[(3, 478), (1, 12)]));
+        // The disk was lost: the new incarnation holds less, and its word is what counts.
+        assert!(row.learn(ReplicaId(65539), &vv(&[(3, 464), (1, 12)])));
+        assert_eq!(
+            (row.replica, row.held.get(ReplicaId(3))),
+            (ReplicaId(65539), 464)
+        );
+        // A late report of the old incarnation (relayed by a node that has not heard).
+        assert!(!row.learn(ReplicaId(3), &vv(&[(3, 478)])));
+        assert_eq!(row.held.get(ReplicaId(3)), 464);
     }
 }

@@ -166,6 +166,19 @@ const FOUND_WITH_EVERY_FAULT: &[Regression] = &[
         found: "a deleted counter held until every node held events that a lost disk's row \
                 claimed and that died with it",
     },
+    Regression {
+        seed: 739,
+        disable: &[],
+        settings: "drop 27.6%, duplicate 2.9%",
+        found: "as 2500, at followers that never link with the new incarnation: rows merged \
+                by node kept the lost disk's claims until rows were kept per incarnation",
+    },
+    Regression {
+        seed: 8724,
+        disable: &[],
+        settings: "drop 22.3%, duplicate 9.4%",
+        found: "as 739, with a long outage",
+    },
 ];
 
 #[test]

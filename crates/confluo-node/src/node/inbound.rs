@@ -9,7 +9,7 @@ use super::Node;
 use super::outputs::{Gated, Output};
 use crate::error::HandleError;
 use crate::keyspace::{Delivery, Update};
-use crate::message::{Ack, Batch, Message, Stream};
+use crate::message::{Ack, Batch, Message, Row, Stream};
 use crate::replicated::ReplicatedValue;
 use crate::storage::{LinkPosition, StorageWrite};
 
@@ -322,8 +322,7 @@ impl<V: ReplicatedValue> Node<V> {
         if acks.is_empty() {
             return;
         }
-        let rows: Vec<(NodeId, crate::VersionVector)> =
-            self.rows.iter().map(|(&n, r)| (n, r.clone())).collect();
+        let rows: Vec<Row> = self.rows.values().cloned().collect();
         for (peer, stream, upto, with_rows) in acks {
             let ack = Ack {
                 stream,

@@ -38,7 +38,7 @@ use crate::error::{HandleError, RestoreError};
 use crate::identity::IdentityMode;
 use crate::keyspace::{Change, Keyspace, Update};
 use crate::log::DeltaLog;
-use crate::message::{Message, Stream};
+use crate::message::{Message, Row, Stream};
 use crate::replicated::ReplicatedValue;
 use crate::storage::{DurableState, Identity, LinkPosition, Role, StorageWrite};
 use crate::value::Value;
@@ -107,7 +107,7 @@ pub struct Node<V: ReplicatedValue = Value> {
     /// Every collected key (a delete every node holds) had only dots up to this.
     collected: VersionVector,
     /// What other members hold durably, as far as this node knows (see `learn_rows`).
-    rows: BTreeMap<NodeId, VersionVector>,
+    rows: BTreeMap<NodeId, Row>,
     rows_changes: u64,
     /// When deleted keys were last collected.
     collected_at: u64,

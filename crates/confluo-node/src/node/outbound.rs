@@ -10,7 +10,7 @@ use super::Node;
 use super::outputs::Output;
 use crate::error::HandleError;
 use crate::identity::{self, IdentityMode};
-use crate::message::{Ack, Batch, Message};
+use crate::message::{Ack, Batch, Message, Row};
 use crate::metrics::PeerMetrics;
 use crate::replicated::ReplicatedValue;
 use crate::storage::StorageWrite;
@@ -92,7 +92,7 @@ impl<V: ReplicatedValue> Node<V> {
         self.refused(from, ack.replica)?;
         self.check_claim(from, ack.replica, ack.vv.get(ack.replica))?;
         self.check_own(from, ack.vv.get(self.replica));
-        self.learn_rows(from, &ack.vv, std::mem::take(&mut ack.rows));
+        self.learn_rows(from, ack.replica, &ack.vv, std::mem::take(&mut ack.rows));
         let stream = self.stream();
         let head = self.log.head();
         let now = self.now;
@@ -349,27 +349,31 @@ impl<V: ReplicatedValue> Node<V> {
         }
     }
 
-    /// Notes what `from` knows other nodes hold (its ack's rows, and its own version
-    /// vector). Rows only grow: a node's rows are lower bounds of what it holds (a new
-    /// incarnation holds less, but nothing stale: collecting against the old row is safe).
+    /// Notes what `from` (incarnation `replica`) holds, its durable version vector `vv`,
+    /// and what it knows other nodes hold (its ack's rows; see [`Row`] for how reports
+    /// of one node combine).
     pub(super) fn learn_rows(
         &mut self,
         from: NodeId,
+        replica: ReplicaId,
         vv: &VersionVector,
-        rows: Vec<(NodeId, VersionVector)>,
+        rows: Vec<Row>,
     ) {
         let members = &self.members;
         let wanted = |n: NodeId| members.contains(&n) || (members.is_empty() && n == from);
         let mut changed = false;
-        for (n, row) in std::iter::once((from, vv.clone())).chain(rows) {
+        for (n, r, held) in std::iter::once((from, replica, vv))
+            .chain(rows.iter().map(|row| (row.node, row.replica, &row.held)))
+        {
             if n == self.id || !wanted(n) {
                 continue;
             }
-            let known = self.rows.entry(n).or_default();
-            if !row.is_covered_by(known) {
-                known.merge(&row);
-                changed = true;
-            }
+            let known = self.rows.entry(n).or_insert_with(|| Row {
+                node: n,
+                replica: r,
+                held: VersionVector::new(),
+            });
+            changed |= known.learn(r, held);
         }
         if changed {
             self.rows_changes += 1;
@@ -392,7 +396,7 @@ impl<V: ReplicatedValue> Node<V> {
         let mut stable = self.durable_vv.clone();
         for m in members {
             match self.rows.get(&m) {
-                Some(row) => stable = meet(&stable, row),
+                Some(row) => stable = meet(&stable, &row.held),
                 None => return VersionVector::new(),
             }
         }
@@ -402,11 +406,13 @@ impl<V: ReplicatedValue> Node<V> {
     /// The greatest event of each replica this node knows of: its own version vector
     /// joined with every row (see [`Keyspace::collect`](crate::Keyspace::collect)).
     ///
-    /// Rows only grow, so a node that lost its disk keeps, in its row, what its earlier
-    /// incarnation held, including events that died with the disk and that no node will
-    /// ever hold. Waiting for those would hold a deleted counter forever; so with automatic
-    /// identity a node's claims about its own earlier incarnations are left out, and those
-    /// replicas' events count as far as other nodes hold them.
+    /// A row is what the newest incarnation of a node this node heard of holds; until the
+    /// row of a newer one arrives, the old row may claim events that died with a disk and
+    /// that no node will ever hold. Waiting for those would hold a deleted counter until
+    /// then; so with automatic identity a node's claims about its own earlier incarnations
+    /// are left out as soon as a newer one is known (from another row, or from the streams
+    /// of the nodes this one links with), and those replicas' events count as far as other
+    /// nodes hold them.
     fn horizon(&self) -> VersionVector {
         let mut horizon = self.keyspace.version_vector().clone();
         let automatic = self.identity_mode == IdentityMode::Automatic;
@@ -418,8 +424,8 @@ impl<V: ReplicatedValue> Node<V> {
             let ids = self
                 .rows
                 .values()
-                .chain([self.keyspace.version_vector()])
-                .flat_map(|row| row.iter().map(|(r, _)| r))
+                .flat_map(|row| row.held.iter().map(|(r, _)| r).chain([row.replica]))
+                .chain(self.keyspace.version_vector().iter().map(|(r, _)| r))
                 .chain(self.outbound.values().filter_map(|p| p.newest))
                 .chain(self.inbound.peers.values().map(|i| i.stream.replica))
                 .chain([self.replica]);
@@ -430,10 +436,10 @@ impl<V: ReplicatedValue> Node<V> {
         }
         for (&n, row) in &self.rows {
             if !automatic {
-                horizon.merge(row);
+                horizon.merge(&row.held);
                 continue;
             }
-            for (r, k) in row.iter() {
+            for (r, k) in row.held.iter() {
                 let retired_self = identity::node_of(r) == n
                     && latest
                         .get(&n)

@@ -12,14 +12,18 @@
 //! id itself. A node that starts asks its peers which of its ids they have seen, and how
 //! much of its current one they hold, before it takes writes (the node's `join` phase):
 //!
-//! - with an empty disk, it takes the generation after the greatest any peer has seen;
+//! - with an empty disk, it takes the generation after the greatest any peer has seen; if
+//!   a peer has seen one (the disk of an earlier incarnation was lost), at least the clock
+//!   floor below too, since that incarnation may have gone on to ids no peer saw (promoted
+//!   while cut off, say), and the dots of writes it acknowledged must not name other
+//!   writes;
 //! - with a disk that holds less of its own history than a peer does (a backup was
 //!   restored, or the disk rolled back), it moves on to a new generation too, rather than
 //!   reuse dots the peers already hold for other writes;
 //! - if some peer does not answer within the join timeout, the generation is also at least
-//!   the wall clock's milliseconds since 2023-11-14 (1.7e12 ms), so that an id a silent
-//!   peer may have seen is not taken again, as long as the clock does not run back across
-//!   the node's restarts by more than the time between them.
+//!   the clock floor: the wall clock's milliseconds since 2023-11-14 (1.7e12 ms), so that
+//!   an id a silent peer may have seen is not taken again, as long as the clock does not
+//!   run back across the node's restarts by more than the time between them.
 //!
 //! Reuse is detected anyway (a copied data directory, a restored backup in `Fixed` mode):
 //! see `Alert::ReplicaReused`.

@@ -6,7 +6,7 @@ mod common;
 use common::Net;
 use confluo_node::identity::{generation_of, incarnation_replica};
 use confluo_node::{
-    Alert, Config, DurableState, Identity, NodeId, Op, ReplicaId, Role, Storage, Topology,
+    Alert, Config, DurableState, Identity, Link, NodeId, Op, ReplicaId, Role, Storage, Topology,
     WriteError,
 };
 
@@ -335,4 +335,92 @@ fn strangers_claiming_many_node_ids_leave_no_per_peer_state() {
     net.write(1, b"k", Op::counter_add(1));
     assert!(net.settle(50));
     assert!(net.converged(), "members go on replicating");
+}
+
+/// A promoted follower cut off from everyone acknowledges writes under an id no peer ever
+/// hears of, then loses its disk. The peers' newest sighting of it is its follower id, so
+/// "the generation after the newest seen" would hand it the promoted id again, and two
+/// acknowledged writes would carry one dot. A node the peers have seen before therefore
+/// takes at least the clock floor on an empty disk (see the `identity` module).
+#[test]
+fn an_empty_restart_never_takes_an_id_a_lost_unseen_incarnation_used() {
+    let (leader, follower) = (NodeId(1), NodeId(4));
+    let members: Vec<NodeId> = IDS.iter().copied().chain([follower]).collect();
+    let mut net = Net::new();
+    net.now = 1_800_000_000_000;
+    for id in IDS {
+        let mut config = automatic(id).with_members(members.clone());
+        if id == leader {
+            config.links.push(Link {
+                peer: follower,
+                relay: true,
+            });
+        }
+        net.add(config);
+    }
+    net.add(
+        Config::automatic_follower(follower, leader)
+            .with_links(vec![Link::back_to_leader(leader)])
+            .with_members(members.clone()),
+    );
+    assert!(net.settle(100));
+    write_counter(&mut net, 1, 10);
+    assert!(net.settle(100));
+    // Promoted while everything it sends is held: no peer hears of its new id.
+    for peer in IDS {
+        net.held.insert((follower, peer));
+    }
+    let all_to_all = Topology::AllToAll.links(&members, follower);
+    net.set_links(follower.0, &all_to_all);
+    let promoted = net
+        .node(follower.0)
+        .promote_automatic()
+        .expect("a follower");
+    for _ in 0..3 {
+        net.round();
+    }
+    write_counter(&mut net, follower.0, 5);
+    for _ in 0..5 {
+        net.round();
+    }
+    net.crash(follower.0, true);
+    net.held.clear();
+    net.storage[&follower].lose_everything();
+    net.restart(
+        follower.0,
+        automatic(follower)
+            .with_links(all_to_all)
+            .with_members(members.clone()),
+    );
+    assert!(net.settle(100));
+    let fresh = net.node(follower.0).replica();
+    assert!(fresh > promoted, "{fresh:?} after {promoted:?}");
+    write_counter(&mut net, follower.0, 7);
+    assert!(net.settle(100));
+    assert!(net.converged());
+    let dots: Vec<_> = net
+        .done
+        .iter()
+        .filter(|((n, _, _), _)| *n == follower)
+        .filter_map(|(_, r)| r.clone().ok().flatten())
+        .collect();
+    assert_eq!(dots.len(), 12, "5 writes before the disk was lost, 7 after");
+    let distinct: std::collections::BTreeSet<_> = dots.iter().collect();
+    assert_eq!(
+        distinct.len(),
+        dots.len(),
+        "a dot acknowledged twice: {dots:?}"
+    );
+    for id in [1, 2, 3, 4] {
+        assert_eq!(
+            visits(&mut net, id),
+            17,
+            "node {id}: the 5 died with the disk"
+        );
+        let reuse = alerts(&mut net, id)
+            .into_iter()
+            .filter(|a| matches!(a, Alert::ReplicaReused { .. }))
+            .count();
+        assert_eq!(reuse, 0, "node {id}");
+    }
 }

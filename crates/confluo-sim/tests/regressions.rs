@@ -179,6 +179,13 @@ const FOUND_WITH_EVERY_FAULT: &[Regression] = &[
         settings: "drop 22.3%, duplicate 9.4%",
         found: "as 739, with a long outage",
     },
+    Regression {
+        seed: 6486,
+        disable: &[],
+        settings: "drop 10.7%, duplicate 4.5%",
+        found: "a follower promoted while cut off lost its disk; no peer had seen its new id, \
+                so it took that id again and two acknowledged writes carried one dot",
+    },
 ];
 
 #[test]

@@ -221,7 +221,12 @@ impl<V: ReplicatedValue> Node<V> {
         let newest = j.answers.values().filter_map(|s| s.newest).max();
         let peers_hold = j.answers.values().map(|s| s.holds).max().unwrap_or(0);
         let mut generation = newest.map_or(0, |r| generation_of(r) + 1);
-        if !missing.is_empty() {
+        // A peer that did not answer may have seen a greater id; and an empty disk of a
+        // node the peers have seen before belonged to an incarnation that may have gone on
+        // to ids no peer saw (promoted while cut off, then lost its disk): its acknowledged
+        // writes died with the disk, and their dots must not name other writes.
+        let returning = !j.restarted && newest.is_some();
+        if !missing.is_empty() || returning {
             generation = generation.max(clock_generation(self.wall));
         }
         if j.restarted {

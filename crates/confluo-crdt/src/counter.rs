@@ -355,7 +355,7 @@ impl MapCounter {
         let (start, inc, dec) = store
             .running(replica)
             .map_or((dot.counter, 0, 0), |c| (c.start, c.inc, c.dec));
-        let mut replaced: Vec<Dot> = Vec::new();
+        let mut replaced: SmallVec<[Dot; 2]> = SmallVec::new();
         store.live.retain(|c| {
             let mine = c.dot.replica == replica;
             if mine {
@@ -410,7 +410,7 @@ impl MapCounter {
 /// Wire form: contributions as `(dot, dot counter − lineage start, increments, decrements)`
 /// sorted by dot, then baselines `(replica, dot counter, increments, decrements)` sorted by
 /// replica. Both orders are canonical.
-#[derive(Serialize, Deserialize)]
+#[derive(Deserialize)]
 struct Wire {
     live: Vec<(Dot, u64, u64, u64)>,
     baselines: Vec<(ReplicaId, u64, u64, u64)>,
@@ -418,19 +418,35 @@ struct Wire {
 
 impl Serialize for CounterStore {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        Wire {
-            live: self
-                .live
+        use serde::ser::SerializeStruct;
+        // The same encoding as `Wire`, written from the store without collecting it first
+        // (a store is encoded for every update's size and every batch).
+        let mut s = serializer.serialize_struct("Wire", 2)?;
+        s.serialize_field("live", &LiveWire(&self.live))?;
+        s.serialize_field("baselines", &BaselinesWire(&self.baselines))?;
+        s.end()
+    }
+}
+
+/// `Wire::live`, borrowed.
+struct LiveWire<'a>(&'a [Contribution]);
+
+impl Serialize for LiveWire<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(
+            self.0
                 .iter()
-                .map(|c| (c.dot, c.dot.counter.saturating_sub(c.start), c.inc, c.dec))
-                .collect(),
-            baselines: self
-                .baselines
-                .iter()
-                .map(|b| (b.replica, b.seen, b.inc, b.dec))
-                .collect(),
-        }
-        .serialize(serializer)
+                .map(|c| (c.dot, c.dot.counter.saturating_sub(c.start), c.inc, c.dec)),
+        )
+    }
+}
+
+/// `Wire::baselines`, borrowed.
+struct BaselinesWire<'a>(&'a [Baseline]);
+
+impl Serialize for BaselinesWire<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0.iter().map(|b| (b.replica, b.seen, b.inc, b.dec)))
     }
 }
 

@@ -2,6 +2,7 @@
 //! state transfer, and the rules for applying updates in causal order.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use confluo_crdt::{
     CausalContext, Dot, DotStore, HlcTimestamp, MAX_COUNTER, ReplicaId, VersionVector,
@@ -26,8 +27,9 @@ pub struct Update<V = Value> {
     /// The origin's version vector before the event, its own entry left out: the event's
     /// causal past. No replica applies the event before it has applied all of it.
     pub deps: VersionVector,
-    /// What happened.
-    pub change: Change<V>,
+    /// What happened: shared, since one update goes to the delta log, to storage and into
+    /// a batch per peer, and a delta is costly to copy.
+    pub change: Arc<Change<V>>,
 }
 
 /// The effect of an [`Update`].
@@ -53,7 +55,7 @@ pub enum Change<V = Value> {
 
 impl<V: ReplicatedValue> Update<V> {
     fn first(&self) -> u64 {
-        match self.change {
+        match *self.change {
             Change::Write { .. } => self.counter,
             Change::Skip { first } => first,
         }
@@ -61,7 +63,7 @@ impl<V: ReplicatedValue> Update<V> {
 
     /// The key this update writes (`None` for a skip).
     pub fn key(&self) -> Option<&[u8]> {
-        match &self.change {
+        match &*self.change {
             Change::Write { key, .. } => Some(key),
             Change::Skip { .. } => None,
         }
@@ -89,7 +91,7 @@ impl<V: ReplicatedValue> Update<V> {
         if self.deps.get(self.origin) != 0 {
             return Err(UpdateFault::Malformed("deps name the origin"));
         }
-        match &self.change {
+        match &*self.change {
             Change::Skip { first } => {
                 if *first == 0 || *first > self.counter || self.counter - first >= MAX_SKIP {
                     return Err(UpdateFault::Malformed("skip range"));
@@ -172,7 +174,7 @@ impl<V: ReplicatedValue> KeyEntry<V> {
     pub fn apply(&mut self, ctx: &CausalContext, u: &Update<V>) {
         if let Change::Write {
             delta, ctx: dctx, ..
-        } = &u.change
+        } = &*u.change
         {
             self.value.join(ctx, (**delta).clone(), dctx);
             self.summary.raise(u.origin, u.counter);
@@ -427,7 +429,11 @@ impl<V: ReplicatedValue> Keyspace<V> {
             .iter()
             .filter(|(r, _)| *r != me)
             .collect();
-        let entry = self.keys.entry(key.to_vec()).or_default();
+        // Looked up first: an owned key is only allocated for a new one.
+        let entry = match self.keys.get_mut(key) {
+            Some(entry) => entry,
+            None => self.keys.entry(key.to_vec()).or_default(),
+        };
         let result = entry.value.apply(&mut self.ctx, me, op, ts);
         let unused = entry.value.is_empty() && entry.summary.is_empty();
         let (delta, ctx) = match result {
@@ -448,11 +454,11 @@ impl<V: ReplicatedValue> Keyspace<V> {
             origin: me,
             counter,
             deps,
-            change: Change::Write {
+            change: Arc::new(Change::Write {
                 key: key.to_vec(),
                 delta: Box::new(delta),
                 ctx,
-            },
+            }),
         }))
     }
 
@@ -465,7 +471,7 @@ impl<V: ReplicatedValue> Keyspace<V> {
     /// delta into its key only (the delta's context names no other key's dots), so the cost
     /// is that of the key, not of the keyspace.
     pub fn apply(&mut self, u: &Update<V>, observe: &mut dyn FnMut(&HlcTimestamp)) {
-        match &u.change {
+        match &*u.change {
             Change::Write { key, delta, .. } => {
                 delta.for_each_timestamp(observe);
                 let entry = self.keys.entry(key.clone()).or_default();
@@ -765,7 +771,7 @@ mod tests {
             .unwrap()
             .unwrap();
         assert!(u.check().is_ok());
-        if let Change::Write { ctx, .. } = &mut u.change {
+        if let Change::Write { ctx, .. } = Arc::make_mut(&mut u.change) {
             ctx.insert(Dot::new(B, 7));
         }
         assert_eq!(

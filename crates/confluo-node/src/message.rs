@@ -1,6 +1,7 @@
 //! The messages nodes exchange (serde types, encoded with postcard by the transport).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use confluo_crdt::{MAX_COUNTER, ReplicaId, VersionVector};
 use confluo_transport::NodeId;
@@ -80,8 +81,8 @@ pub struct WireUpdate<V = Value> {
     /// Changes to the dependencies relative to the previous update of the batch (the first
     /// relative to none): (replica index, new entry; 0 removes it).
     pub deps: Vec<(u32, u64)>,
-    /// The effect.
-    pub change: Change<V>,
+    /// The effect (shared with the sender's delta log: see [`Update::change`]).
+    pub change: Arc<Change<V>>,
 }
 
 /// A state transfer, or one part of one (a large transfer is split so that each message

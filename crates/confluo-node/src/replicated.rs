@@ -56,7 +56,7 @@ use crate::error::WriteError;
 /// Implementing it for a type of your own: lend the key's store and the node's context to the
 /// causal type's mutator, and give the delta back. `CausalCrdt::from_parts` and `into_parts`
 /// do that without copying (see the implementation for [`SetStore`] in this module).
-pub trait ReplicatedValue: DotStore + Serialize + DeserializeOwned + Send + 'static {
+pub trait ReplicatedValue: DotStore + Serialize + DeserializeOwned + Send + Sync + 'static {
     /// A client operation on one key.
     type Op: Clone + Debug + Send + 'static;
 
@@ -151,7 +151,7 @@ pub enum SetOp<T> {
 
 impl<T> ReplicatedValue for SetStore<T>
 where
-    T: Hash + Eq + Clone + Debug + Serialize + DeserializeOwned + Send + 'static,
+    T: Hash + Eq + Clone + Debug + Serialize + DeserializeOwned + Send + Sync + 'static,
 {
     type Op = SetOp<T>;
 
@@ -182,7 +182,7 @@ pub enum MvOp<T> {
 
 impl<T> ReplicatedValue for MvStore<T>
 where
-    T: Clone + PartialEq + Debug + Serialize + DeserializeOwned + Send + 'static,
+    T: Clone + PartialEq + Debug + Serialize + DeserializeOwned + Send + Sync + 'static,
 {
     type Op = MvOp<T>;
 

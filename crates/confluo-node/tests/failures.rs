@@ -304,7 +304,7 @@ fn invalid_messages_are_typed_errors_and_change_nothing() {
             origin: 5,
             counter: 1,
             deps: vec![],
-            change: confluo_node::Change::Skip { first: 1 },
+            change: confluo_node::Change::Skip { first: 1 }.into(),
         }],
     };
     assert!(matches!(
@@ -317,7 +317,7 @@ fn invalid_messages_are_typed_errors_and_change_nothing() {
             origin: 0,
             counter: u64::MAX >> 1,
             deps: vec![],
-            change: confluo_node::Change::Skip { first: 1 },
+            change: confluo_node::Change::Skip { first: 1 }.into(),
         }],
         ..bad
     };

@@ -186,7 +186,7 @@ impl History {
             && self
                 .updates
                 .get(&(dot.replica, dot.counter))
-                .is_some_and(|r| r.durable && matches!(r.update.change, Change::Write { .. }))
+                .is_some_and(|r| r.durable && matches!(*r.update.change, Change::Write { .. }))
     }
 
     /// The durable updates among the events of `vv`, by origin then counter.

@@ -138,7 +138,7 @@ where
         if u.delivery(ctx.version_vector()) != Delivery::Ready {
             return Ok(());
         }
-        match &u.change {
+        match &*u.change {
             Change::Write { key, .. } => {
                 let changes = &mut self.changes;
                 let row = row(

@@ -203,7 +203,7 @@ impl Workload {
                 origin: ME,
                 counter: self.reserved,
                 deps: deps.collect(),
-                change: Change::Skip { first: have + 1 },
+                change: Change::Skip { first: have + 1 }.into(),
             };
             self.me.apply(&skip, &mut |_| {});
             self.push_updates(vec![skip], Vec::new());

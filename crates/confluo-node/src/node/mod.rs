@@ -256,7 +256,7 @@ impl<V: ReplicatedValue> Node<V> {
                 origin: self.replica,
                 counter: self.reserved,
                 deps,
-                change: Change::Skip { first: have + 1 },
+                change: Change::Skip { first: have + 1 }.into(),
             };
             self.keyspace.apply(&skip, &mut |_| {});
             self.append_local(skip, None);

@@ -101,14 +101,14 @@ pub fn replay(history: &History, vv: &VersionVector) -> Keyspace {
         .map(|list| {
             let skips: Vec<(u64, u64)> = list
                 .iter()
-                .filter_map(|u| match u.change {
+                .filter_map(|u| match *u.change {
                     Change::Skip { first } => Some((first, u.counter)),
                     Change::Write { .. } => None,
                 })
                 .collect();
             list.into_iter()
                 .filter(|u| {
-                    matches!(u.change, Change::Skip { .. })
+                    matches!(*u.change, Change::Skip { .. })
                         || !skips.iter().any(|&(a, b)| (a..=b).contains(&u.counter))
                 })
                 .collect()

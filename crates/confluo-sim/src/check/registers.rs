@@ -24,7 +24,7 @@ fn lww_writes(history: &History) -> Vec<LwwWrite<'_>> {
         if !rec.durable {
             continue;
         }
-        let Change::Write { key, delta, .. } = &rec.update.change else {
+        let Change::Write { key, delta, .. } = &*rec.update.change else {
             continue;
         };
         let mut push = |field: Option<Vec<u8>>, ts: Option<HlcTimestamp>, value| {
@@ -114,7 +114,7 @@ fn superseded_before(
         (*r, *c) != (w.origin, w.counter)
             && rec.durable
             && past(*r, *c)
-            && matches!(&rec.update.change, Change::Write { key: k, ctx, .. } if k.as_slice() == key && ctx.contains(dot))
+            && matches!(&*rec.update.change, Change::Write { key: k, ctx, .. } if k.as_slice() == key && ctx.contains(dot))
     })
 }
 
@@ -188,7 +188,7 @@ pub(super) fn check_mv_final(
             if !rec.durable || vv.get(*r) < *c {
                 continue;
             }
-            let Change::Write { key: uk, delta, .. } = &rec.update.change else {
+            let Change::Write { key: uk, delta, .. } = &*rec.update.change else {
                 continue;
             };
             if *uk != key {

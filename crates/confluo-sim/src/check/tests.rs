@@ -103,7 +103,7 @@ fn an_add_covered_but_absent_is_caught() {
         origin: A,
         counter: 1,
         deps: VersionVector::new(),
-        change: Change::Skip { first: 1 },
+        change: Change::Skip { first: 1 }.into(),
     };
     wrong.apply(&skip, &mut |_| {});
     let mut v = Vec::new();
@@ -190,7 +190,7 @@ fn a_lost_mv_sibling_is_caught_and_concurrent_siblings_pass() {
         origin: B,
         counter: 1,
         deps: VersionVector::new(),
-        change: Change::Skip { first: 1 },
+        change: Change::Skip { first: 1 }.into(),
     };
     dropped.apply(&skip, &mut |_| {});
     let mut v = Vec::new();

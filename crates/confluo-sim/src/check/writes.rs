@@ -48,7 +48,7 @@ fn removed_dots(history: &History, vv: &VersionVector, key: &[u8]) -> BTreeSet<D
         if !rec.durable || vv.get(*r) < *c {
             continue;
         }
-        if let Change::Write { key: k, ctx, .. } = &rec.update.change {
+        if let Change::Write { key: k, ctx, .. } = &*rec.update.change {
             if k.as_slice() == key {
                 let own = Dot::new(*r, *c);
                 removed.extend(ctx.dots().filter(|d| *d != own));

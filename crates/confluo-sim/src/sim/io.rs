@@ -73,7 +73,7 @@ impl Simulation {
             let local = match updates.as_slice() {
                 [u] if links.is_empty()
                     && u.origin == replica
-                    && matches!(u.change, Change::Write { .. }) =>
+                    && matches!(*u.change, Change::Write { .. }) =>
                 {
                     Some(confluo_crdt::Dot::new(u.origin, u.counter))
                 }

@@ -185,9 +185,21 @@ impl<V: ReplicatedValue> Node<V> {
         let mut applied: Vec<Update<V>> = Vec::new();
         let mut moved: Vec<NodeId> = Vec::new();
         let mut twice = Vec::new();
+        // An update from `peer` is logged only if some link may ship it (see `ship_batches`):
+        // a link that relays, other than back to `peer`. At a follower (its one link, back to
+        // its leader, relays nothing) and at a leader without followers in an all-to-all
+        // graph, none would: the entry would cost its encoded size and a slot in the log, and
+        // be passed over. A link that starts relaying later gets what arrives from then on.
+        let relaying: Vec<NodeId> = self
+            .outbound
+            .iter()
+            .filter(|(_, p)| p.relay)
+            .map(|(&q, _)| q)
+            .collect();
         loop {
             let mut progress = false;
             for (&peer, inp) in self.inbound.peers.iter_mut() {
+                let relayed = relaying.iter().any(|&q| q != peer);
                 // Every held update whose causal past is here is applied, wherever it sits in
                 // the link's queue: one waiting update must not hold back the update it waits
                 // for when both came on this link (and the origin's order is kept anyway,
@@ -223,14 +235,18 @@ impl<V: ReplicatedValue> Node<V> {
                                 // here: log it now so that it is relayed like any update.
                                 if self.logged.get(u.origin) < u.counter {
                                     self.logged.raise(u.origin, u.counter);
-                                    self.log.append(u, Some(peer), self.now);
+                                    if relayed {
+                                        self.log.append(u, Some(peer), self.now);
+                                    }
                                 }
                             }
                             Delivery::Ready => {
                                 self.logged.raise(u.origin, u.counter);
                                 let hlc = &mut self.hlc;
                                 self.keyspace.apply(&u, &mut |t| hlc.observe(t));
-                                self.log.append(u.clone(), Some(peer), self.now);
+                                if relayed {
+                                    self.log.append(u.clone(), Some(peer), self.now);
+                                }
                                 applied.push(u);
                             }
                         }

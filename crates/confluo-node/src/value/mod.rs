@@ -358,7 +358,8 @@ impl PartialEq for Value {
 
 /// Fails on a dot that appears twice across the slots of a store.
 fn no_duplicate_dots(store: &impl DotStore) -> Result<(), ValidationError> {
-    let mut dots = Vec::new();
+    // A delta (what every update carries, and what is checked most) has a dot or two.
+    let mut dots: smallvec::SmallVec<[confluo_crdt::Dot; 8]> = smallvec::SmallVec::new();
     store.for_each_dot(&mut |d| dots.push(d));
     dots.sort_unstable();
     match dots.windows(2).find(|w| w[0] == w[1]) {

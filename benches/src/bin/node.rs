@@ -19,8 +19,9 @@ use cap::Cap;
 use clap::Parser;
 use confluo_benches::node as bench;
 
+/// The allocator `confluo serve` runs with (see its `main.rs`), counted for the memory rows.
 #[global_allocator]
-static ALLOC: Cap<std::alloc::System> = Cap::new(std::alloc::System, usize::MAX);
+static ALLOC: Cap<mimalloc::MiMalloc> = Cap::new(mimalloc::MiMalloc, usize::MAX);
 
 /// Options.
 #[derive(Parser, Debug)]

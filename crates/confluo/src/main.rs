@@ -48,6 +48,14 @@ enum Command {
     Chaos(chaos::ChaosArgs),
 }
 
+/// mimalloc rather than the system's allocator: a write's update is allocated on the node's
+/// task and freed on the storage thread and in the sessions, and glibc's malloc spends a
+/// quarter of a replicating node's CPU consolidating and moving such chunks between
+/// arenas (a profile of the node benchmark's throughput row; Redis ships with jemalloc for
+/// the same reason). The node benchmark measures both.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {

@@ -385,24 +385,29 @@ async fn verdict(
 /// Waits until all six digests are equal (twice in a row), or `timeout`.
 async fn converge(cluster: &mut Cluster, timeout: Duration, when: &str) -> Result<bool, DemoError> {
     let start = Instant::now();
-    let mut last = None;
+    // The digests first read equal then, and still equal at the next reading (so the time
+    // is when the replicas converged, not when a second look confirmed it).
+    let mut equal_since: Option<(Duration, String)> = None;
     loop {
+        let read_at = start.elapsed();
         let mut digests = Vec::new();
         for r in &mut cluster.replicas {
             let d: String = redis::cmd("CONFLUO.DIGEST").query_async(&mut r.con).await?;
             digests.push(d);
         }
         let same = digests.windows(2).all(|w| w[0] == w[1]);
-        if same && last.as_ref() == digests.first() {
-            println!(
-                "   converged {when} in {} ms (CONFLUO.DIGEST {} on all {} replicas)",
-                start.elapsed().as_millis(),
-                digests[0],
-                digests.len()
-            );
-            return Ok(true);
+        match &equal_since {
+            Some((at, digest)) if same && digest == &digests[0] => {
+                println!(
+                    "   converged {when} in {} ms (CONFLUO.DIGEST {} on all {} replicas)",
+                    at.as_millis(),
+                    digests[0],
+                    digests.len()
+                );
+                return Ok(true);
+            }
+            _ => equal_since = same.then(|| (read_at, digests[0].clone())),
         }
-        last = same.then(|| digests[0].clone());
         if start.elapsed() > timeout {
             println!(
                 "   NOT converged {when} after {} s: digests {digests:?}",
@@ -410,7 +415,7 @@ async fn converge(cluster: &mut Cluster, timeout: Duration, when: &str) -> Resul
             );
             return Ok(false);
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 

@@ -2,7 +2,7 @@
 //! table and the row: bytes read from a disk are not trusted.
 
 use confluo_crdt::CausalContext;
-use confluo_node::{Identity, KeyEntry, LinkPosition, ReplicatedValue, StorageError};
+use confluo_node::{Identity, KeyEntry, LinkPosition, ReplicatedValue, StorageError, StorageWrite};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -24,6 +24,17 @@ fn decode<T: DeserializeOwned>(table: &str, key: &[u8], bytes: &[u8]) -> Result<
             format!("{} trailing bytes", rest.len()),
         )),
         Err(e) => Err(corrupt_row(table, key, e)),
+    }
+}
+
+/// The records of a log frame (every byte of the payload is theirs).
+pub(crate) fn decode_frame<V: ReplicatedValue>(
+    bytes: &[u8],
+) -> Result<Vec<StorageWrite<V>>, String> {
+    match postcard::take_from_bytes(bytes) {
+        Ok((records, [])) => Ok(records),
+        Ok((_, rest)) => Err(format!("{} trailing bytes", rest.len())),
+        Err(e) => Err(e.to_string()),
     }
 }
 

@@ -62,6 +62,34 @@ pub enum OpenError {
         /// Which file or row, and what is wrong with it.
         what: String,
     },
+    /// The write-ahead log (`wal.log`) is damaged before its end: a frame at `offset` is
+    /// bad and a good one follows it, so acknowledged writes would be lost by cutting it
+    /// there. (A bad frame at the very end is a write cut short by a crash, never
+    /// acknowledged: it is dropped without an error.) Nothing is replayed or changed.
+    /// Restore the directory from a backup, or move it away and start the node on an empty
+    /// one, as for `Corrupted`.
+    #[error("{path} is damaged at byte {offset}: {what}")]
+    DamagedLog {
+        /// The log file.
+        path: PathBuf,
+        /// Where the damage starts.
+        offset: u64,
+        /// What is wrong there.
+        what: String,
+    },
+    /// The write-ahead log does not belong to the database beside it: another node's log,
+    /// or one of another checkpoint (copied from another directory or a backup of another
+    /// moment). Replaying it would corrupt the state, so nothing is. Put back the directory's
+    /// own `wal.log`, or restore the whole directory from one backup.
+    #[error("{path} (at byte {offset}) is not the log of this store's state: {what}")]
+    ForeignLog {
+        /// The log file.
+        path: PathBuf,
+        /// Where what does not match is (the header, or the first frame not applied).
+        offset: u64,
+        /// The log's node and checkpoint against the database's.
+        what: String,
+    },
     /// A file the store needs is missing, while others of the directory show it was made
     /// (the manifest is there but the database file is not, or the reverse with a database
     /// holding data). Restore the file, or start the node on an empty directory.

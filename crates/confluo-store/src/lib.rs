@@ -79,16 +79,21 @@
 
 mod batch;
 mod codec;
+mod commit;
 mod disk;
 pub mod error;
 mod format;
 mod load;
 mod open;
+mod recover;
 mod store;
 mod tables;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
+mod wal;
 
 pub use error::OpenError;
 pub use format::FORMAT_VERSION;
-pub use store::{DEFAULT_CACHE_BYTES, DiskUsage, Durability, Store, StoreOptions};
+pub use store::{
+    DEFAULT_CACHE_BYTES, DEFAULT_CHECKPOINT_BYTES, DiskUsage, Durability, Store, StoreOptions,
+};

@@ -4,7 +4,7 @@
 use std::fs::{self, OpenOptions};
 use std::path::Path;
 
-use confluo_node::NodeId;
+use confluo_node::{NodeId, ReplicatedValue};
 use redb::{Database, DatabaseError, ReadableDatabase, ReadableTableMetadata};
 
 use crate::StoreOptions;
@@ -13,16 +13,20 @@ use crate::disk::{Disk, Failures};
 use crate::error::OpenError;
 use crate::format::{self, DATABASE, DATABASE_NEW, FORMAT_VERSION, header_row, parse_header_row};
 use crate::load::read_meta;
+use crate::recover::{Faults, recover};
 use crate::tables::{KEYS, LINKS, META, META_FORMAT, META_IDENTITY};
+use crate::wal::Log;
 
 /// An open directory's database and the meta it holds.
 pub(crate) struct Opened {
     pub(crate) db: Database,
     pub(crate) meta: Meta,
+    /// The log, every frame of it replayed: syncs append here.
+    pub(crate) log: Log,
 }
 
 /// Opens (or creates) the store of `node` in `dir`, which the caller has locked.
-pub(crate) fn open_dir(
+pub(crate) fn open_dir<V: ReplicatedValue>(
     dir: &Path,
     node: NodeId,
     options: &StoreOptions,
@@ -40,8 +44,8 @@ pub(crate) fn open_dir(
             found: m.node,
         }),
         (Some(_), false) => Err(OpenError::MissingFile { path: db_path }),
-        (Some(_), true) => open_existing(dir, node, options, failures),
-        (None, true) => finish_creation(dir, node, options, failures),
+        (Some(_), true) => open_existing::<V>(dir, node, options, failures),
+        (None, true) => finish_creation::<V>(dir, node, options, failures),
         (None, false) => {
             if let Some(entry) = format::foreign_entry(dir)? {
                 return Err(OpenError::NotAStore {
@@ -50,7 +54,7 @@ pub(crate) fn open_dir(
                 });
             }
             create(dir, node, options, failures)?;
-            open_existing(dir, node, options, failures)
+            open_existing::<V>(dir, node, options, failures)
         }
     }
 }
@@ -88,7 +92,7 @@ fn create(
 
 /// A database file without a manifest: a creation interrupted after the rename (finish it),
 /// or a lost manifest (the file holds data: refuse, rather than guess).
-fn finish_creation(
+fn finish_creation<V: ReplicatedValue>(
     dir: &Path,
     node: NodeId,
     options: &StoreOptions,
@@ -111,7 +115,7 @@ fn finish_creation(
     }
     db.close().map_err(|e| OpenError::corrupted(&path, e))?;
     format::write_manifest(dir, node)?;
-    open_existing(dir, node, options, failures)
+    open_existing::<V>(dir, node, options, failures)
 }
 
 fn holds_data(db: &Database) -> Result<bool, redb::Error> {
@@ -121,7 +125,7 @@ fn holds_data(db: &Database) -> Result<bool, redb::Error> {
     Ok(meta.get(META_IDENTITY)?.is_some() || !keys.is_empty()?)
 }
 
-fn open_existing(
+fn open_existing<V: ReplicatedValue>(
     dir: &Path,
     node: NodeId,
     options: &StoreOptions,
@@ -136,15 +140,25 @@ fn open_existing(
             format!("belongs to node {found} but the manifest names node {node}"),
         ));
     }
-    let meta = read_meta(&db).map_err(|e| OpenError::corrupted(&path, e))?;
-    if let Some(identity) = meta.identity.filter(|i| i.node != node) {
+    let before = read_meta(&db).map_err(|e| OpenError::corrupted(&path, e))?;
+    if let Some(identity) = before.identity.filter(|i| i.node != node) {
         return Err(OpenError::corrupted(
             &path,
             format!("holds the identity of node {}", identity.node),
         ));
     }
+    let log = recover::<V>(dir, node, &db, None, &faults(options))?;
     compact_if_mostly_free(&mut db, &path)?;
-    Ok(Opened { db, meta })
+    let meta = read_meta(&db).map_err(|e| OpenError::corrupted(&path, e))?;
+    Ok(Opened { db, meta, log })
+}
+
+/// The faults injected into the store's files (feature `testing`).
+pub(crate) fn faults(options: &StoreOptions) -> Faults {
+    #[cfg(any(test, feature = "testing"))]
+    return options.faults.clone();
+    #[cfg(not(any(test, feature = "testing")))]
+    let _ = options;
 }
 
 /// Gives free pages back when they are a third of the file or more. A commit that rewrites

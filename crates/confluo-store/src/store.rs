@@ -4,32 +4,35 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use confluo_node::{
-    DurableState, KeyEntry, NodeId, ReplicatedValue, Storage, StorageError, StorageWrite, Value,
+    DurableState, NodeId, ReplicatedValue, Storage, StorageError, StorageWrite, Value,
 };
-use redb::{Database, ReadableTable, Table};
+use redb::Database;
 
-use crate::batch::{self, Changes, Meta};
+use crate::batch::Meta;
 use crate::codec;
+use crate::commit::{self, Checkpoint, LogPosition, Mark};
 use crate::disk::{Failure, Failures};
-use crate::error::OpenError;
+use crate::error::{OpenError, is_full};
 use crate::format::{self, DATABASE};
 use crate::load::{self, read_error, read_meta};
 use crate::open::{self, Opened};
-use crate::tables::{KEYS, LINKS, META, META_CONTEXT, META_IDENTITY, META_RESERVED};
+use crate::recover::recover;
+use crate::wal::{self, LOG, Log, LogError};
 
 /// What a successful [`sync`](Storage::sync) promises.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Durability {
-    /// Each sync is one redb commit that `fsync`s before it returns: the batch survives a
-    /// crash of the process or of the machine. The default, and the only one a node's
-    /// guarantees hold with.
+    /// Each sync appends the batch to the log and `fdatasync`s it before it returns: the
+    /// batch survives a crash of the process or of the machine. The default, and the only
+    /// one a node's guarantees hold with.
     #[default]
     Fsync,
-    /// Syncs commit without `fsync` (redb's `Durability::None`: the commit is visible in
-    /// this process, but the header that makes it the file's state is not written), so a
-    /// crash, of the process or of the machine, may lose every write acknowledged since the
-    /// store was opened. Only to measure what the `fsync`s cost; never for a node.
+    /// Syncs append to the log without `fdatasync`, so a crash of the machine may lose
+    /// every write acknowledged since the last checkpoint (a crash of the process alone
+    /// loses nothing: the page cache keeps what was written). Only to measure what the
+    /// `fsync`s cost; never for a node. Checkpoints still `fsync`, so the directory always
+    /// opens.
     NoFsync,
 }
 
@@ -39,6 +42,7 @@ pub struct StoreOptions {
     pub(crate) durability: Durability,
     pub(crate) cache_bytes: usize,
     pub(crate) check_integrity: bool,
+    pub(crate) checkpoint_bytes: u64,
     #[cfg(any(test, feature = "testing"))]
     pub(crate) faults: Option<crate::testing::Faults>,
 }
@@ -48,12 +52,18 @@ pub struct StoreOptions {
 /// the state.
 pub const DEFAULT_CACHE_BYTES: usize = 64 << 20;
 
+/// The log's size at which a sync checkpoints first, by default: large enough that the
+/// checkpoint's `fsync` of the database is paid once in thousands of syncs (a group commit
+/// of a few KB), small enough that replaying the log at open takes a fraction of a second.
+pub const DEFAULT_CHECKPOINT_BYTES: u64 = 64 << 20;
+
 impl Default for StoreOptions {
     fn default() -> Self {
         StoreOptions {
             durability: Durability::default(),
             cache_bytes: DEFAULT_CACHE_BYTES,
             check_integrity: true,
+            checkpoint_bytes: DEFAULT_CHECKPOINT_BYTES,
             #[cfg(any(test, feature = "testing"))]
             faults: None,
         }
@@ -81,7 +91,15 @@ impl StoreOptions {
         self
     }
 
-    /// Injects `faults` into the database file (feature `testing`).
+    /// The log's size, in bytes, past which the next sync checkpoints first (default
+    /// [`DEFAULT_CHECKPOINT_BYTES`]): the database is committed with an `fsync` and the log
+    /// starts over. The log grows to about this plus one batch; open replays at most that.
+    pub fn checkpoint_bytes(mut self, bytes: u64) -> Self {
+        self.checkpoint_bytes = bytes;
+        self
+    }
+
+    /// Injects `faults` into the database file and the log (feature `testing`).
     #[cfg(any(test, feature = "testing"))]
     pub fn faults(mut self, faults: crate::testing::Faults) -> Self {
         self.faults = Some(faults);
@@ -89,12 +107,15 @@ impl StoreOptions {
     }
 }
 
-/// How a store's database file uses its bytes; see [`Store::disk_usage`].
+/// How a store's files use their bytes; see [`Store::disk_usage`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct DiskUsage {
-    /// The file's length.
+    /// The database file's length.
     pub file_bytes: u64,
+    /// The log's length: the syncs since the last checkpoint (a header of 32 bytes after
+    /// one).
+    pub log_bytes: u64,
     /// Bytes in pages in use (the rest of the file is free pages, reused by later commits).
     pub allocated_bytes: u64,
     /// Keys and values stored, without indexing overhead.
@@ -107,9 +128,11 @@ pub struct DiskUsage {
 
 /// A node's durable state in a data directory: one row per key, plus its identity, its dot
 /// reservation, its causal context and its inbound stream positions (see the crate docs for
-/// the format). [`append`](Storage::append) buffers; [`sync`](Storage::sync) applies every
-/// buffered record in one redb write transaction, writing each touched row once, and
-/// commits it with one `fsync`.
+/// the format). [`append`](Storage::append) buffers; [`sync`](Storage::sync) appends every
+/// buffered record to the log as one frame, `fdatasync`s it, then applies them in one redb
+/// write transaction (each touched row written once) committed without `fsync`. A
+/// checkpoint (a commit with `fsync`, then an empty log) runs when the log passes
+/// [`StoreOptions::checkpoint_bytes`] and when the store is dropped.
 pub struct Store<V = Value> {
     dir: PathBuf,
     node: NodeId,
@@ -118,6 +141,9 @@ pub struct Store<V = Value> {
     /// is reopened (from its last commit) by the next sync.
     db: Option<Database>,
     failures: Failures,
+    /// `None` after a checkpoint committed but its new log could not be made (a full
+    /// disk): the next sync makes it before it appends.
+    log: Option<Log>,
     /// The durable meta (what the last commit wrote).
     meta: Meta,
     /// Records appended since the last successful sync.
@@ -156,13 +182,14 @@ impl<V: ReplicatedValue> Store<V> {
         let dir = dir.as_ref().to_path_buf();
         let lock = format::lock(&dir)?;
         let failures = Failures::default();
-        let Opened { db, meta } = open::open_dir(&dir, node, &options, &failures)?;
+        let Opened { db, meta, log } = open::open_dir::<V>(&dir, node, &options, &failures)?;
         Ok(Store {
             dir,
             node,
             options,
             db: Some(db),
             failures,
+            log: Some(log),
             meta,
             pending: Vec::new(),
             poisoned: None,
@@ -199,11 +226,13 @@ impl<V: ReplicatedValue> Store<V> {
             )
         })?;
         let file_bytes = std::fs::metadata(self.dir.join(DATABASE))?.len();
+        let log_bytes = std::fs::metadata(self.dir.join(LOG))?.len();
         let txn = db.begin_write().map_err(read_error)?;
         let stats = txn.stats().map_err(read_error)?;
         txn.abort().map_err(read_error)?;
         Ok(DiskUsage {
             file_bytes,
+            log_bytes,
             allocated_bytes: stats.allocated_pages() * stats.page_size() as u64,
             stored_bytes: stats.stored_bytes(),
             metadata_bytes: stats.metadata_bytes(),
@@ -231,73 +260,87 @@ impl<V: ReplicatedValue> Store<V> {
         result.map_err(|e| self.failed(e))
     }
 
-    /// Applies the pending records in one write transaction and commits it.
-    fn commit(&mut self) -> Result<Meta, StorageError> {
+    /// One sync: the log's frame of the pending records (fdatasynced), then their rows,
+    /// committed without fsync. A full log is checkpointed first, and a database a full
+    /// disk closed is reopened (and brought up to the log) first.
+    fn write_pending(&mut self) -> Result<(), StorageError> {
         if self.db.is_none() {
             self.reopen()?;
         }
-        let db = self.db.as_ref().expect("reopened above");
-        let mut txn = db.begin_write().map_err(read_error)?;
-        let durability = match self.options.durability {
-            Durability::Fsync => redb::Durability::Immediate,
-            Durability::NoFsync => redb::Durability::None,
+        let log_is_full = self
+            .log
+            .as_ref()
+            .is_none_or(|log| log.end() >= self.options.checkpoint_bytes);
+        if log_is_full {
+            self.checkpoint()?;
+        }
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let payload = codec::encode(&self.pending)?;
+        let frame = wal::frame(&payload).ok_or_else(|| {
+            StorageError::Io(std::io::Error::other(format!(
+                "a batch of {} bytes does not fit a log frame (4 GiB)",
+                payload.len()
+            )))
+        })?;
+        let fsync = self.options.durability == Durability::Fsync;
+        let (Some(db), Some(log)) = (self.db.as_ref(), self.log.as_mut()) else {
+            unreachable!("reopened and checkpointed above");
         };
-        txn.set_durability(durability)
-            .map_err(|e| StorageError::Io(std::io::Error::other(e)))?;
-        let meta = {
-            let mut keys = txn.open_table(KEYS).map_err(read_error)?;
-            let changes = batch::apply(&self.meta, &self.pending, |key| read_row(&keys, key))?;
-            if changes.reset {
-                keys.retain(|_, _| false).map_err(read_error)?;
-                let mut links = txn.open_table(LINKS).map_err(read_error)?;
-                links.retain(|_, _| false).map_err(read_error)?;
-            }
-            for key in &changes.removed {
-                keys.remove(key.as_slice()).map_err(read_error)?;
-            }
-            for (key, entry) in &changes.rows {
-                let bytes = codec::encode(entry)?;
-                keys.insert(key.as_slice(), bytes.as_slice())
-                    .map_err(read_error)?;
-            }
-            let mut meta = txn.open_table(META).map_err(read_error)?;
-            if changes.reset {
-                for row in [META_IDENTITY, META_RESERVED, META_CONTEXT] {
-                    meta.remove(row).map_err(read_error)?;
-                }
-            }
-            let mut links = txn.open_table(LINKS).map_err(read_error)?;
-            write_meta(&mut meta, &mut links, &self.meta, &changes)?;
-            changes.meta
+        let end = log.append(&frame, fsync).map_err(log_storage_error)?;
+        let position = LogPosition {
+            checkpoint: log.header().checkpoint,
+            offset: end,
         };
-        txn.commit().map_err(read_error)?;
-        Ok(meta)
+        let meta = commit::commit(db, &self.meta, &self.pending, Mark::Log(position))?;
+        log.acknowledge(end);
+        self.meta = meta;
+        self.pending.clear();
+        Ok(())
     }
 
     /// Opens the database again after a full disk, from its last commit (redb repairs what
-    /// the failed commit left), and reads back the meta it holds.
+    /// the failed commit left), replays the acknowledged frames of the log it lacks, and
+    /// reads back the meta it holds.
     fn reopen(&mut self) -> Result<(), StorageError> {
         self.failures.clear();
         let path = self.dir.join(DATABASE);
-        let db =
-            open::database(&path, false, &self.options, &self.failures).map_err(|e| {
-                match (self.failures.first(), e) {
-                    (Some(Failure::Full), e) => StorageError::Full(e.to_string()),
-                    (_, OpenError::Io { source, .. }) => StorageError::Io(source),
-                    (_, e) => StorageError::Corrupt(e.to_string()),
-                }
-            })?;
+        let classify = |failures: &Failures, e: OpenError| match (failures.first(), e) {
+            (Some(Failure::Full), e) => StorageError::Full(e.to_string()),
+            (_, OpenError::Io { source, path }) if is_full(&source) => {
+                StorageError::Full(format!("{}: {source}", path.display()))
+            }
+            (_, OpenError::Io { source, .. }) => StorageError::Io(source),
+            (_, e) => StorageError::Corrupt(e.to_string()),
+        };
+        let db = open::database(&path, false, &self.options, &self.failures)
+            .map_err(|e| classify(&self.failures, e))?;
+        let acked = self.log.as_ref().map(Log::end);
+        let log = recover::<V>(
+            &self.dir,
+            self.node,
+            &db,
+            acked,
+            &open::faults(&self.options),
+        )
+        .map_err(|e| classify(&self.failures, e))?;
         self.meta = read_meta(&db)?;
+        self.log = Some(log);
         self.db = Some(db);
         Ok(())
     }
 
-    /// Classifies a failed commit: a full disk keeps the pending records for a retry on a
-    /// reopened database; anything else poisons the store.
+    /// Classifies a failed sync: a full disk keeps the pending records for a retry (on a
+    /// reopened database if the database's write failed); anything else poisons the store.
     fn failed(&mut self, error: StorageError) -> StorageError {
         if self.failures.first() == Some(Failure::Full) {
             self.db = None;
             return StorageError::Full(format!("{}: {error}", self.dir.display()));
+        }
+        if matches!(error, StorageError::Full(_)) {
+            // The log found the disk full; the database is untouched.
+            return error;
         }
         self.db = None;
         self.poisoned = Some(copy(&error));
@@ -305,47 +348,60 @@ impl<V: ReplicatedValue> Store<V> {
     }
 }
 
-fn read_row<V: ReplicatedValue>(
-    keys: &Table<'_, &'static [u8], &'static [u8]>,
-    key: &[u8],
-) -> Result<Option<KeyEntry<V>>, StorageError> {
-    let guard = keys.get(key).map_err(read_error)?;
-    guard
-        .map(|g| codec::decode_entry(key, g.value()))
-        .transpose()
+impl<V> Store<V> {
+    /// Makes the database hold everything the log does, durably, and starts a new log: a
+    /// commit with `fsync` of the next checkpoint id, then the new log (written aside,
+    /// synced, renamed over the old one). A crash between the two leaves the old log, whose
+    /// frames the database already holds; open tells it by its checkpoint id.
+    fn checkpoint(&mut self) -> Result<(), StorageError> {
+        let Some(db) = self.db.as_ref() else {
+            return Ok(());
+        };
+        let checkpoint = match &self.log {
+            Some(log) if !log.has_frames() => return Ok(()),
+            Some(log) => {
+                let next = Checkpoint {
+                    id: log.header().checkpoint + 1,
+                    covers: log.end(),
+                };
+                commit::commit_checkpoint(db, next)?;
+                self.log = None;
+                next.id
+            }
+            // A checkpoint committed; its log is still to make.
+            None => commit::read_position(db)?.map_or(0, |p| p.checkpoint),
+        };
+        let header = wal::Header {
+            node: self.node,
+            checkpoint,
+        };
+        let log = Log::create(
+            &self.dir,
+            header,
+            #[cfg(any(test, feature = "testing"))]
+            self.options.faults.clone(),
+        )
+        .map_err(log_storage_error)?;
+        self.log = Some(log);
+        Ok(())
+    }
 }
 
-/// Writes the meta rows a batch changed (most batches change only the context).
-fn write_meta<V>(
-    meta: &mut Table<'_, &'static str, &'static [u8]>,
-    links: &mut Table<'_, u64, &'static [u8]>,
-    before: &Meta,
-    changes: &Changes<V>,
-) -> Result<(), StorageError> {
-    let after = &changes.meta;
-    if after.identity != before.identity
-        && let Some(identity) = &after.identity
-    {
-        let bytes = codec::encode(identity)?;
-        meta.insert(META_IDENTITY, bytes.as_slice())
-            .map_err(read_error)?;
+impl<V> Drop for Store<V> {
+    /// A clean close leaves an empty log: the next open replays nothing.
+    fn drop(&mut self) {
+        if self.poisoned.is_none() {
+            // Nothing is lost if it fails: the log is replayed at the next open instead.
+            let _ = self.checkpoint();
+        }
     }
-    if after.reserved != before.reserved {
-        meta.insert(META_RESERVED, after.reserved.to_le_bytes().as_slice())
-            .map_err(read_error)?;
+}
+
+fn log_storage_error(e: LogError) -> StorageError {
+    match e.failure {
+        Failure::Full => StorageError::Full(e.to_string()),
+        Failure::Broken => StorageError::Io(std::io::Error::new(e.error.kind(), e.to_string())),
     }
-    if after.ctx != before.ctx {
-        let bytes = codec::encode(&after.ctx)?;
-        meta.insert(META_CONTEXT, bytes.as_slice())
-            .map_err(read_error)?;
-    }
-    for link in changes.changed_links(before) {
-        let bytes = codec::encode(link)?;
-        links
-            .insert(link.from.0, bytes.as_slice())
-            .map_err(read_error)?;
-    }
-    Ok(())
 }
 
 /// `StorageError` is not `Clone` (it holds an `io::Error`): a poisoned store repeats the
@@ -372,17 +428,10 @@ impl<V: ReplicatedValue> Storage<V> for Store<V> {
         if let Some(e) = &self.poisoned {
             return Err(copy(e));
         }
-        if self.pending.is_empty() && self.db.is_some() {
+        if self.pending.is_empty() && self.db.is_some() && self.log.is_some() {
             return Ok(());
         }
-        match self.commit() {
-            Ok(meta) => {
-                self.meta = meta;
-                self.pending.clear();
-                Ok(())
-            }
-            Err(e) => Err(self.failed(e)),
-        }
+        self.write_pending().map_err(|e| self.failed(e))
     }
 
     fn load(&self) -> Result<DurableState<V>, StorageError> {

@@ -28,3 +28,14 @@ pub(crate) const META_IDENTITY: &str = "identity";
 pub(crate) const META_RESERVED: &str = "reserved";
 /// `META` row: the postcard encoding of the keyspace's `CausalContext` (a version vector).
 pub(crate) const META_CONTEXT: &str = "context";
+/// `META` row: how far the write-ahead log is applied, [`LogPosition`](crate::commit::LogPosition):
+/// the checkpoint id (`u64`) then the end of the last frame applied (`u64`), little-endian.
+/// Written by every commit, with the rows the frame changed, so the database names the log
+/// it follows and the frames of it that it already holds. Absent in a directory written
+/// before the log existed (nothing to replay).
+pub(crate) const META_LOG: &str = "log";
+/// `META` row: the last checkpoint, [`Checkpoint`](crate::commit::Checkpoint): its id
+/// (`u64`) then the end of the previous log's last frame that it holds (`u64`; 0 for a
+/// store's first), little-endian. Written with `fsync` by each checkpoint: what tells the
+/// log a checkpoint replaced (every frame of it held) from any other log.
+pub(crate) const META_CHECKPOINT: &str = "checkpoint";

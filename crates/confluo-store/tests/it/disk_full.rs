@@ -60,7 +60,9 @@ fn a_disk_that_fills_up_anywhere_inside_a_commit_leaves_the_batch_all_or_nothing
         sync_batch(&mut store, &mut DurableState::default(), &records[150..]);
         faults.writes() - before
     };
-    assert!(writes >= 2, "{writes} writes");
+    // The log's append, and whatever redb writes (a commit without fsync may keep its pages
+    // in redb's buffer).
+    assert!(writes >= 1, "{writes} writes");
     eprintln!("a commit of the batch makes {writes} writes");
     for n in 0..writes {
         let dir = tempfile::tempdir().unwrap();

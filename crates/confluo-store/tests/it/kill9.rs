@@ -3,6 +3,10 @@
 //! over TCP; after each kill, every write it acknowledged must be in its directory, and at
 //! the end all three nodes converge.
 //!
+//! The leader checkpoints often (`CHECKPOINT_BYTES`), so kills land while its log holds
+//! frames not yet in the database, and during and between checkpoints; the test counts both
+//! and fails if either never happened.
+//!
 //! The child is this test binary again, re-executed with `CONFLUO_KILL9_CHILD` set, running
 //! [`child_process_entry`]; it reports `ADDR <addr>` once it listens and `ACK <key> <elem>`
 //! for each write after its `Durable` resolved, on stdout.
@@ -17,13 +21,28 @@ use std::time::{Duration, Instant};
 
 use confluo_node::driver::{self, DriverOptions, NodeHandle};
 use confluo_node::{Config, Message, NodeId, Op, ReplicaId, Storage, Topology};
-use confluo_store::Store;
+use confluo_store::{Store, StoreOptions};
 use confluo_transport::{BackoffConfig, TcpConfig, TcpTransport, Transport};
 
 const IDS: [NodeId; 3] = [NodeId(1), NodeId(2), NodeId(3)];
 const CLUSTER: u64 = 9;
 const WRITERS: usize = 8;
 const KEYS: usize = 16;
+/// The leader's log bound: a checkpoint every few group commits.
+const CHECKPOINT_BYTES: u64 = 2 << 10;
+const LOG: &str = "wal.log";
+
+/// The log's length and the checkpoint its header names (`0, 0` if there is none).
+fn log_state(dir: &Path) -> (u64, u64) {
+    match std::fs::read(dir.join(LOG)) {
+        Ok(bytes) if bytes.len() >= 28 => (
+            bytes.len() as u64,
+            u64::from_le_bytes(bytes[20..28].try_into().expect("8 bytes")),
+        ),
+        Ok(bytes) => (bytes.len() as u64, 0),
+        Err(_) => (0, 0),
+    }
+}
 
 fn tcp_config(id: NodeId) -> TcpConfig {
     let mut c = TcpConfig::new(id, CLUSTER, "127.0.0.1:0".parse().expect("addr"));
@@ -90,7 +109,10 @@ fn run(kills: u64, seed: u64) {
     let peer_writes = cluster.spawn_peer_writers();
     let mut rng = seed | 1;
     let (mut acks, mut checked) = (0, 0);
+    // Kills that left frames to replay; checkpoints the leader made while it ran.
+    let (mut with_frames, mut checkpoints) = (0, 0);
     for run in 0..kills {
+        let (_, checkpoint_at_start) = log_state(leader_dir.path());
         let mut child = Leader::spawn(leader_dir.path(), &cluster, run);
         // Most kills land while the leader takes writes; some during its start (exec, open,
         // recovery of the previous crash).
@@ -103,6 +125,12 @@ fn run(kills: u64, seed: u64) {
         };
         std::thread::sleep(Duration::from_millis(delay));
         let acked = child.kill();
+        let (log_bytes, checkpoint) = log_state(leader_dir.path());
+        with_frames += u64::from(log_bytes > 32);
+        if checkpoint_at_start != 0 {
+            // (The first run makes the log, with a checkpoint id of its own.)
+            checkpoints += checkpoint - checkpoint_at_start;
+        }
         acks += acked.len();
         checked += check_directory(leader_dir.path(), &acked, run);
         cluster.acked.lock().expect("lock").extend(acked);
@@ -117,10 +145,16 @@ fn run(kills: u64, seed: u64) {
     cluster.acked.lock().expect("lock").extend(final_acks);
     cluster.check_peers_hold_every_acknowledged_write();
     eprintln!(
-        "kill9: {kills} kills, {acks} writes acknowledged before a kill, {checked} found on disk \
-         after it, peers converged with the leader (digest {digest:016x}), {:.1} s",
+        "kill9: {kills} kills ({with_frames} with frames in the log to replay, {checkpoints} \
+         checkpoints by the leader between them), {acks} writes acknowledged before a kill, \
+         {checked} found on disk after it, peers converged with the leader (digest \
+         {digest:016x}), {:.1} s",
         started.elapsed().as_secs_f64()
     );
+    if kills >= 20 {
+        assert!(with_frames > 0, "no kill left frames to replay");
+        assert!(checkpoints > 0, "the leader never checkpointed");
+    }
 }
 
 fn xorshift(s: &mut u64) -> u64 {
@@ -396,7 +430,9 @@ fn child_process_entry() {
 }
 
 async fn child_leader(dir: &Path, peers: &str, run: u64) -> Result<(), String> {
-    let store: Store = Store::open(dir, NodeId(1)).map_err(|e| e.to_string())?;
+    let store_options = StoreOptions::default().checkpoint_bytes(CHECKPOINT_BYTES);
+    let store: Store =
+        Store::open_with(dir, NodeId(1), store_options).map_err(|e| e.to_string())?;
     let transport = TcpTransport::bind(tcp_config(NodeId(1)))
         .await
         .map_err(|e| e.to_string())?;

@@ -4,6 +4,7 @@
 mod corruption;
 mod disk_full;
 mod kill9;
+mod log;
 mod state;
 
 use std::path::Path;

@@ -2,11 +2,20 @@
 //! directory, as one row per key in a [redb](https://docs.rs/redb) database, and implements
 //! the node's [`Storage`](confluo_node::Storage) trait.
 //!
-//! - **Group commit.** [`append`](confluo_node::Storage::append) only buffers;
-//!   [`sync`](confluo_node::Storage::sync) applies every buffered record in one write
-//!   transaction (each touched key's row is read and written once, however many records
-//!   touched it) and commits it with one `fsync`. The node's driver appends everything
-//!   available and syncs once, so concurrent writers share `fsync`s.
+//! - **Group commit, through a write-ahead log.** [`append`](confluo_node::Storage::append)
+//!   only buffers; [`sync`](confluo_node::Storage::sync) appends every buffered record to
+//!   the log (`wal.log`) as one checksummed frame and `fdatasync`s it (a few KB for a group
+//!   commit), then applies them in one redb write transaction (each touched key's row is
+//!   read and written once, however many records touched it) committed without `fsync`.
+//!   The node's driver appends everything available and syncs once, so concurrent writers
+//!   share `fsync`s.
+//! - **Checkpoints.** Once the log passes [`StoreOptions::checkpoint_bytes`] (default
+//!   [`DEFAULT_CHECKPOINT_BYTES`], 64 MiB), the next sync first commits the database with an
+//!   `fsync` and starts an empty log; so does dropping the store. Open replays the frames
+//!   the database lacks, in order, and checkpoints: every acknowledged sync is there after a
+//!   crash. A torn last frame (the crash hit an append, never acknowledged) is cut off; a
+//!   damaged frame before good ones ([`OpenError::DamagedLog`]) or a log of another node or
+//!   checkpoint ([`OpenError::ForeignLog`]) is refused, and nothing is replayed.
 //! - **State, not history.** The store holds what
 //!   [`DurableState::apply`](confluo_node::DurableState::apply) makes of the records: the
 //!   keys, the causal context, the identity, the dot reservation and the inbound stream
@@ -52,11 +61,13 @@
 //!     let mut node = Node::restore(config.clone(), store.load()?)?;
 //!     node.write(b"visits", Op::counter_add(3))?;
 //!     node.write(b"tags", Op::set_insert("durable"))?;
-//!     run(&mut node, &mut store)?;
-//! } // the process stops
+//!     run(&mut node, &mut store)?; // durable: in the log, fdatasynced
+//!     assert!(store.disk_usage()?.log_bytes > 32, "not checkpointed yet");
+//! } // the process stops (dropping the store checkpoints; a crash would leave the log)
 //!
 //! // Restart on the same directory: identity and state come back from the store.
 //! let store: Store = Store::open(dir.path(), NodeId(1))?;
+//! assert_eq!(store.disk_usage()?.log_bytes, 32, "nothing to replay: the header only");
 //! let node = Node::restore(config, store.load()?)?;
 //! assert_eq!(node.get(b"visits").map(|v| v.counter()), Some(3));
 //! assert!(node.get(b"tags").is_some_and(|v| v.set_contains(b"durable")));
@@ -72,8 +83,8 @@
 //! With the async driver, the store is the storage argument:
 //! `confluo_node::driver::start(config, transport, store, options)`; the driver does the
 //! group commit on a thread of its own. `docs/storage.md` in the repository describes the
-//! format, what is `fsync`ed when, each error and what an operator does about it, and the
-//! measured figures.
+//! format, the log and the recovery rule, what is `fsync`ed when, each error and what an
+//! operator does about it, and the measured figures.
 
 #![deny(missing_docs)]
 

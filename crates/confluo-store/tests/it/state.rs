@@ -215,3 +215,32 @@ fn a_restart_gives_back_the_free_pages_a_bulk_commit_left() {
     );
     assert_eq!(store.load().unwrap(), reference);
 }
+
+#[test]
+fn a_reset_keeps_the_meta_rows_that_end_equal_to_the_ones_before_it() {
+    use confluo_node::{Identity, ReplicaId, Role};
+    let identity = |session| {
+        StorageWrite::Identity(Identity {
+            node: NODE,
+            replica: ReplicaId(1),
+            session,
+            role: Role::Leader,
+        })
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = open(dir.path());
+    let mut reference = DurableState::default();
+    sync_batch(
+        &mut store,
+        &mut reference,
+        &[identity(1), StorageWrite::Reserve(5)],
+    );
+    // After the reset the reservation is 5 again: the row must be written back, not left
+    // removed with the others.
+    let after = [StorageWrite::Reset, identity(2), StorageWrite::Reserve(5)];
+    sync_batch(&mut store, &mut reference, &after);
+    assert_eq!(store.load().unwrap().reserved, 5);
+    drop(store);
+    assert_eq!(open(dir.path()).load().unwrap(), reference);
+    assert_eq!(reference.reserved, 5);
+}

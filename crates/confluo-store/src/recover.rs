@@ -138,7 +138,12 @@ pub(crate) fn recover<V: ReplicatedValue>(
             &log_path,
             scan.header,
             position.offset,
-            scan.torn_bytes > 0 || acked.is_some(),
+            // After a failed append (`acked`), its bytes may be anywhere in the file's room.
+            if acked.is_some() {
+                u64::MAX
+            } else {
+                scan.dirty_end
+            },
             #[cfg(any(test, feature = "testing"))]
             faults.clone(),
         );

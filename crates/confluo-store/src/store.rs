@@ -17,7 +17,7 @@ use crate::format::{self, DATABASE};
 use crate::load::{self, read_error, read_meta};
 use crate::open::{self, Opened};
 use crate::recover::recover;
-use crate::wal::{self, LOG, Log, LogError};
+use crate::wal::{self, Log, LogError};
 
 /// What a successful [`sync`](Storage::sync) promises.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -113,8 +113,8 @@ impl StoreOptions {
 pub struct DiskUsage {
     /// The database file's length.
     pub file_bytes: u64,
-    /// The log's length: the syncs since the last checkpoint (a header of 32 bytes after
-    /// one).
+    /// The log in use: its header (32 bytes) and the frames of the syncs since the last
+    /// checkpoint. (The file is grown ahead of them, by up to 1 MiB of zeros.)
     pub log_bytes: u64,
     /// Bytes in pages in use (the rest of the file is free pages, reused by later commits).
     pub allocated_bytes: u64,
@@ -226,7 +226,7 @@ impl<V: ReplicatedValue> Store<V> {
             )
         })?;
         let file_bytes = std::fs::metadata(self.dir.join(DATABASE))?.len();
-        let log_bytes = std::fs::metadata(self.dir.join(LOG))?.len();
+        let log_bytes = self.log.as_ref().map_or(wal::HEADER_LEN, Log::end);
         let txn = db.begin_write().map_err(read_error)?;
         let stats = txn.stats().map_err(read_error)?;
         txn.abort().map_err(read_error)?;

@@ -32,15 +32,15 @@ const KEYS: usize = 16;
 const CHECKPOINT_BYTES: u64 = 2 << 10;
 const LOG: &str = "wal.log";
 
-/// The log's length and the checkpoint its header names (`0, 0` if there is none).
-fn log_state(dir: &Path) -> (u64, u64) {
+/// Whether the log holds frames (or part of one: the file is zeros past them), and the
+/// checkpoint its header names (`0` if there is no log).
+fn log_state(dir: &Path) -> (bool, u64) {
     match std::fs::read(dir.join(LOG)) {
-        Ok(bytes) if bytes.len() >= 28 => (
-            bytes.len() as u64,
+        Ok(bytes) if bytes.len() >= 32 => (
+            bytes[32..].iter().any(|&b| b != 0),
             u64::from_le_bytes(bytes[20..28].try_into().expect("8 bytes")),
         ),
-        Ok(bytes) => (bytes.len() as u64, 0),
-        Err(_) => (0, 0),
+        _ => (false, 0),
     }
 }
 
@@ -125,8 +125,8 @@ fn run(kills: u64, seed: u64) {
         };
         std::thread::sleep(Duration::from_millis(delay));
         let acked = child.kill();
-        let (log_bytes, checkpoint) = log_state(leader_dir.path());
-        with_frames += u64::from(log_bytes > 32);
+        let (frames, checkpoint) = log_state(leader_dir.path());
+        with_frames += u64::from(frames);
         if checkpoint_at_start != 0 {
             // (The first run makes the log, with a checkpoint id of its own.)
             checkpoints += checkpoint - checkpoint_at_start;

@@ -286,7 +286,10 @@ impl<V: ReplicatedValue> Store<V> {
         })?;
         let fsync = self.options.durability == Durability::Fsync;
         let (Some(db), Some(log)) = (self.db.as_ref(), self.log.as_mut()) else {
-            unreachable!("reopened and checkpointed above");
+            // Both were made above, or the sync failed there.
+            return Err(StorageError::Io(std::io::Error::other(
+                "the store has no database or log open",
+            )));
         };
         let end = log.append(&frame, fsync).map_err(log_storage_error)?;
         let position = LogPosition {

@@ -30,7 +30,7 @@ pub(crate) enum Failure {
 pub(crate) struct Failures(Arc<AtomicU8>);
 
 impl Failures {
-    pub(crate) fn record(&self, failure: Failure) {
+    fn record(&self, failure: Failure) {
         let code = match failure {
             Failure::Full => 1,
             Failure::Broken => 2,

@@ -5,20 +5,23 @@
 //!
 //! After an `OpenError` the state on disk is as it was: the open may have created the
 //! directory and its `LOCK` file (never in a directory of other files), left a half-made
-//! database file of a new node (the next open starts it over), or let redb recover an
-//! interrupted commit, never anything else. The directory is not locked any more. Each
+//! database file of a new node (the next open starts it over), let redb recover an
+//! interrupted commit, or applied the log's frames to the database (the same state, then
+//! held by a checkpoint), never anything else. The directory is not locked any more. Each
 //! variant says what an operator does about it.
 //!
 //! A running store reports [`StorageError`]s from [`Storage::sync`](confluo_node::Storage):
 //!
-//! - [`StorageError::Full`]: the disk had no room for the commit. Nothing of the batch is
-//!   durable, and the store keeps every record appended since the last successful sync; a
-//!   later `sync` retries them all (and succeeds once space returns). Nothing may be
-//!   acknowledged meanwhile.
+//! - [`StorageError::Full`]: the disk had no room for the log's frame, the database's
+//!   commit, or a checkpoint. The batch was not acknowledged (a crash may find it whole or
+//!   not at all, never in part), and the store keeps every record appended since the last
+//!   successful sync; a later `sync` retries them all (and succeeds once space returns).
+//!   Nothing may be acknowledged meanwhile.
 //! - [`StorageError::Io`]: the disk failed (a failed `fsync` always counts as this: after
 //!   one, the kernel may have dropped the unsynced pages and a retry could report success
 //!   falsely). The store is *poisoned*: every later `sync` fails too. What was durable before
-//!   is intact on disk (redb's commit is atomic); restart the process to recover it.
+//!   is intact on disk (each frame of the log is checksummed, redb's commit is atomic);
+//!   restart the process to recover it.
 //! - [`StorageError::Corrupt`]: a row read back from disk does not decode or breaks an
 //!   invariant. The store is poisoned. Restore the node from a backup or give it an empty
 //!   directory (it then starts as a new incarnation and its peers bring it up to date).

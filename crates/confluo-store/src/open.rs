@@ -13,7 +13,7 @@ use crate::disk::{Disk, Failures};
 use crate::error::OpenError;
 use crate::format::{self, DATABASE, DATABASE_NEW, FORMAT_VERSION, header_row, parse_header_row};
 use crate::load::read_meta;
-use crate::recover::{Faults, recover};
+use crate::recover::recover;
 use crate::tables::{KEYS, LINKS, META, META_FORMAT, META_IDENTITY};
 use crate::wal::Log;
 
@@ -147,18 +147,10 @@ fn open_existing<V: ReplicatedValue>(
             format!("holds the identity of node {}", identity.node),
         ));
     }
-    let log = recover::<V>(dir, node, &db, None, &faults(options))?;
+    let log = recover::<V>(dir, node, &db, None, options)?;
     compact_if_mostly_free(&mut db, &path)?;
     let meta = read_meta(&db).map_err(|e| OpenError::corrupted(&path, e))?;
     Ok(Opened { db, meta, log })
-}
-
-/// The faults injected into the store's files (feature `testing`).
-pub(crate) fn faults(options: &StoreOptions) -> Faults {
-    #[cfg(any(test, feature = "testing"))]
-    return options.faults.clone();
-    #[cfg(not(any(test, feature = "testing")))]
-    let _ = options;
 }
 
 /// Gives free pages back when they are a third of the file or more. A commit that rewrites

@@ -14,17 +14,12 @@ use std::path::Path;
 use confluo_node::{NodeId, ReplicatedValue, StorageError, StorageWrite};
 use redb::Database;
 
-use crate::commit::{self, Checkpoint, Mark, read_checkpoint, read_position};
+use crate::StoreOptions;
+use crate::commit::{self, Checkpoint, LogPosition, Mark, read_checkpoint, read_position};
 use crate::error::OpenError;
 use crate::format::DATABASE;
 use crate::load::read_meta;
 use crate::wal::{self, Header, LOG, Log, LogError};
-
-/// Where injected faults go (feature `testing`); nothing otherwise.
-#[cfg(any(test, feature = "testing"))]
-pub(crate) type Faults = Option<crate::testing::Faults>;
-#[cfg(not(any(test, feature = "testing")))]
-pub(crate) type Faults = ();
 
 /// Replays what the log of `dir` holds beyond what `db` does, and returns the log to
 /// append to. `acked`: the end of the last acknowledged frame, when the store ran before
@@ -34,7 +29,7 @@ pub(crate) fn recover<V: ReplicatedValue>(
     node: NodeId,
     db: &Database,
     acked: Option<u64>,
-    #[cfg_attr(not(any(test, feature = "testing")), allow(unused_variables))] faults: &Faults,
+    options: &StoreOptions,
 ) -> Result<Log, OpenError> {
     let db_path = dir.join(DATABASE);
     let log_path = dir.join(LOG);
@@ -43,7 +38,7 @@ pub(crate) fn recover<V: ReplicatedValue>(
             dir,
             Header { node, checkpoint },
             #[cfg(any(test, feature = "testing"))]
-            faults.clone(),
+            options.faults.clone(),
         )
         .map_err(log_error)
     };
@@ -145,27 +140,48 @@ pub(crate) fn recover<V: ReplicatedValue>(
                 scan.dirty_end
             },
             #[cfg(any(test, feature = "testing"))]
-            faults.clone(),
+            options.faults.clone(),
         );
     }
-    let mut records: Vec<StorageWrite<V>> = Vec::new();
+    let decode = |frame: &wal::Frame<'_>| {
+        crate::codec::decode_frame::<V>(frame.payload).map_err(|why| OpenError::DamagedLog {
+            path: log_path.clone(),
+            offset: frame.start,
+            what: format!("a frame whose checksum holds does not decode: {why}"),
+        })
+    };
+    // Every frame decodes, or nothing is applied.
     for frame in rest {
-        let batch: Vec<StorageWrite<V>> =
-            crate::codec::decode_frame(frame.payload).map_err(|why| OpenError::DamagedLog {
-                path: log_path.clone(),
-                offset: frame.start,
-                what: format!("a frame whose checksum holds does not decode: {why}"),
-            })?;
-        records.extend(batch);
+        decode(frame)?;
     }
-    // The replay is a checkpoint: applied and fsynced in one commit, then a new log.
-    let meta = read_meta(db).map_err(|e| storage_error(&db_path, e))?;
+    // Applied in groups of frames (a log of 64 MiB would take several times that decoded),
+    // each commit naming the last frame it holds; the last group's commit is the checkpoint.
+    let mut meta = read_meta(db).map_err(|e| storage_error(&db_path, e))?;
     let next = Checkpoint {
         id: position.checkpoint + 1,
         covers: rest.last().map_or(position.offset, |f| f.end),
     };
-    commit::commit(db, &meta, &records, Mark::Checkpoint(next))
-        .map_err(|e| storage_error(&db_path, e))?;
+    let mut records: Vec<StorageWrite<V>> = Vec::new();
+    let mut group_bytes = 0;
+    for (i, frame) in rest.iter().enumerate() {
+        records.extend(decode(frame)?);
+        group_bytes += frame.payload.len();
+        let last = i + 1 == rest.len();
+        if !last && group_bytes < options.replay_group_bytes {
+            continue;
+        }
+        let mark = if last {
+            Mark::Checkpoint(next)
+        } else {
+            Mark::Log(LogPosition {
+                checkpoint: position.checkpoint,
+                offset: frame.end,
+            })
+        };
+        meta = commit::commit(db, &meta, &records, mark).map_err(|e| storage_error(&db_path, e))?;
+        records.clear();
+        group_bytes = 0;
+    }
     new_log(next.id)
 }
 

@@ -43,6 +43,8 @@ pub struct StoreOptions {
     pub(crate) cache_bytes: usize,
     pub(crate) check_integrity: bool,
     pub(crate) checkpoint_bytes: u64,
+    /// The log's bytes applied per commit when open replays it.
+    pub(crate) replay_group_bytes: usize,
     #[cfg(any(test, feature = "testing"))]
     pub(crate) faults: Option<crate::testing::Faults>,
 }
@@ -64,6 +66,8 @@ impl Default for StoreOptions {
             cache_bytes: DEFAULT_CACHE_BYTES,
             check_integrity: true,
             checkpoint_bytes: DEFAULT_CHECKPOINT_BYTES,
+            // A log of 64 MiB would take several times that decoded at once.
+            replay_group_bytes: 4 << 20,
             #[cfg(any(test, feature = "testing"))]
             faults: None,
         }
@@ -96,6 +100,14 @@ impl StoreOptions {
     /// starts over. The log grows to about this plus one batch; open replays at most that.
     pub fn checkpoint_bytes(mut self, bytes: u64) -> Self {
         self.checkpoint_bytes = bytes;
+        self
+    }
+
+    /// How many bytes of log open applies per commit when it replays (feature `testing`:
+    /// to replay a small log in many groups).
+    #[cfg(any(test, feature = "testing"))]
+    pub fn replay_group_bytes(mut self, bytes: usize) -> Self {
+        self.replay_group_bytes = bytes;
         self
     }
 
@@ -320,14 +332,8 @@ impl<V: ReplicatedValue> Store<V> {
         let db = open::database(&path, false, &self.options, &self.failures)
             .map_err(|e| classify(&self.failures, e))?;
         let acked = self.log.as_ref().map(Log::end);
-        let log = recover::<V>(
-            &self.dir,
-            self.node,
-            &db,
-            acked,
-            &open::faults(&self.options),
-        )
-        .map_err(|e| classify(&self.failures, e))?;
+        let log = recover::<V>(&self.dir, self.node, &db, acked, &self.options)
+            .map_err(|e| classify(&self.failures, e))?;
         self.meta = read_meta(&db)?;
         self.log = Some(log);
         self.db = Some(db);

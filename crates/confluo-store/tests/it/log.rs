@@ -78,6 +78,11 @@ fn many_syncs_without_a_checkpoint_replay_to_the_state_the_store_had() {
         open(crashed.path()).load().unwrap(),
         *states.last().unwrap()
     );
+    // Replayed a few frames per commit, the state is the same.
+    let crashed = crash_copy(dir.path());
+    let small_groups = StoreOptions::default().replay_group_bytes(1 << 10);
+    let grouped: Store = Store::open_with(crashed.path(), NODE, small_groups).unwrap();
+    assert_eq!(grouped.load().unwrap(), *states.last().unwrap());
     eprintln!(
         "{} syncs, {} bytes of log replayed",
         states.len() - 1,

@@ -186,6 +186,14 @@ const FOUND_WITH_EVERY_FAULT: &[Regression] = &[
         found: "a follower promoted while cut off lost its disk; no peer had seen its new id, \
                 so it took that id again and two acknowledged writes carried one dot",
     },
+    Regression {
+        seed: 5967,
+        disable: &[],
+        settings: "drop 2.3%, duplicate 7.0%",
+        found: "a follower that lost its disk kept its id: only its leader, which had lost its \
+                own disk, links with it, and no version vector names a follower; the stale \
+                row of its old incarnation then held a deleted counter everywhere",
+    },
 ];
 
 #[test]

@@ -132,6 +132,12 @@ impl<V: ReplicatedValue> Node<V> {
         if let Some(i) = self.inbound.peers.get(&asker) {
             newest = newest.max(Some(i.stream.replica));
         }
+        // Rows name each member's incarnation as it reported itself, and reach every node:
+        // a follower's id is in no version vector, and its only link may be with a leader
+        // that lost its own memory of it.
+        if let Some(row) = self.rows.get(&asker) {
+            newest = newest.max(Some(row.replica));
+        }
         Sighting {
             newest,
             holds: current.map_or(0, |r| vv.get(r)),

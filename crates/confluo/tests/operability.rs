@@ -13,7 +13,7 @@ use prometheus_parse::{Scrape, Value};
 
 mod common;
 
-use common::{BIN, Process};
+use common::{BIN, Process, connect};
 
 fn free_addr() -> SocketAddr {
     common::free_addr(3_500)
@@ -182,14 +182,6 @@ fn until<T>(within: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T
         assert!(start.elapsed() < within, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(100));
     }
-}
-
-fn connect(addr: SocketAddr) -> redis::Connection {
-    until(Duration::from_secs(20), "a RESP connection", || {
-        redis::Client::open(format!("redis://{addr}/"))
-            .and_then(|c| c.get_connection())
-            .ok()
-    })
 }
 
 /// Writes `key` at the node, once it takes writes (it answers LOADING while it joins).

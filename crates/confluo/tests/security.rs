@@ -16,7 +16,7 @@ use confluo_transport::testing::TestCa;
 
 mod common;
 
-use common::BIN;
+use common::{BIN, connect_with, until_writable};
 
 fn free_addr() -> SocketAddr {
     common::free_addr(3_000)
@@ -123,43 +123,6 @@ fn tls_table(ca: &str, cert: &str) -> String {
     format!("[tls]\nca_file = \"{ca}\"\ncert_file = \"{cert}.pem\"\nkey_file = \"{cert}.key\"\n")
 }
 
-/// A `redis` client of `addr` as `user` (URL credentials: the crate sends AUTH first).
-fn connect(addr: SocketAddr, auth: Option<(&str, &str)>) -> redis::Connection {
-    let url = match auth {
-        Some((u, p)) => format!("redis://{u}:{p}@{addr}/"),
-        None => format!("redis://{addr}/"),
-    };
-    let start = Instant::now();
-    loop {
-        let con = redis::Client::open(url.as_str())
-            .and_then(|c| c.get_connection())
-            .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c).map(|_| c));
-        match con {
-            Ok(c) => return c,
-            Err(e) if start.elapsed() > Duration::from_secs(15) => {
-                panic!("{addr} never answered: {e}")
-            }
-            Err(_) => std::thread::sleep(Duration::from_millis(50)),
-        }
-    }
-}
-
-/// Waits until the node takes writes (see tests/serve.rs).
-fn until_writable(con: &mut redis::Connection) {
-    let start = Instant::now();
-    loop {
-        match redis::cmd("SET").arg("__probe__").arg(1).query::<()>(con) {
-            Ok(()) => break,
-            Err(e) if e.code() == Some("LOADING") => {
-                assert!(start.elapsed() < Duration::from_secs(20), "never writable");
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            Err(e) => panic!("probe refused: {e}"),
-        }
-    }
-    let _: i64 = redis::cmd("DEL").arg("__probe__").query(con).unwrap();
-}
-
 /// Waits until `key` reads `value` at `con`.
 fn until_value(con: &mut redis::Connection, key: &str, value: &str, within: Duration) -> bool {
     let start = Instant::now();
@@ -217,7 +180,8 @@ fn an_mtls_cluster_replicates() {
         String::from_utf8_lossy(&check.stderr)
     );
     let nodes: Vec<Process> = configs.iter().map(|c| serve(&c.0)).collect();
-    let mut cons: Vec<redis::Connection> = configs.iter().map(|c| connect(c.1, None)).collect();
+    let mut cons: Vec<redis::Connection> =
+        configs.iter().map(|c| connect_with(c.1, None)).collect();
     until_writable(&mut cons[0]);
     let _: () = redis::cmd("SET")
         .arg("k")
@@ -283,7 +247,8 @@ fn attackers_on_the_peer_port_are_refused_and_logged_while_the_cluster_replicate
         (String::new(), tls_table("ca.pem", &format!("n{i}")))
     });
     let nodes: Vec<Process> = configs.iter().map(|c| serve(&c.0)).collect();
-    let mut cons: Vec<redis::Connection> = configs.iter().map(|c| connect(c.1, None)).collect();
+    let mut cons: Vec<redis::Connection> =
+        configs.iter().map(|c| connect_with(c.1, None)).collect();
     until_writable(&mut cons[0]);
 
     // The attacker: a certificate for n0's own name from another CA, and plaintext that
@@ -390,7 +355,7 @@ fn a_server_refuses_to_start_on_a_network_peer_address_without_authentication() 
     )
     .unwrap();
     let _node = serve(&configs[0].0);
-    connect(configs[0].1, None);
+    connect_with(configs[0].1, None);
 }
 
 fn auth_tables() -> String {
@@ -408,7 +373,7 @@ fn clients_authenticate_first_and_a_wrong_password_gets_nothing() {
     let configs = leaders(dir.path(), 1, |_| (String::new(), auth_tables()));
     let node = serve(&configs[0].0);
     let addr = configs[0].1;
-    let mut app = connect(addr, Some(("app", "app-pw")));
+    let mut app = connect_with(addr, Some(("app", "app-pw")));
     until_writable(&mut app);
     let _: () = redis::cmd("SET").arg("k").arg("v").query(&mut app).unwrap();
 
@@ -510,10 +475,10 @@ fn a_read_only_user_writing_gets_noperm_and_the_write_happens_nowhere() {
         ("shared_secret_file = \"secret\"".into(), auth_tables())
     });
     let _nodes: Vec<Process> = configs.iter().map(|c| serve(&c.0)).collect();
-    let mut app0 = connect(configs[0].1, Some(("app", "app-pw")));
-    let mut app1 = connect(configs[1].1, Some(("app", "app-pw")));
+    let mut app0 = connect_with(configs[0].1, Some(("app", "app-pw")));
+    let mut app1 = connect_with(configs[1].1, Some(("app", "app-pw")));
     until_writable(&mut app0);
-    let mut reader = connect(configs[0].1, Some(("reader", "reader-pw")));
+    let mut reader = connect_with(configs[0].1, Some(("reader", "reader-pw")));
     let e = redis::cmd("SET")
         .arg("stolen")
         .arg("x")
@@ -651,8 +616,8 @@ fn sighup_rotates_the_peer_ca_and_a_bad_file_keeps_the_old_one() {
     });
     let n0 = serve(&configs[0].0);
     let n1 = serve(&configs[1].0);
-    let mut c0 = connect(configs[0].1, None);
-    let mut c1 = connect(configs[1].1, None);
+    let mut c0 = connect_with(configs[0].1, None);
+    let mut c1 = connect_with(configs[1].1, None);
     until_writable(&mut c1);
     until_writable(&mut c0);
     let _: () = redis::cmd("SET")
@@ -675,7 +640,7 @@ fn sighup_rotates_the_peer_ca_and_a_bad_file_keeps_the_old_one() {
         &["certificates not reloaded", "a certificate file changed"],
         Duration::from_secs(10),
     );
-    let mut fresh = connect(configs[0].1, None);
+    let mut fresh = connect_with(configs[0].1, None);
     let _: String = redis::cmd("PING").query(&mut fresh).unwrap();
 
     // Both CAs, then SIGHUP: new connections use them, and n1 gets in.

@@ -5,11 +5,11 @@
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 mod common;
 
-use common::{BIN, Process};
+use common::{BIN, Process, connect, until_writable};
 
 fn free_addr() -> SocketAddr {
     common::free_addr(7_000)
@@ -49,44 +49,6 @@ fn serve(config: &Path) -> Process {
             .spawn()
             .expect("spawn confluo serve"),
     )
-}
-
-/// A client of the server at `addr`, once it answers.
-fn connect(addr: SocketAddr) -> redis::Connection {
-    let start = Instant::now();
-    loop {
-        let con = redis::Client::open(format!("redis://{addr}/"))
-            .and_then(|c| c.get_connection())
-            .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c).map(|_| c));
-        match con {
-            Ok(c) => return c,
-            Err(e) if start.elapsed() > Duration::from_secs(10) => {
-                panic!("{addr} never answered: {e}")
-            }
-            Err(_) => std::thread::sleep(Duration::from_millis(50)),
-        }
-    }
-}
-
-/// Waits until the server at `con` takes writes: a node starting with automatic identity
-/// answers `LOADING` until its peers have said which of its ids they saw, or, with peers
-/// down, until its join times out (3 s). Probes with a write to a key no test reads.
-fn until_writable(con: &mut redis::Connection) {
-    let start = Instant::now();
-    loop {
-        match redis::cmd("SET").arg("__probe__").arg(1).query::<()>(con) {
-            Ok(()) => break,
-            Err(e) if e.code() == Some("LOADING") => {
-                assert!(
-                    start.elapsed() < Duration::from_secs(20),
-                    "never writable: {e}"
-                );
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            Err(e) => panic!("probe refused: {e}"),
-        }
-    }
-    let _: i64 = redis::cmd("DEL").arg("__probe__").query(con).unwrap();
 }
 
 fn redis_cli() -> Option<&'static str> {

@@ -68,3 +68,51 @@ impl Process {
         None
     }
 }
+
+/// A `redis` client of the server at `addr`, once it answers PING.
+pub fn connect(addr: SocketAddr) -> redis::Connection {
+    connect_with(addr, None)
+}
+
+/// A `redis` client of `addr`, as `(user, password)` if given (URL credentials: the crate
+/// sends AUTH first), once it answers PING.
+pub fn connect_with(addr: SocketAddr, auth: Option<(&str, &str)>) -> redis::Connection {
+    let url = match auth {
+        Some((u, p)) => format!("redis://{u}:{p}@{addr}/"),
+        None => format!("redis://{addr}/"),
+    };
+    let start = Instant::now();
+    loop {
+        let con = redis::Client::open(url.as_str())
+            .and_then(|c| c.get_connection())
+            .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c).map(|_| c));
+        match con {
+            Ok(c) => return c,
+            Err(e) if start.elapsed() > Duration::from_secs(20) => {
+                panic!("{addr} never answered: {e}")
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(50)),
+        }
+    }
+}
+
+/// Waits until the server at `con` takes writes: a node starting with automatic identity
+/// answers `LOADING` until its peers have said which of its ids they saw, or, with peers
+/// down, until its join times out (3 s). Probes with a write to a key no test reads.
+pub fn until_writable(con: &mut redis::Connection) {
+    let start = Instant::now();
+    loop {
+        match redis::cmd("SET").arg("__probe__").arg(1).query::<()>(con) {
+            Ok(()) => break,
+            Err(e) if e.code() == Some("LOADING") => {
+                assert!(
+                    start.elapsed() < Duration::from_secs(20),
+                    "never writable: {e}"
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(e) => panic!("probe refused: {e}"),
+        }
+    }
+    let _: i64 = redis::cmd("DEL").arg("__probe__").query(con).unwrap();
+}

@@ -40,7 +40,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 pub use clock::{Clock, SystemClock};
-pub use commit::{CommitStats, SYNC_BUCKETS_US};
+pub use commit::{ADAPTIVE_INLINE_MAX, ADAPTIVE_PROBE, CommitStats, SYNC_BUCKETS_US};
 pub use handle::{Access, DrainReport, Durable, NodeHandle};
 
 use crate::config::Config;
@@ -81,14 +81,23 @@ pub enum DriverError {
 /// Where storage syncs run.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum SyncMode {
-    /// On a thread of their own, overlapping with the node's work (group commit): the
-    /// default, and what a server on a real disk wants.
-    #[default]
+    /// On a thread of their own, overlapping with the node's work (group commit).
     Thread,
     /// On the driver's task, blocking it for the sync: for storages whose sync costs
     /// nothing, and for deterministic tests of the async shell (no thread outside the
     /// runtime).
     Inline,
+    /// On the thread while the task has work to overlap with the sync, inline while it
+    /// would only wait: the default. Handing a sync to a thread costs two wake-ups across
+    /// threads (tens of microseconds each on a virtual machine), which is a large share of
+    /// a fast disk's fsync when every writer is waiting on that sync anyway (a Redis client
+    /// per connection, unpipelined). The driver measures how long the task sat idle while
+    /// each threaded sync ran: mostly idle, the next syncs run inline, with one in
+    /// [`ADAPTIVE_PROBE`] on the thread to measure again; a sync
+    /// slower than [`ADAPTIVE_INLINE_MAX`] always runs on
+    /// the thread, so that a slow disk never stalls the task for long.
+    #[default]
+    Adaptive,
 }
 
 /// Driver settings.

@@ -94,6 +94,7 @@ where
             break Err(e);
         }
         let stalled = task.committer.full().is_some();
+        let parked = std::time::Instant::now();
         let event = tokio::select! {
             biased;
             done = task.committer.done.recv() => Event::Committed(done),
@@ -103,6 +104,7 @@ where
             received = task.transport.recv(), if !stalled => Event::Received(received),
             _ = ticker.tick() => Event::Tick,
         };
+        task.committer.waited(parked.elapsed());
         match task.on(event) {
             Ok(true) => {}
             Ok(false) => break Ok(()),
@@ -118,19 +120,15 @@ where
 /// Times the task yields after a sync, taking the commands that arrive meanwhile.
 const REGROUP_YIELDS: usize = 2;
 
-/// The longest the task waits after a sync for the writers it acknowledged, as a fraction
-/// of that sync's duration and in absolute terms.
-const REGROUP_SHARE: u32 = 4;
-const REGROUP_MAX: Duration = Duration::from_micros(500);
-
 /// After a sync, the writers it acknowledged write again within microseconds. Starting the
 /// next sync at once would leave them for the one after, splitting the writers into two
-/// cohorts that each get half a sync; yielding a moment first lets them share one. Writers
-/// that are further away (a client over TCP, through a session task) take longer than a
-/// yield: while fewer records wait than the last sync carried, the task waits for more, at
-/// most a quarter of that sync's duration (so the wait costs little against the sync it
-/// saves, and nothing when syncs are fast) and at most 500 us. A lone writer is back at
-/// once and never waits. Returns `false` if a command said to stop.
+/// cohorts that each get half a sync; yielding a moment first lets them share one.
+///
+/// An earlier version also waited, up to a quarter of the last sync, for as many records
+/// as that sync carried. Measured on this machine (docs/benchmarks.md) the wait lost more
+/// than it saved: a pipelined client's batch is mostly CPU (encoding, the store's apply),
+/// and waiting serialised what the next sync could overlap, while writers over TCP came
+/// back within the yields anyway. Returns `false` if a command said to stop.
 async fn regroup<V, T, S>(
     task: &mut Task<V, T, S>,
     commands: &mut mpsc::Receiver<Command<V>>,
@@ -150,20 +148,6 @@ where
             }
         }
         task.carry_out();
-    }
-    let (records, took) = task.committer.last_job();
-    let deadline = tokio::time::Instant::now() + (took / REGROUP_SHARE).min(REGROUP_MAX);
-    while task.committer.pending_records() < records {
-        match tokio::time::timeout_at(deadline, commands.recv()).await {
-            Ok(Some(cmd)) => {
-                if !task.command(cmd) {
-                    return false;
-                }
-                task.carry_out();
-            }
-            Ok(None) => return false,
-            Err(_elapsed) => break,
-        }
     }
     true
 }

@@ -33,6 +33,9 @@
 //!
 //! [health]                     # optional
 //! peer_grace_ms = 10000        # /readyz waits this long for every peer's handshake
+//!
+//! [runtime]                    # optional
+//! threads = 1                  # threads serving clients and peers (1: one event loop, as Redis)
 //! ```
 //!
 //! Security (see `docs/security.md`), each optional; file paths are relative to the config:
@@ -197,6 +200,11 @@ pub struct ServerConfig {
     /// a node cut off from some peers is ready anyway (it takes writes either way, and a
     /// datacenter cut off from the others must still serve its own clients).
     pub peer_grace: Duration,
+    /// Threads serving clients and peers: 1 (the default) runs every connection and the
+    /// node on one event loop, as Redis does, which on a small machine beats spreading
+    /// them (no wake-ups across threads on every request). Storage syncs run on a thread
+    /// of their own either way.
+    pub threads: usize,
 }
 
 impl ServerConfig {
@@ -276,6 +284,8 @@ struct RawConfig {
     shutdown: RawShutdown,
     #[serde(default)]
     health: RawHealth,
+    #[serde(default)]
+    runtime: RawRuntime,
 }
 
 #[derive(Deserialize)]
@@ -387,6 +397,28 @@ impl Default for RawHealth {
     }
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRuntime {
+    #[serde(default = "default_threads")]
+    threads: Spanned<u64>,
+}
+
+impl Default for RawRuntime {
+    fn default() -> Self {
+        RawRuntime {
+            threads: default_threads(),
+        }
+    }
+}
+
+fn default_threads() -> Spanned<u64> {
+    Spanned::new(0..0, 1)
+}
+
+/// More threads than this is a typo, not a machine.
+const MAX_THREADS: u64 = 1024;
+
 fn default_peer_grace_ms() -> u64 {
     10_000
 }
@@ -454,6 +486,13 @@ impl Check<'_> {
         if *drain.get_ref() == 0 {
             self.at(drain.span(), "drain_timeout_ms must be at least 1");
         }
+        let threads = raw.runtime.threads;
+        if !(1..=MAX_THREADS).contains(threads.get_ref()) {
+            self.at(
+                threads.span(),
+                format!("threads must be between 1 and {MAX_THREADS}"),
+            );
+        }
         let base_dir = base.unwrap_or(Path::new(""));
         let peer_security = self.peer_security(
             raw.tls,
@@ -481,6 +520,7 @@ impl Check<'_> {
             limits,
             drain_timeout: Duration::from_millis(drain.into_inner()),
             peer_grace: Duration::from_millis(raw.health.peer_grace_ms),
+            threads: usize::try_from(threads.into_inner()).unwrap_or(1),
         })
     }
 

@@ -39,6 +39,24 @@ fn a_valid_file_parses_with_defaults() {
     assert_eq!(c.peers[0].role, MemberRole::Follower { leader: "a".into() });
     assert_eq!(c.limits, ClientLimits::default());
     assert_eq!(c.drain_timeout, Duration::from_secs(10));
+    assert_eq!(
+        c.threads, 1,
+        "one event loop unless the file says otherwise"
+    );
+}
+
+#[test]
+fn runtime_threads_are_read_and_zero_is_named_at_its_line() {
+    let c = ServerConfig::parse(&format!("{BASE}\n[runtime]\nthreads = 4\n"), None).unwrap();
+    assert_eq!(c.threads, 4);
+    let text = format!("{BASE}\n[runtime]\nthreads = 0\n");
+    let p = problems(&text);
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert_eq!(p[0].line, text.lines().count(), "{p:?}");
+    assert!(
+        p[0].message.contains("threads must be between 1 and 1024"),
+        "{p:?}"
+    );
 }
 
 #[test]

@@ -358,6 +358,7 @@ fn log_config(config: &ServerConfig) {
         ?peers,
         drain_timeout_ms = config.drain_timeout.as_millis() as u64,
         peer_grace_ms = config.peer_grace.as_millis() as u64,
+        threads = config.threads,
         "starting"
     );
 }

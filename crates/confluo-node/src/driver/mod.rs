@@ -8,7 +8,9 @@
 //!   then reports the batch's last token to [`Node::persisted`], which releases the
 //!   acknowledgements and messages that waited for it. While a sync runs, the task goes on
 //!   taking writes and messages, and what they persist queues for the next sync: concurrent
-//!   writers share syncs instead of paying one each (DESIGN pitfall 8).
+//!   writers share syncs instead of paying one each (DESIGN pitfall 8). When the task
+//!   would only wait for the sync, it runs the sync itself instead ([`SyncMode::Adaptive`]),
+//!   saving the two wake-ups across threads.
 //! - **Messages** go out with [`Transport::try_send`] (a full queue drops the message: the
 //!   node resends what is not acknowledged, so a slow peer never blocks the others); state
 //!   transfers wait for room on a task of their own.

@@ -21,6 +21,11 @@ fn demo_converges_after_the_partition() {
         "{out}"
     );
     assert!(out.contains("all six replicas converged"), "{out}");
+    // The workload starts once the cluster has settled, as an operator's would.
+    assert!(
+        out.contains("every replication link is up and in sync"),
+        "{out}"
+    );
 }
 
 #[test]

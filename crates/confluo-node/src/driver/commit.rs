@@ -247,8 +247,9 @@ impl<V: ReplicatedValue, S: Storage<V> + Send + 'static> Committer<V, S> {
         let job = match (place, &self.thread) {
             (Place::Thread, Some(thread)) => match thread.jobs.send((token, records, job)) {
                 Ok(()) => return,
-                // The thread is gone: what it would report, reported here.
-                Err(std::sync::mpsc::SendError((_, _, _job))) => {
+                // The thread is gone (it panicked, poisoning the storage): what it would
+                // report, reported here.
+                Err(_) => {
                     let _ = self.done_tx.send(Done {
                         token,
                         records,

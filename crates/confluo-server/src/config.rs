@@ -36,6 +36,10 @@
 //!
 //! [runtime]                    # optional
 //! threads = 1                  # threads serving clients and peers (1: one event loop, as Redis)
+//!
+//! [storage]                    # optional
+//! checkpoint_mb = 64           # the write-ahead log's size at which it is folded into the tables
+//! cache_mb = 64                # the tables' page cache
 //! ```
 //!
 //! Security (see `docs/security.md`), each optional; file paths are relative to the config:
@@ -205,6 +209,29 @@ pub struct ServerConfig {
     /// them (no wake-ups across threads on every request). Storage syncs run on a thread
     /// of their own either way.
     pub threads: usize,
+    /// The store's settings.
+    pub storage: StorageConfig,
+}
+
+/// `[storage]`: how the data directory's store runs (see `confluo_store::StoreOptions`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StorageConfig {
+    /// The write-ahead log's size, in bytes, past which the next sync checkpoints it into
+    /// the tables first. Larger: fewer checkpoints (each an fsync of the tables), a longer
+    /// replay at restart.
+    pub checkpoint_bytes: u64,
+    /// The tables' page cache, in bytes.
+    pub cache_bytes: usize,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            checkpoint_bytes: confluo_store::DEFAULT_CHECKPOINT_BYTES,
+            cache_bytes: confluo_store::DEFAULT_CACHE_BYTES,
+        }
+    }
 }
 
 impl ServerConfig {
@@ -286,6 +313,8 @@ struct RawConfig {
     health: RawHealth,
     #[serde(default)]
     runtime: RawRuntime,
+    #[serde(default)]
+    storage: RawStorage,
 }
 
 #[derive(Deserialize)]
@@ -416,6 +445,19 @@ fn default_threads() -> Spanned<u64> {
     Spanned::new(0..0, 1)
 }
 
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStorage {
+    #[serde(default)]
+    checkpoint_mb: Option<Spanned<u64>>,
+    #[serde(default)]
+    cache_mb: Option<Spanned<u64>>,
+}
+
+/// Megabytes of a `[storage]` size, at most: larger is a typo (a log that size would take
+/// minutes to replay).
+const MAX_STORAGE_MB: u64 = 1 << 16;
+
 /// More threads than this is a typo, not a machine.
 const MAX_THREADS: u64 = 1024;
 
@@ -486,6 +528,7 @@ impl Check<'_> {
         if *drain.get_ref() == 0 {
             self.at(drain.span(), "drain_timeout_ms must be at least 1");
         }
+        let storage = self.storage(raw.storage);
         let threads = raw.runtime.threads;
         if !(1..=MAX_THREADS).contains(threads.get_ref()) {
             self.at(
@@ -521,7 +564,33 @@ impl Check<'_> {
             drain_timeout: Duration::from_millis(drain.into_inner()),
             peer_grace: Duration::from_millis(raw.health.peer_grace_ms),
             threads: usize::try_from(threads.into_inner()).unwrap_or(1),
+            storage,
         })
+    }
+
+    /// `[storage]`: each size from 1 MB to `MAX_STORAGE_MB`.
+    fn storage(&mut self, raw: RawStorage) -> StorageConfig {
+        let mut config = StorageConfig::default();
+        let mut mb = |value: Option<Spanned<u64>>, name: &str| {
+            let value = value?;
+            let n = *value.get_ref();
+            if (1..=MAX_STORAGE_MB).contains(&n) {
+                Some(n << 20)
+            } else {
+                self.at(
+                    value.span(),
+                    format!("{name} must be between 1 and {MAX_STORAGE_MB}"),
+                );
+                None
+            }
+        };
+        if let Some(bytes) = mb(raw.checkpoint_mb, "checkpoint_mb") {
+            config.checkpoint_bytes = bytes;
+        }
+        if let Some(bytes) = mb(raw.cache_mb, "cache_mb") {
+            config.cache_bytes = usize::try_from(bytes).unwrap_or(usize::MAX);
+        }
+        config
     }
 
     /// `[tls]`, `shared_secret_file` and `insecure`: the files load, and the result passes

@@ -92,7 +92,8 @@ pub mod proxy;
 
 pub use auth::{Access, ClientAuth, DEFAULT_ITERATIONS, HashError, PasswordHash, User};
 pub use config::{
-    ClientTlsFiles, Member, MemberRole, PeerSecurity, ServerConfig, TlsFiles, TopologyName,
+    ClientTlsFiles, Member, MemberRole, PeerSecurity, ServerConfig, StorageConfig, TlsFiles,
+    TopologyName,
 };
 pub use error::{ConfigError, Problem, ServerError};
 pub use limits::ClientLimits;

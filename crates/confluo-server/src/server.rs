@@ -108,11 +108,12 @@ impl Server {
         let tcp = replication::transport_config(&config, &plan)?;
         let began = Instant::now();
         let storage = {
-            let (dir, node) = (
+            let (dir, node, options) = (
                 config.data_dir.clone(),
                 confluo_node::NodeId(config.node.id),
+                config.storage,
             );
-            tokio::task::spawn_blocking(move || store::open(&dir, node))
+            tokio::task::spawn_blocking(move || store::open(&dir, node, options))
                 .await
                 .map_err(|_| ServerError::Node(DriverError::Stopped))??
         };
@@ -359,6 +360,8 @@ fn log_config(config: &ServerConfig) {
         drain_timeout_ms = config.drain_timeout.as_millis() as u64,
         peer_grace_ms = config.peer_grace.as_millis() as u64,
         threads = config.threads,
+        checkpoint_mb = config.storage.checkpoint_bytes >> 20,
+        cache_mb = config.storage.cache_bytes >> 20,
         "starting"
     );
 }

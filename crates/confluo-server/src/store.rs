@@ -3,8 +3,9 @@
 use std::path::Path;
 
 use confluo_node::{NodeId, Value};
-use confluo_store::Store;
+use confluo_store::{Store, StoreOptions};
 
+use crate::config::StorageConfig;
 use crate::error::ServerError;
 
 /// The storage the server runs its node on: `confluo-store` (redb) in the data directory,
@@ -13,10 +14,17 @@ use crate::error::ServerError;
 pub(crate) type NodeStorage = Store<Value>;
 
 /// Opens (creating it if needed) the store of node `node` in `data_dir`.
-pub(crate) fn open(data_dir: &Path, node: NodeId) -> Result<NodeStorage, ServerError> {
+pub(crate) fn open(
+    data_dir: &Path,
+    node: NodeId,
+    config: StorageConfig,
+) -> Result<NodeStorage, ServerError> {
     std::fs::create_dir_all(data_dir).map_err(|source| ServerError::DataDir {
         path: data_dir.to_path_buf(),
         source,
     })?;
-    Store::open(data_dir, node).map_err(ServerError::Store)
+    let options = StoreOptions::default()
+        .checkpoint_bytes(config.checkpoint_bytes)
+        .cache_bytes(config.cache_bytes);
+    Store::open_with(data_dir, node, options).map_err(ServerError::Store)
 }

@@ -424,3 +424,81 @@ fn an_empty_restart_never_takes_an_id_a_lost_unseen_incarnation_used() {
         assert_eq!(reuse, 0, "node {id}");
     }
 }
+
+/// The gap a join cannot close alone: an incarnation that took the clock floor was seen by
+/// no member before its disk was lost, so the next one takes generation 0; a message of
+/// the first then arrives late. The peer that reads it must not ignore the live node for
+/// good: it tells it the newest id it has seen, and the node moves past it.
+#[test]
+fn a_node_overtaken_by_a_late_message_of_its_lost_incarnation_moves_past_it() {
+    let (leader, follower) = (NodeId(1), NodeId(4));
+    let members: Vec<NodeId> = IDS.iter().copied().chain([follower]).collect();
+    let mut net = Net::new();
+    net.now = 1_800_000_000_000;
+    for id in IDS {
+        let mut config = automatic(id).with_members(members.clone());
+        if id == leader {
+            config.links.push(Link {
+                peer: follower,
+                relay: true,
+            });
+        }
+        net.add(config);
+    }
+    let follower_config = || {
+        Config::automatic_follower(follower, leader)
+            .with_links(vec![Link::back_to_leader(leader)])
+            .with_members(members.clone())
+    };
+    // Nothing the follower says arrives anywhere (and node 3 is cut off), so its join
+    // times out: the clock floor.
+    for peer in IDS {
+        net.held.insert((follower, peer));
+    }
+    net.cut.insert((NodeId(3), follower));
+    net.add(follower_config());
+    let mut rounds = 0;
+    while net.node(follower.0).is_joining() {
+        net.round();
+        rounds += 1;
+        assert!(rounds < 1_000, "the join times out");
+    }
+    let lost = net.node(follower.0).replica();
+    assert!(generation_of(lost) > 0, "took the clock floor: {lost:?}");
+    // Nothing it says under that id arrives before its disk is lost either.
+    for _ in 0..5 {
+        net.round();
+    }
+    let late: Vec<_> = net
+        .wire
+        .iter()
+        .filter(|m| m.0 == follower)
+        .cloned()
+        .collect();
+    assert!(!late.is_empty(), "it says hello under its new id");
+    net.held.clear();
+    net.crash(follower.0, true);
+    net.storage[&follower].lose_everything();
+    net.cut.clear();
+    net.restart(follower.0, follower_config());
+    assert!(net.settle(100));
+    let second = net.node(follower.0).replica();
+    assert!(second < lost, "no member had seen {lost:?}, so {second:?}");
+    // Now the late messages arrive.
+    net.wire.extend(late);
+    write_counter(&mut net, leader.0, 3);
+    assert!(net.settle(200));
+    let now = net.node(follower.0).replica();
+    assert!(
+        now > lost,
+        "moved past the id its peer saw: {now:?} after {lost:?}"
+    );
+    assert_eq!(visits(&mut net, follower.0), 3, "and replicates again");
+    assert!(net.converged());
+    let seen = alerts(&mut net, follower.0);
+    assert!(
+        seen.iter()
+            .any(|a| matches!(a, Alert::Overtaken { old, .. } if *old == second)),
+        "{seen:?}"
+    );
+}

@@ -32,6 +32,9 @@ pub struct FaultCounts {
     /// Starts whose join timed out (a peer was cut off), so the replica id followed the
     /// clock: an outcome of partitions, not a fault of its own.
     pub joins_timed_out: u64,
+    /// Nodes told by a peer that it had seen a newer id of theirs (an incarnation lost with
+    /// its disk before anyone saw it), which then moved past it.
+    pub overtaken: u64,
 }
 
 impl FaultCounts {
@@ -48,6 +51,7 @@ impl FaultCounts {
         self.promotions += o.promotions;
         self.clock_steps += o.clock_steps;
         self.joins_timed_out += o.joins_timed_out;
+        self.overtaken += o.overtaken;
     }
 
     /// All faults, each message fault counted once.
@@ -70,7 +74,7 @@ impl fmt::Display for FaultCounts {
             f,
             "{} dropped, {} cut by partitions, {} duplicated, {} partitions, {} long outages, \
              {} crashes ({} lost the disk), {} topology changes, {} promotions, {} clock steps, \
-             {} joins timed out",
+             {} joins timed out, {} ids overtaken",
             self.dropped,
             self.cut,
             self.duplicated,
@@ -81,7 +85,8 @@ impl fmt::Display for FaultCounts {
             self.topology_changes,
             self.promotions,
             self.clock_steps,
-            self.joins_timed_out
+            self.joins_timed_out,
+            self.overtaken
         )
     }
 }

@@ -194,6 +194,15 @@ const FOUND_WITH_EVERY_FAULT: &[Regression] = &[
                 own disk, links with it, and no version vector names a follower; the stale \
                 row of its old incarnation then held a deleted counter everywhere",
     },
+    Regression {
+        seed: 1277,
+        disable: &[],
+        settings: "drop 1.3%, duplicate 3.7%",
+        found: "a follower's clock-floor id was seen by nobody before its disk was lost (its \
+                leader was joining, holding its hellos), so it took generation 0 again; the \
+                leader then read the held hellos and ignored the live node for good, until \
+                a peer that ignores an older id tells the node the newest it has seen",
+    },
 ];
 
 #[test]

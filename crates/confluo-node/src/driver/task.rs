@@ -393,6 +393,18 @@ fn log_alert(alert: &Alert) {
             peers_hold,
             "storage holds less of this node's history than its peers do (restored backup?): took a new replica id"
         ),
+        Alert::Overtaken {
+            peer,
+            old,
+            new,
+            seen,
+        } => tracing::error!(
+            %peer,
+            old = old.0,
+            new = new.0,
+            seen = seen.0,
+            "a peer had seen a newer replica id of this node (an incarnation lost with its disk before anyone saw it): took a newer one"
+        ),
         Alert::JoinedWithout { missing } => tracing::warn!(
             ?missing,
             "some peers did not answer at start: the replica id follows the clock"

@@ -50,6 +50,20 @@ pub enum Alert {
         /// Events of `old` a peer holds.
         peers_hold: u64,
     },
+    /// `peer` had seen `seen`, an id of this node newer than the one it ran under (`old`):
+    /// an incarnation that took the clock floor and lost its disk before any member saw
+    /// it, whose messages arrived late. The node took `new`, past it; without that, the
+    /// peer would take every message under `old` for a late one, for good.
+    Overtaken {
+        /// Who said so.
+        peer: NodeId,
+        /// The id the node ran under.
+        old: ReplicaId,
+        /// The one it took.
+        new: ReplicaId,
+        /// The newest id of it the peer had seen.
+        seen: ReplicaId,
+    },
     /// The join timed out: these peers did not say which of this node's ids they had seen,
     /// so the new id also follows the wall clock (see the `identity` module).
     JoinedWithout {
@@ -166,6 +180,54 @@ impl<V: ReplicatedValue> Node<V> {
             }
         }
         None
+    }
+
+    /// A message from `from` names `replica`, older than an id of `from` this node has seen:
+    /// either a late message of an incarnation that is gone, or a live node that took an
+    /// id some lost incarnation of it had passed (the join's known gap). Tell it, now and
+    /// then: a live node moves past it ([`Node::on_you_are`]), a gone one hears nothing.
+    pub(super) fn tell_if_overtaken(&mut self, from: NodeId, replica: ReplicaId) {
+        let seen = self
+            .outbound
+            .get(&from)
+            .and_then(|p| p.newest)
+            .max(self.inbound.peers.get(&from).map(|i| i.stream.replica));
+        if seen.is_none_or(|s| s <= replica) {
+            return;
+        }
+        let (now, every) = (self.now, self.limits.hello_ms);
+        let told = self.told.entry(from).or_insert(0);
+        if *told != 0 && now.saturating_sub(*told) < every {
+            return;
+        }
+        *told = now.max(1);
+        let sighting = self.sighting(from, None);
+        self.send(from, Message::YouAre(sighting));
+    }
+
+    /// A peer says which of this node's ids it has seen, unasked (or too late for the
+    /// join): one newer than this node's own means an incarnation of it that nobody saw
+    /// before its disk was lost went further, so its ids may have been used; take one past
+    /// it, as a promotion does, and say nothing under it until it is durable.
+    pub(super) fn on_you_are(&mut self, from: NodeId, sighting: Sighting) {
+        let Some(seen) = sighting.newest else {
+            return;
+        };
+        if node_of(seen) != self.id || seen <= self.replica {
+            return;
+        }
+        let old = self.replica;
+        let new = incarnation_replica(self.id, generation_of(seen) + 1);
+        self.take_replica(new);
+        self.started = false;
+        let t = self.persist(StorageWrite::Identity(self.identity()));
+        self.gate(t, Gated::Started);
+        self.alerts.push_back(Alert::Overtaken {
+            peer: from,
+            old,
+            new,
+            seen,
+        });
     }
 
     /// Answers a peer asking which of its ids this node has seen (even while joining: nodes

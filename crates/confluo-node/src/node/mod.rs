@@ -101,6 +101,9 @@ pub struct Node<V: ReplicatedValue = Value> {
     alerts: std::collections::VecDeque<Alert>,
     /// Peers suspected or caught reusing a replica id.
     suspects: BTreeMap<NodeId, Suspect>,
+    /// When each peer was last told of a newer id of it than the one it used (see
+    /// `tell_if_overtaken`).
+    told: BTreeMap<NodeId, u64>,
     identity_mode: IdentityMode,
     /// Every node of the cluster (see `Config::members`).
     members: Vec<NodeId>,
@@ -158,6 +161,7 @@ impl<V: ReplicatedValue> Node<V> {
             joining: None,
             alerts: std::collections::VecDeque::new(),
             suspects: BTreeMap::new(),
+            told: BTreeMap::new(),
             identity_mode: config.identity,
             members: config.members.clone(),
             collected: VersionVector::new(),
@@ -264,6 +268,7 @@ impl<V: ReplicatedValue> Node<V> {
     }
 
     fn on_hello(&mut self, from: NodeId, stream: Stream) -> Result<(), HandleError> {
+        self.tell_if_overtaken(from, stream.replica);
         self.refused(from, stream.replica)?;
         self.observe_replica(from, stream.replica);
         match self
@@ -329,8 +334,10 @@ impl<V: ReplicatedValue> Node<V> {
                 self.on_who_am_i(from, current);
                 Ok(())
             }
-            // Late, or unasked for: nothing to settle.
-            Message::YouAre(_) => Ok(()),
+            Message::YouAre(s) => {
+                self.on_you_are(from, s);
+                Ok(())
+            }
         };
         if r.is_err() {
             self.counters.invalid_messages += 1;

@@ -87,7 +87,9 @@ impl<V: ReplicatedValue> Node<V> {
             return Ok(()); // acks come from peers this node sends to
         }
         if !self.observe_replica(from, ack.replica) {
-            return Ok(()); // from an incarnation of the peer that is gone
+            // From an incarnation of the peer that is gone, or from one that should not be.
+            self.tell_if_overtaken(from, ack.replica);
+            return Ok(());
         }
         self.refused(from, ack.replica)?;
         self.check_claim(from, ack.replica, ack.vv.get(ack.replica))?;

@@ -43,6 +43,7 @@ impl Simulation {
         let id = self.nodes[i].id;
         match alert {
             confluo_node::Alert::JoinedWithout { .. } => self.faults.joins_timed_out += 1,
+            confluo_node::Alert::Overtaken { .. } => self.faults.overtaken += 1,
             other => self.violation(
                 Checker::Protocol,
                 format!("node {id} reported {other:?}, yet no fault reuses a replica id"),

@@ -43,6 +43,9 @@ pub(super) struct OutPeer {
     /// transfer (rate-limited) while batches go on.
     pub(super) force_state: bool,
     pub(super) last_state_ms: Option<u64>,
+    /// When the last forwarded transfer went to the peer: they are rate-limited among
+    /// themselves, not by the transfer that first gave the peer its position.
+    pub(super) last_forwarded_ms: Option<u64>,
     pub(super) last_hello_ms: Option<u64>,
     pub(super) last_progress_ms: u64,
     pub(super) last_ack_ms: u64,
@@ -70,6 +73,7 @@ impl OutPeer {
             ever_known: false,
             force_state: false,
             last_state_ms: None,
+            last_forwarded_ms: None,
             last_hello_ms: None,
             last_progress_ms: 0,
             last_ack_ms: 0,
@@ -219,8 +223,12 @@ impl<V: ReplicatedValue> Node<V> {
             p.known = false;
         }
         let mut ae_due = false;
+        // Forwarded transfers are rate-limited so that a burst of incoming states (parts,
+        // several peers) becomes a few. Counted from the last forwarded one: counted from
+        // the first transfer, what a leader learns by state right after linking with its
+        // follower (a cluster starting under writes) waited a whole `retransmit_ms`.
         let mut forced = p.force_state
-            && p.last_state_ms
+            && p.last_forwarded_ms
                 .is_none_or(|t| now.saturating_sub(t) >= limits.retransmit_ms);
         if p.known && now.saturating_sub(p.ae_at) >= limits.anti_entropy_ms {
             // Events we had a period ago and the peer still lacks reach it through no log

@@ -238,6 +238,9 @@ impl<V: ReplicatedValue> Node<V> {
         }
         p.need_since = None;
         p.last_state_ms = Some(self.now);
+        if forwarded {
+            p.last_forwarded_ms = Some(self.now);
+        }
         p.stats.state_transfers += 1;
         p.stats.state_keys_sent += chunk.keys.len() as u64;
         // Split by encoded size so that every message stays under the frame limit.

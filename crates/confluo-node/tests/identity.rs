@@ -337,14 +337,9 @@ fn strangers_claiming_many_node_ids_leave_no_per_peer_state() {
     assert!(net.converged(), "members go on replicating");
 }
 
-/// A promoted follower cut off from everyone acknowledges writes under an id no peer ever
-/// hears of, then loses its disk. The peers' newest sighting of it is its follower id, so
-/// "the generation after the newest seen" would hand it the promoted id again, and two
-/// acknowledged writes would carry one dot. A node the peers have seen before therefore
-/// takes at least the clock floor on an empty disk (see the `identity` module).
-#[test]
-fn an_empty_restart_never_takes_an_id_a_lost_unseen_incarnation_used() {
-    let (leader, follower) = (NodeId(1), NodeId(4));
+/// Leaders 1 to 3 with automatic identity, `leader` also sending to `follower` (not yet
+/// added), all four members, at a wall clock where the clock floor is a large generation.
+fn three_leaders_and_a_follower(leader: NodeId, follower: NodeId) -> (Net, Vec<NodeId>) {
     let members: Vec<NodeId> = IDS.iter().copied().chain([follower]).collect();
     let mut net = Net::new();
     net.now = 1_800_000_000_000;
@@ -358,6 +353,18 @@ fn an_empty_restart_never_takes_an_id_a_lost_unseen_incarnation_used() {
         }
         net.add(config);
     }
+    (net, members)
+}
+
+/// A promoted follower cut off from everyone acknowledges writes under an id no peer ever
+/// hears of, then loses its disk. The peers' newest sighting of it is its follower id, so
+/// "the generation after the newest seen" would hand it the promoted id again, and two
+/// acknowledged writes would carry one dot. A node the peers have seen before therefore
+/// takes at least the clock floor on an empty disk (see the `identity` module).
+#[test]
+fn an_empty_restart_never_takes_an_id_a_lost_unseen_incarnation_used() {
+    let (leader, follower) = (NodeId(1), NodeId(4));
+    let (mut net, members) = three_leaders_and_a_follower(leader, follower);
     net.add(
         Config::automatic_follower(follower, leader)
             .with_links(vec![Link::back_to_leader(leader)])
@@ -432,19 +439,7 @@ fn an_empty_restart_never_takes_an_id_a_lost_unseen_incarnation_used() {
 #[test]
 fn a_node_overtaken_by_a_late_message_of_its_lost_incarnation_moves_past_it() {
     let (leader, follower) = (NodeId(1), NodeId(4));
-    let members: Vec<NodeId> = IDS.iter().copied().chain([follower]).collect();
-    let mut net = Net::new();
-    net.now = 1_800_000_000_000;
-    for id in IDS {
-        let mut config = automatic(id).with_members(members.clone());
-        if id == leader {
-            config.links.push(Link {
-                peer: follower,
-                relay: true,
-            });
-        }
-        net.add(config);
-    }
+    let (mut net, members) = three_leaders_and_a_follower(leader, follower);
     let follower_config = || {
         Config::automatic_follower(follower, leader)
             .with_links(vec![Link::back_to_leader(leader)])

@@ -29,6 +29,11 @@ pub struct DemoArgs {
     /// commands to try against each leader.
     #[arg(long)]
     keep_running: bool,
+    /// Start writing as soon as every node has settled its replica id, without waiting for
+    /// the replication links to be in sync: shows how a cluster converges when writes come
+    /// in while it starts.
+    #[arg(long)]
+    no_settle: bool,
 }
 
 const COUNTER: &str = "visits";
@@ -94,12 +99,14 @@ pub fn run(args: DemoArgs) -> ExitCode {
 async fn demo(args: DemoArgs) -> Result<bool, DemoError> {
     let started = Instant::now();
     let mut cluster = start_cluster().await?;
-    linked(
-        &mut cluster,
-        started,
-        Duration::from_secs(args.timeout_secs),
-    )
-    .await?;
+    if !args.no_settle {
+        linked(
+            &mut cluster,
+            started,
+            Duration::from_secs(args.timeout_secs),
+        )
+        .await?;
+    }
     let expected = script(&mut cluster, &args).await?;
     let ok = verdict(
         &mut cluster,

@@ -30,10 +30,10 @@ struct Args {
     /// Smaller sizes (a run of about a minute).
     #[arg(long)]
     quick: bool,
-    /// Run one section: latency, idle, throughput, memory, churn, hotkey, path.
+    /// Run one section: latency, idle, throughput, memory, churn, hotkey, path, pipeline.
     #[arg(long)]
     only: Option<String>,
-    /// Writes for `--only path`.
+    /// Writes for `--only path` and `--only pipeline`.
     #[arg(long, default_value_t = 100_000)]
     writes: u64,
 }
@@ -45,6 +45,17 @@ fn live_bytes() -> usize {
 fn main() {
     let args = Args::parse();
     let wants = |s: &str| args.only.as_deref().is_none_or(|o| o == s);
+    if args.only.as_deref() == Some("pipeline") {
+        let started = Instant::now();
+        let applied = bench::pipeline_path(args.writes);
+        println!(
+            "pipeline: {} writes made, {} updates applied at two followers in {:?}",
+            args.writes,
+            applied,
+            started.elapsed()
+        );
+        return;
+    }
     if args.only.as_deref() == Some("path") {
         let started = Instant::now();
         let applied = bench::write_path(args.writes);

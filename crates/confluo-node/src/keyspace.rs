@@ -10,6 +10,7 @@ use confluo_crdt::{
 use serde::{Deserialize, Serialize};
 
 use crate::error::WriteError;
+use crate::key::KeyBuf;
 use crate::replicated::ReplicatedValue;
 use crate::value::{Bytes, Value};
 
@@ -243,11 +244,11 @@ impl<V: ReplicatedValue> StateChunk<V> {
 #[serde(bound = "V: ReplicatedValue")]
 pub struct Keyspace<V = Value> {
     ctx: CausalContext,
-    keys: BTreeMap<Bytes, KeyEntry<V>>,
+    keys: BTreeMap<KeyBuf, KeyEntry<V>>,
     /// Keys whose value became empty since they were last looked at by `collect` (some
     /// may have a value again): where collection looks, instead of every key.
     #[serde(skip)]
-    deleted: BTreeSet<Bytes>,
+    deleted: BTreeSet<KeyBuf>,
     /// Deleted keys whose value still records what the delete observed, held back one
     /// more step by [`collect`](Keyspace::collect) (not persisted: a restart starts over).
     #[serde(skip)]
@@ -260,7 +261,7 @@ pub struct Keyspace<V = Value> {
 struct Held {
     stable: VersionVector,
     horizon: VersionVector,
-    keys: Vec<Bytes>,
+    keys: Vec<KeyBuf>,
 }
 
 impl<V> Default for Keyspace<V> {
@@ -280,8 +281,8 @@ impl<V> Default for Keyspace<V> {
 impl<V: DotStore> PartialEq for Keyspace<V> {
     fn eq(&self, other: &Self) -> bool {
         fn live<V: DotStore>(
-            keys: &BTreeMap<Bytes, KeyEntry<V>>,
-        ) -> impl Iterator<Item = (&Bytes, V)> {
+            keys: &BTreeMap<KeyBuf, KeyEntry<V>>,
+        ) -> impl Iterator<Item = (&KeyBuf, V)> {
             keys.iter()
                 .filter(|(_, e)| !e.value.is_empty())
                 .map(|(k, e)| (k, e.value.settled()))
@@ -295,7 +296,7 @@ impl<V: DotStore> PartialEq for Keyspace<V> {
 #[serde(bound = "V: ReplicatedValue")]
 struct KeyspaceParts<V> {
     ctx: CausalContext,
-    keys: BTreeMap<Bytes, KeyEntry<V>>,
+    keys: BTreeMap<KeyBuf, KeyEntry<V>>,
 }
 
 impl<'de, V: ReplicatedValue> Deserialize<'de> for Keyspace<V> {
@@ -313,11 +314,11 @@ impl<'de, V: ReplicatedValue> Deserialize<'de> for Keyspace<V> {
 }
 
 /// The live values of a keyspace, for the canonical encoding.
-struct Live<'a, V>(&'a BTreeMap<Bytes, KeyEntry<V>>);
+struct Live<'a, V>(&'a BTreeMap<KeyBuf, KeyEntry<V>>);
 
 impl<V: ReplicatedValue> Serialize for Live<'_, V> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let live: Vec<(&Bytes, V)> = self
+        let live: Vec<(&KeyBuf, V)> = self
             .0
             .iter()
             .filter(|(_, e)| !e.value.is_empty())
@@ -363,7 +364,7 @@ impl<V: ReplicatedValue> Keyspace<V> {
                 return Err(UpdateFault::Malformed("key summary beyond the context"));
             }
             entry.value.validate(&ctx).map_err(UpdateFault::Invalid)?;
-            keys.insert(key, entry);
+            keys.insert(KeyBuf::from_vec(key), entry);
         }
         let mut ks = Keyspace {
             ctx,
@@ -377,7 +378,7 @@ impl<V: ReplicatedValue> Keyspace<V> {
 
     /// Every entry, deleted keys' summaries included, sorted by key.
     pub fn iter_entries(&self) -> impl Iterator<Item = (&[u8], &KeyEntry<V>)> + '_ {
-        self.keys.iter().map(|(k, e)| (k.as_slice(), e))
+        self.keys.iter().map(|(k, e)| (&**k, e))
     }
 
     /// The entry of `key` (its summary and value, empty once deleted), if any.
@@ -408,7 +409,7 @@ impl<V: ReplicatedValue> Keyspace<V> {
         self.keys
             .iter()
             .filter(|(_, e)| !e.value.is_empty())
-            .map(|(k, _)| k.as_slice())
+            .map(|(k, _)| &**k)
     }
 
     /// Number of entries including deleted keys' summaries.
@@ -429,11 +430,7 @@ impl<V: ReplicatedValue> Keyspace<V> {
             .iter()
             .filter(|(r, _)| *r != me)
             .collect();
-        // Looked up first: an owned key is only allocated for a new one.
-        let entry = match self.keys.get_mut(key) {
-            Some(entry) => entry,
-            None => self.keys.entry(key.to_vec()).or_default(),
-        };
+        let entry = self.keys.entry(KeyBuf::from_slice(key)).or_default();
         let result = entry.value.apply(&mut self.ctx, me, op, ts);
         let unused = entry.value.is_empty() && entry.summary.is_empty();
         let (delta, ctx) = match result {
@@ -448,7 +445,7 @@ impl<V: ReplicatedValue> Keyspace<V> {
         let counter = self.ctx.version_vector().get(me);
         entry.summary.raise(me, counter);
         if entry.value.is_empty() {
-            self.deleted.insert(key.to_vec());
+            self.deleted.insert(KeyBuf::from_slice(key));
         }
         Ok(Some(Update {
             origin: me,
@@ -474,10 +471,10 @@ impl<V: ReplicatedValue> Keyspace<V> {
         match &*u.change {
             Change::Write { key, delta, .. } => {
                 delta.for_each_timestamp(observe);
-                let entry = self.keys.entry(key.clone()).or_default();
+                let entry = self.keys.entry(KeyBuf::from_slice(key)).or_default();
                 entry.apply(&self.ctx, u);
                 if entry.value.is_empty() {
-                    self.deleted.insert(key.clone());
+                    self.deleted.insert(KeyBuf::from_slice(key));
                 }
                 self.ctx.insert(Dot::new(u.origin, u.counter));
             }
@@ -503,7 +500,7 @@ impl<V: ReplicatedValue> Keyspace<V> {
             self.keys
                 .iter()
                 .filter(|(_, e)| !e.summary.is_covered_by(peer))
-                .map(|(k, e)| (k.clone(), e.clone()))
+                .map(|(k, e)| (k.to_vec(), e.clone()))
                 .collect()
         };
         StateChunk {
@@ -523,10 +520,10 @@ impl<V: ReplicatedValue> Keyspace<V> {
         }
         for (key, theirs) in &chunk.keys {
             theirs.value.for_each_timestamp(observe);
-            let entry = self.keys.entry(key.clone()).or_default();
+            let entry = self.keys.entry(KeyBuf::from_slice(key)).or_default();
             entry.join(&self.ctx, theirs, &chunk.ctx);
             if entry.value.is_empty() {
-                self.deleted.insert(key.clone());
+                self.deleted.insert(KeyBuf::from_slice(key));
             }
         }
         self.ctx.merge(&chunk.ctx);
@@ -573,7 +570,7 @@ impl<V: ReplicatedValue> Keyspace<V> {
                     true
                 } else if e.value.is_bottom() {
                     keys.remove(key);
-                    dropped.push(key.clone());
+                    dropped.push(key.to_vec());
                     false
                 } else {
                     hold.push(key.clone());
@@ -606,7 +603,7 @@ impl<V: ReplicatedValue> Keyspace<V> {
             match self.keys.get(&key) {
                 Some(e) if e.value.is_empty() && e.summary.is_covered_by(&held.stable) => {
                     self.keys.remove(&key);
-                    dropped.push(key);
+                    dropped.push(key.to_vec());
                 }
                 Some(e) if e.value.is_empty() => {
                     self.deleted.insert(key);
@@ -621,9 +618,13 @@ impl<V: ReplicatedValue> Keyspace<V> {
     /// [`collect`](Keyspace::collect)); a key with a value is kept.
     pub fn remove_collected(&mut self, keys: &[Bytes]) {
         for key in keys {
-            if self.keys.get(key).is_some_and(|e| e.value.is_empty()) {
-                self.keys.remove(key);
-                self.deleted.remove(key);
+            if self
+                .keys
+                .get(key.as_slice())
+                .is_some_and(|e| e.value.is_empty())
+            {
+                self.keys.remove(key.as_slice());
+                self.deleted.remove(key.as_slice());
             }
         }
     }

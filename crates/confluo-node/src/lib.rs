@@ -97,6 +97,7 @@ mod config;
 pub mod driver;
 mod error;
 pub mod identity;
+mod key;
 mod keyspace;
 mod log;
 mod message;

@@ -69,6 +69,13 @@ pub trait DotStore: Clone + Default + PartialEq + core::fmt::Debug {
     /// are not changed: the caller merges them afterwards.
     fn join(&mut self, ctx: &CausalContext, other: Self, other_ctx: &CausalContext);
 
+    /// [`join`](DotStore::join) with `other` borrowed, for a caller that keeps it (a delta
+    /// that a log, storage and outgoing batches share). The default clones `other`; a store
+    /// made of separately allocated parts overrides it to clone only what the join keeps.
+    fn join_ref(&mut self, ctx: &CausalContext, other: &Self, other_ctx: &CausalContext) {
+        self.join(ctx, other.clone(), other_ctx);
+    }
+
     /// [`join`](DotStore::join) where `other` is *explained*: besides its data it names every
     /// element of its own kind whose dots `other_ctx` removed (a delta does, in memory), so
     /// the join visits just those instead of everything here. With `keep`, `self` was

@@ -177,7 +177,7 @@ impl<V: ReplicatedValue> KeyEntry<V> {
             delta, ctx: dctx, ..
         } = &*u.change
         {
-            self.value.join(ctx, (**delta).clone(), dctx);
+            self.value.join_ref(ctx, delta, dctx);
             self.summary.raise(u.origin, u.counter);
         }
     }
@@ -187,7 +187,7 @@ impl<V: ReplicatedValue> KeyEntry<V> {
     /// caller then merges `their_ctx` into the context. This is [`Keyspace::apply_state`]
     /// for one key.
     pub fn join(&mut self, ctx: &CausalContext, theirs: &KeyEntry<V>, their_ctx: &CausalContext) {
-        self.value.join(ctx, theirs.value.clone(), their_ctx);
+        self.value.join_ref(ctx, &theirs.value, their_ctx);
         self.summary.merge(&theirs.summary);
     }
 }

@@ -78,6 +78,27 @@ impl<T: DotStore> DotStore for Slot<T> {
         }
     }
 
+    /// Clones only the store inside, and only when the other side has one: joining a
+    /// one-slot delta touches one box, not one per slot.
+    fn join_ref(&mut self, ctx: &CausalContext, other: &Self, other_ctx: &CausalContext) {
+        match (&mut self.0, other.get()) {
+            (None, None) => {}
+            (Some(mine), Some(theirs)) => {
+                mine.join_ref(ctx, theirs, other_ctx);
+                self.shrink();
+            }
+            (Some(mine), None) => {
+                mine.join(ctx, T::default(), other_ctx);
+                self.shrink();
+            }
+            (None, Some(theirs)) => {
+                let mut store = T::default();
+                store.join_ref(ctx, theirs, other_ctx);
+                *self = Slot::new(store);
+            }
+        }
+    }
+
     fn for_each_dot(&self, f: &mut dyn FnMut(Dot)) {
         if let Some(s) = self.get() {
             s.for_each_dot(f);

@@ -111,7 +111,9 @@ pub use config::{Config, Limits, Link, Topology};
 pub use error::{HandleError, PromoteError, RestoreError, WriteError};
 pub use identity::IdentityMode;
 pub use keyspace::{Change, Delivery, KeyEntry, Keyspace, StateChunk, Update, UpdateFault, fnv1a};
-pub use message::{Ack, Batch, Message, Row, Sighting, StateMessage, Stream, WireUpdate};
+pub use message::{
+    Ack, Batch, EncodedChange, Message, Row, Sighting, StateMessage, Stream, WireUpdate,
+};
 pub use metrics::{NodeMetrics, PeerMetrics, PeerSync};
 pub use node::{Alert, Node, Output, PersistToken, WriteId};
 pub use replicated::{CounterOp, MvOp, ReplicatedValue, SetOp};

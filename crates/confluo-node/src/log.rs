@@ -5,13 +5,15 @@ use std::collections::VecDeque;
 use confluo_transport::NodeId;
 
 use crate::keyspace::Update;
-use crate::message::encoded_len;
+use crate::message::{EncodedChange, encoded_len};
 use crate::replicated::ReplicatedValue;
 
 /// One buffered update.
 #[derive(Clone, Debug)]
 pub(crate) struct Entry<V> {
     pub(crate) update: Update<V>,
+    /// Its change, encoded for the batches that carry it.
+    pub(crate) change: EncodedChange<V>,
     /// The link it arrived on (`None`: a local write); never sent back there.
     pub(crate) from: Option<NodeId>,
     /// When it was appended (for lag in time).
@@ -53,11 +55,15 @@ impl<V> Default for DeltaLog<V> {
 impl<V: ReplicatedValue> DeltaLog<V> {
     /// Appends and returns the sequence number.
     pub(crate) fn append(&mut self, update: Update<V>, from: Option<NodeId>, at_ms: u64) -> u64 {
-        let size = encoded_len(&update);
+        let change = EncodedChange::new(update.change.clone());
+        // The update's encoded size: its change's, and the rest's.
+        let size =
+            change.encoded_len() + encoded_len(&(update.origin, update.counter, &update.deps));
         self.bytes += size;
         let end = self.end_of(self.head()) + size;
         self.entries.push_back(Entry {
             update,
+            change,
             from,
             at_ms,
             size,

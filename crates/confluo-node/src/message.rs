@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use confluo_crdt::{MAX_COUNTER, ReplicaId, VersionVector};
 use confluo_transport::NodeId;
-use serde::{Deserialize, Serialize};
+use serde::de::{self, Deserializer, Visitor};
+use serde::{Deserialize, Serialize, Serializer};
 
 use crate::error::HandleError;
 use crate::keyspace::{Change, StateChunk, Update, UpdateFault};
@@ -81,8 +82,100 @@ pub struct WireUpdate<V = Value> {
     /// Changes to the dependencies relative to the previous update of the batch (the first
     /// relative to none): (replica index, new entry; 0 removes it).
     pub deps: Vec<(u32, u64)>,
-    /// The effect (shared with the sender's delta log: see [`Update::change`]).
-    pub change: Arc<Change<V>>,
+    /// The effect (shared with the sender's delta log, and encoded once there).
+    pub change: EncodedChange<V>,
+}
+
+/// The change of a [`WireUpdate`], which travels as its own postcard encoding (a byte
+/// string inside the batch). A sender encodes a change once, as it enters the delta log,
+/// and every peer's batch carries those bytes; encoding each batch used to encode each
+/// change once per peer, plus once more to measure it.
+#[derive(Clone, Debug)]
+pub struct EncodedChange<V = Value> {
+    change: Arc<Change<V>>,
+    /// The encoding, where this side made it (a decoded change has none: it is encoded
+    /// again only if it is sent again).
+    bytes: Option<Arc<[u8]>>,
+}
+
+impl<V: ReplicatedValue> EncodedChange<V> {
+    /// `change`, encoded now.
+    pub fn new(change: Arc<Change<V>>) -> EncodedChange<V> {
+        let bytes = postcard::to_allocvec(&*change).unwrap_or_default();
+        EncodedChange {
+            change,
+            bytes: Some(bytes.into()),
+        }
+    }
+
+    /// The change.
+    pub fn change(&self) -> &Arc<Change<V>> {
+        &self.change
+    }
+
+    /// The change's encoded size in bytes.
+    pub fn encoded_len(&self) -> usize {
+        match &self.bytes {
+            Some(b) => b.len(),
+            None => encoded_len(&*self.change),
+        }
+    }
+}
+
+impl<V: ReplicatedValue> From<Change<V>> for EncodedChange<V> {
+    fn from(change: Change<V>) -> Self {
+        EncodedChange::new(Arc::new(change))
+    }
+}
+
+/// Equal: the same change (whether either side holds its bytes does not matter).
+impl<V: PartialEq> PartialEq for EncodedChange<V> {
+    fn eq(&self, other: &Self) -> bool {
+        self.change == other.change
+    }
+}
+
+impl<V: ReplicatedValue> Serialize for EncodedChange<V> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match &self.bytes {
+            Some(b) => serializer.serialize_bytes(b),
+            None => serializer
+                .serialize_bytes(&postcard::to_allocvec(&*self.change).unwrap_or_default()),
+        }
+    }
+}
+
+impl<'de, V: ReplicatedValue> Deserialize<'de> for EncodedChange<V> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Bytes<V>(core::marker::PhantomData<V>);
+
+        impl<V: ReplicatedValue> Bytes<V> {
+            fn decode<E: de::Error>(bytes: &[u8]) -> Result<EncodedChange<V>, E> {
+                match postcard::take_from_bytes::<Change<V>>(bytes) {
+                    Ok((change, [])) => Ok(EncodedChange {
+                        change: Arc::new(change),
+                        bytes: None,
+                    }),
+                    Ok(_) => Err(E::custom("bytes after the change")),
+                    Err(e) => Err(E::custom(e)),
+                }
+            }
+        }
+
+        impl<V: ReplicatedValue> Visitor<'_> for Bytes<V> {
+            type Value = EncodedChange<V>;
+
+            fn expecting(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+                f.write_str("an encoded change")
+            }
+
+            fn visit_bytes<E: de::Error>(self, bytes: &[u8]) -> Result<Self::Value, E> {
+                Bytes::decode(bytes)
+            }
+        }
+
+        deserializer.deserialize_bytes(Bytes(core::marker::PhantomData))
+    }
 }
 
 /// A state transfer, or one part of one (a large transfer is split so that each message
@@ -201,8 +294,13 @@ pub(crate) fn encoded_len<T: Serialize>(v: &T) -> usize {
 }
 
 impl<V: ReplicatedValue> Batch<V> {
-    /// Builds a batch from updates in log order.
-    pub fn new(stream: Stream, first_seq: u64, last_seq: u64, updates: &[&Update<V>]) -> Batch<V> {
+    /// Builds a batch from updates in log order, each with its change encoded.
+    pub fn new(
+        stream: Stream,
+        first_seq: u64,
+        last_seq: u64,
+        updates: &[(&Update<V>, &EncodedChange<V>)],
+    ) -> Batch<V> {
         let mut replicas: Vec<ReplicaId> = Vec::new();
         let index = |r: ReplicaId, replicas: &mut Vec<ReplicaId>| -> u32 {
             match replicas.iter().position(|&x| x == r) {
@@ -218,7 +316,7 @@ impl<V: ReplicatedValue> Batch<V> {
         let mut prev: Vec<(u32, u64)> = Vec::new();
         let mut now: Vec<(u32, u64)> = Vec::new();
         let mut wire = Vec::with_capacity(updates.len());
-        for u in updates {
+        for &(u, change) in updates {
             let origin = index(u.origin, &mut replicas);
             now.clear();
             for (r, n) in u.deps.iter() {
@@ -244,7 +342,7 @@ impl<V: ReplicatedValue> Batch<V> {
                 origin,
                 counter: u.counter,
                 deps,
-                change: u.change.clone(),
+                change: change.clone(),
             });
             core::mem::swap(&mut prev, &mut now);
         }
@@ -286,7 +384,7 @@ impl<V: ReplicatedValue> Batch<V> {
                 origin: replica(w.origin)?,
                 counter: w.counter,
                 deps: deps.iter().map(|(&r, &n)| (r, n)).collect(),
-                change: w.change,
+                change: w.change.change,
             };
             u.check().map_err(|f| fault(from, f))?;
             out.push(u);
@@ -309,6 +407,55 @@ mod tests {
 
     fn vv(entries: &[(u64, u64)]) -> VersionVector {
         entries.iter().map(|&(r, n)| (ReplicaId(r), n)).collect()
+    }
+
+    #[test]
+    fn a_batch_carries_each_change_as_the_bytes_encoded_once_for_every_peer() {
+        use crate::{Keyspace, Op};
+        let mut ks = Keyspace::new();
+        let ts = confluo_crdt::HlcTimestamp::default();
+        let u = ks
+            .write(ReplicaId(1), b"k", &Op::set_insert(*b"x"), ts)
+            .unwrap()
+            .unwrap();
+        let change = EncodedChange::new(u.change.clone());
+        let stream = Stream {
+            replica: ReplicaId(1),
+            session: 1,
+        };
+        let to_b = Batch::new(stream, 2, 2, &[(&u, &change)]);
+        let to_c = Batch::new(stream, 2, 2, &[(&u, &change)]);
+        let (Some(b), Some(c)) = (&to_b.updates[0].change.bytes, &to_c.updates[0].change.bytes)
+        else {
+            panic!("a sender's change keeps its bytes");
+        };
+        assert!(Arc::ptr_eq(b, c), "both batches share one encoding");
+
+        let sent = Message::Batch(to_b);
+        let encoded = sent.encode();
+        let own = postcard::to_allocvec(&*u.change).unwrap();
+        assert!(encoded.windows(own.len()).any(|w| w == own.as_slice()));
+        let got = Message::<Value>::decode(NodeId(1), &encoded).unwrap();
+        assert_eq!(got, sent);
+        let Message::Batch(batch) = got else {
+            panic!("a batch decodes as a batch");
+        };
+        assert_eq!(batch.into_updates(NodeId(1)).unwrap(), vec![u.clone()]);
+
+        // A change with stray bytes after it, or cut short, is a decode error.
+        for bytes in [
+            [own.as_slice(), &[0]].concat(),
+            own[..own.len() - 1].to_vec(),
+        ] {
+            let bad = EncodedChange {
+                change: u.change.clone(),
+                bytes: Some(bytes.into()),
+            };
+            let mut batch = Batch::new(stream, 2, 2, &[(&u, &change)]);
+            batch.updates[0].change = bad;
+            let err = Message::<Value>::decode(NodeId(1), &Message::Batch(batch).encode());
+            assert!(matches!(err, Err(HandleError::Decode { .. })), "{err:?}");
+        }
     }
 
     #[test]

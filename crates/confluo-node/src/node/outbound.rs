@@ -323,7 +323,7 @@ impl<V: ReplicatedValue> Node<V> {
                     e.from != Some(peer) && Some(u.origin) != p.replica && (own || p.relay);
                 if wanted {
                     bytes += e.size;
-                    picked.push(u);
+                    picked.push((u, &e.change));
                 }
             }
             if p.sent == p.acked {

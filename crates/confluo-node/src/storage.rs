@@ -335,7 +335,8 @@ impl<V: ReplicatedValue> Storage<V> for MemoryStorage<V> {
             }
             g.room = Some(room - n);
         }
-        let new = std::mem::take(&mut g.unsynced);
+        // The next records go to a buffer as large as this one was, not one grown from empty.
+        let new = std::mem::replace(&mut g.unsynced, Vec::with_capacity(n));
         for record in new {
             g.durable.apply(record);
         }

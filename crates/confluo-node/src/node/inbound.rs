@@ -182,7 +182,7 @@ impl<V: ReplicatedValue> Node<V> {
     /// nothing more can be applied; persists what was applied.
     pub(super) fn drain(&mut self) {
         let head = self.log.head();
-        let mut applied: Vec<Update<V>> = Vec::new();
+        let mut applied: Vec<Update<V>> = Vec::with_capacity(self.inbound.held);
         let mut moved: Vec<NodeId> = Vec::new();
         let mut twice = Vec::new();
         // An update from `peer` is logged only if some link may ship it (see `ship_batches`):

@@ -879,6 +879,11 @@ mod tests {
     }
 
     #[test]
+    fn the_pipeline_replicates_every_write_to_both_followers() {
+        assert_eq!(pipeline_path(3_000), 6_000);
+    }
+
+    #[test]
     fn churn_leaves_nothing_behind() {
         let rows = churn(300, &|| 0);
         assert_eq!(rows[1].met, Some(true), "{:?}", rows[1]);

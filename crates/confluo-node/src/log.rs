@@ -53,9 +53,22 @@ impl<V> Default for DeltaLog<V> {
 }
 
 impl<V: ReplicatedValue> DeltaLog<V> {
-    /// Appends and returns the sequence number.
-    pub(crate) fn append(&mut self, update: Update<V>, from: Option<NodeId>, at_ms: u64) -> u64 {
-        let change = EncodedChange::new(update.change.clone());
+    /// Appends and returns the sequence number. With `shipped` (some link may ship it) the
+    /// change is encoded now, once for every batch that will carry it; otherwise it is only
+    /// measured (a node without links, a standalone leader, would encode for nothing), and a
+    /// link added later encodes it as it sends it.
+    pub(crate) fn append(
+        &mut self,
+        update: Update<V>,
+        from: Option<NodeId>,
+        at_ms: u64,
+        shipped: bool,
+    ) -> u64 {
+        let change = if shipped {
+            EncodedChange::new(update.change.clone())
+        } else {
+            EncodedChange::unencoded(update.change.clone())
+        };
         // The update's encoded size: its change's, and the rest's.
         let size =
             change.encoded_len() + encoded_len(&(update.origin, update.counter, &update.deps));
@@ -167,7 +180,13 @@ mod tests {
                 .write(ReplicaId(1), &[i % 7], &op, HlcTimestamp::default())
                 .unwrap()
                 .unwrap();
-            log.append(u, None, 0);
+            assert_eq!(log.append(u.clone(), None, 0, i % 2 == 0), u64::from(i) + 2);
+            let size = log.get(u64::from(i) + 2).map(|e| e.size);
+            assert_eq!(
+                size,
+                Some(encoded_len(&u)),
+                "encoded or measured, the same size"
+            );
         }
         let sum = |log: &DeltaLog<crate::Value>, a: u64, b: u64| -> usize {
             (a + 1..=b).filter_map(|s| log.get(s).map(|e| e.size)).sum()

@@ -108,6 +108,14 @@ impl<V: ReplicatedValue> EncodedChange<V> {
         }
     }
 
+    /// `change`, to be encoded only if it is sent.
+    pub(crate) fn unencoded(change: Arc<Change<V>>) -> EncodedChange<V> {
+        EncodedChange {
+            change,
+            bytes: None,
+        }
+    }
+
     /// The change.
     pub fn change(&self) -> &Arc<Change<V>> {
         &self.change

@@ -236,7 +236,7 @@ impl<V: ReplicatedValue> Node<V> {
                                 if self.logged.get(u.origin) < u.counter {
                                     self.logged.raise(u.origin, u.counter);
                                     if relayed {
-                                        self.log.append(u, Some(peer), self.now);
+                                        self.log.append(u, Some(peer), self.now, true);
                                     }
                                 }
                             }
@@ -245,7 +245,7 @@ impl<V: ReplicatedValue> Node<V> {
                                 let hlc = &mut self.hlc;
                                 self.keyspace.apply(&u, &mut |t| hlc.observe(t));
                                 if relayed {
-                                    self.log.append(u.clone(), Some(peer), self.now);
+                                    self.log.append(u.clone(), Some(peer), self.now, true);
                                 }
                                 applied.push(u);
                             }

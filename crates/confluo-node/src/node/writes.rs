@@ -62,7 +62,8 @@ impl<V: ReplicatedValue> Node<V> {
     pub(super) fn append_local(&mut self, u: Update<V>, from: Option<NodeId>) -> u64 {
         self.logged.raise(u.origin, u.counter);
         let (origin, counter) = (u.origin, u.counter);
-        let seq = self.log.append(u.clone(), from, self.now);
+        let shipped = !self.outbound.is_empty();
+        let seq = self.log.append(u.clone(), from, self.now, shipped);
         self.log
             .enforce(self.limits.max_log_entries, self.limits.max_log_bytes);
         let t = self.persist(StorageWrite::Updates {

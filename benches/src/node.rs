@@ -264,6 +264,31 @@ pub async fn latency_and_idle(writes: usize, idle: bool) -> Vec<Row> {
 
 // ----- throughput ---------------------------------------------------------------------
 
+/// The throughput row's cluster: `ids[0]` leads, replicating to followers `ids[1]` and
+/// `ids[2]`.
+fn leader_and_two_followers(ids: [NodeId; 3]) -> [Config; 3] {
+    let links = ids[1..]
+        .iter()
+        .map(|&peer| Link { peer, relay: true })
+        .collect();
+    [
+        Config::leader(ids[0], ReplicaId(1)).with_links(links),
+        Config::follower(ids[1], ReplicaId(ids[1].0), ids[0]),
+        Config::follower(ids[2], ReplicaId(ids[2].0), ids[0]),
+    ]
+}
+
+/// The throughput row's `n`th write: counter increments and set adds, half each, over
+/// 10,000 keys.
+fn row_write(n: u64) -> (String, Op) {
+    let op = if n % 2 == 0 {
+        Op::counter_add(1)
+    } else {
+        Op::set_insert(n.to_le_bytes().to_vec())
+    };
+    (format!("k{}", n % 10_000), op)
+}
+
 /// A leader and two followers over TCP on loopback, in-memory storage: writers pipeline
 /// small counter increments and set adds through the driver for `run`; the leader's lag to
 /// its followers is sampled meanwhile.
@@ -271,22 +296,8 @@ pub async fn throughput(run: Duration) -> Vec<Row> {
     let ids = [NodeId(1), NodeId(2), NodeId(3)];
     let mut handles: Vec<NodeHandle> = Vec::new();
     let mut tasks = Vec::new();
-    for (i, t) in tcp_mesh(&ids).await.into_iter().enumerate() {
-        let id = ids[i];
-        let config = if i == 0 {
-            Config::leader(id, ReplicaId(1)).with_links(vec![
-                Link {
-                    peer: ids[1],
-                    relay: true,
-                },
-                Link {
-                    peer: ids[2],
-                    relay: true,
-                },
-            ])
-        } else {
-            Config::follower(id, ReplicaId(id.0), ids[0])
-        };
+    let configs = leader_and_two_followers(ids);
+    for (t, config) in tcp_mesh(&ids).await.into_iter().zip(configs) {
         let (h, task) = driver::start(
             config,
             Arc::new(t),
@@ -313,13 +324,8 @@ pub async fn throughput(run: Duration) -> Vec<Row> {
                     .exec(move |a| {
                         (0..depth)
                             .filter_map(|j| {
-                                let n = base + j * writers as u64;
-                                let op = if n % 2 == 0 {
-                                    Op::counter_add(1)
-                                } else {
-                                    Op::set_insert(n.to_le_bytes().to_vec())
-                                };
-                                a.write(format!("k{}", n % 10_000).as_bytes(), op).ok()
+                                let (key, op) = row_write(base + j * writers as u64);
+                                a.write(key.as_bytes(), op).ok()
                             })
                             .collect()
                     })
@@ -501,21 +507,7 @@ pub fn write_path(writes: u64) -> u64 {
 pub fn pipeline_path(writes: u64) -> u64 {
     use confluo_node::Storage;
     let ids = [NodeId(1), NodeId(2), NodeId(3)];
-    let mut nodes = vec![Node::new(Config::leader(ids[0], ReplicaId(1)).with_links(
-        vec![
-            Link {
-                peer: ids[1],
-                relay: true,
-            },
-            Link {
-                peer: ids[2],
-                relay: true,
-            },
-        ],
-    ))];
-    for id in &ids[1..] {
-        nodes.push(Node::new(Config::follower(*id, ReplicaId(id.0), ids[0])));
-    }
+    let mut nodes: Vec<Node> = leader_and_two_followers(ids).map(Node::new).into();
     let mut storages: Vec<MemoryStorage> = ids.iter().map(|_| MemoryStorage::new()).collect();
     let mut now = 1_000;
     // Carries out every output until all three are quiet.
@@ -570,12 +562,8 @@ pub fn pipeline_path(writes: u64) -> u64 {
     };
     settle(&mut nodes, &mut storages);
     for n in 0..writes {
-        let op = if n % 2 == 0 {
-            Op::counter_add(1)
-        } else {
-            Op::set_insert(n.to_le_bytes().to_vec())
-        };
-        let _ = nodes[0].write(format!("k{}", n % 10_000).as_bytes(), op);
+        let (key, op) = row_write(n);
+        let _ = nodes[0].write(key.as_bytes(), op);
         if n % 1_024 == 1_023 {
             pump(&mut nodes, &mut storages);
         }

@@ -4,7 +4,8 @@
 //! with `Vec<u8>` keys each comparison followed a pointer to another allocation and called
 //! `memcmp`: a fifth of a follower's instructions per applied update. A [`KeyBuf`] keeps up
 //! to 24 bytes inline and zero-padded (most keys), so a comparison reads the map's own node
-//! and compares three words.
+//! and compares three words. A longer key has its own allocation, as before, and a write or
+//! update to one copies it to look it up (the map's `entry` takes an owned key).
 
 use core::borrow::Borrow;
 use core::cmp::Ordering;

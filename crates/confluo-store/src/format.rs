@@ -20,8 +20,9 @@ use confluo_node::NodeId;
 
 use crate::error::OpenError;
 
-/// The format this build writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// The format this build writes and reads. Version 2: a value's empty slots are encoded as
+/// one byte each (`confluo_node`'s `Value`), so a version 1 row would not decode.
+pub const FORMAT_VERSION: u32 = 2;
 
 pub(crate) const MANIFEST: &str = "MANIFEST";
 pub(crate) const DATABASE: &str = "state.redb";
@@ -220,18 +221,29 @@ mod tests {
     #[test]
     fn a_later_format_is_incompatible_not_corrupted() {
         let mut later = encode_manifest(NodeId(7)).to_vec();
-        later[8..12].copy_from_slice(&2u32.to_le_bytes());
+        later[8..12].copy_from_slice(&(FORMAT_VERSION + 1).to_le_bytes());
         later.extend_from_slice(b"a longer manifest");
         let err = decode_manifest(Path::new("MANIFEST"), &later).unwrap_err();
         assert!(
             matches!(
                 err,
-                OpenError::Incompatible {
-                    found: 2,
-                    supported: 1,
-                    ..
-                }
+                OpenError::Incompatible { found, supported: FORMAT_VERSION, .. }
+                    if found == FORMAT_VERSION + 1
             ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_directory_of_format_1_is_incompatible() {
+        // Format 1 spelled out a value's empty slots; its rows would not decode now.
+        let mut earlier = encode_manifest(NodeId(7));
+        earlier[8..12].copy_from_slice(&1u32.to_le_bytes());
+        let crc = crc32c::crc32c(&earlier[..20]);
+        earlier[20..].copy_from_slice(&crc.to_le_bytes());
+        let err = decode_manifest(Path::new("MANIFEST"), &earlier).unwrap_err();
+        assert!(
+            matches!(err, OpenError::Incompatible { found: 1, .. }),
             "{err}"
         );
     }

@@ -3,9 +3,10 @@
 //! A key holds a counter, a set, two registers and a nested map side by side (see the
 //! parent module), but almost every key uses one of them. Inline, the five stores made a
 //! key's entry 344 bytes; boxed on first use, an unused slot is a null pointer and an entry is
-//! under 100 bytes. A slot reads, joins, compares and encodes exactly as the store it holds,
-//! an empty slot as the store's bottom state, so the lattice and the bytes on disk and on the
-//! wire are those of the inline stores.
+//! under 100 bytes. A slot reads, joins and compares exactly as the store it holds, an empty
+//! slot as the store's bottom state, so the lattice is that of the inline stores. It encodes
+//! as an option of the store, an empty or bottom slot as `None` (one byte), so that equal
+//! states still have equal bytes.
 
 use confluo_crdt::{CausalContext, Dot, DotStore, ValidationError};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -125,18 +126,28 @@ impl<T: DotStore> DotStore for Slot<T> {
     }
 }
 
+/// A slot encodes as an option: an empty (or bottom) slot is one zero byte, not the bytes of
+/// an empty store. A key uses one slot of five, and a change names one key, so most slots on
+/// the wire and on disk are empty; spelling out their empty stores cost a decode of each.
 impl<T: DotStore + Serialize> Serialize for Slot<T> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        match self.get() {
-            Some(store) => store.serialize(serializer),
-            None => T::default().serialize(serializer),
+        match self.get().filter(|store| !store.is_bottom()) {
+            Some(store) => serializer.serialize_some(store),
+            None => serializer.serialize_none(),
         }
     }
 }
 
 impl<'de, T: DotStore + Deserialize<'de>> Deserialize<'de> for Slot<T> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        T::deserialize(deserializer).map(Slot::new)
+        match Option::<T>::deserialize(deserializer)? {
+            None => Ok(Slot(None)),
+            // One encoding per state: a present slot holds something.
+            Some(store) if store.is_bottom() => Err(serde::de::Error::custom(
+                "a slot marked present holds an empty store",
+            )),
+            Some(store) => Ok(Slot(Some(Box::new(store)))),
+        }
     }
 }
 
@@ -150,15 +161,23 @@ mod tests {
     const A: ReplicaId = ReplicaId(1);
 
     #[test]
-    fn an_empty_slot_encodes_as_the_bottom_store() {
+    fn an_empty_or_bottom_slot_encodes_as_one_zero_byte() {
         let empty: Slot<SetStore<Vec<u8>>> = Slot::default();
-        let bytes = postcard::to_allocvec(&empty).unwrap();
-        assert_eq!(
-            bytes,
-            postcard::to_allocvec(&SetStore::<Vec<u8>>::default()).unwrap()
-        );
-        let back: Slot<SetStore<Vec<u8>>> = postcard::from_bytes(&bytes).unwrap();
-        assert!(back.get().is_none(), "bottom decodes to no box");
+        let mut bottom = Slot::<SetStore<Vec<u8>>>::default();
+        bottom.make_mut();
+        for slot in [&empty, &bottom] {
+            let bytes = postcard::to_allocvec(slot).unwrap();
+            assert_eq!(bytes, [0]);
+            let back: Slot<SetStore<Vec<u8>>> = postcard::from_bytes(&bytes).unwrap();
+            assert!(back.get().is_none(), "bottom decodes to no box");
+        }
+    }
+
+    #[test]
+    fn a_present_slot_holding_an_empty_store_is_refused() {
+        // `Some(bottom)` would be a second encoding of the empty slot.
+        let bytes = postcard::to_allocvec(&Some(SetStore::<Vec<u8>>::default())).unwrap();
+        assert!(postcard::from_bytes::<Slot<SetStore<Vec<u8>>>>(&bytes).is_err());
     }
 
     #[test]
@@ -167,7 +186,7 @@ mod tests {
         with_store(slot.make_mut(), &mut ctx, |c: &mut MapCounter| c.add(A, 5)).unwrap();
         let store = slot.get().unwrap().clone();
         let bytes = postcard::to_allocvec(&slot).unwrap();
-        assert_eq!(bytes, postcard::to_allocvec(&store).unwrap());
+        assert_eq!(bytes, postcard::to_allocvec(&Some(&store)).unwrap());
         assert_eq!(
             postcard::from_bytes::<Slot<CounterStore>>(&bytes).unwrap(),
             slot

@@ -12,6 +12,7 @@ use core::cmp::Ordering;
 use core::hash::{Hash, Hasher};
 use core::ops::Deref;
 
+use serde::de::{self, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// Bytes a key may have and still sit inline.
@@ -142,13 +143,42 @@ impl core::fmt::Debug for KeyBuf {
 
 impl Serialize for KeyBuf {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_seq(self.as_bytes())
+        // As bytes, which postcard writes as it writes a `Vec<u8>`: a length, then the bytes.
+        serializer.serialize_bytes(self.as_bytes())
     }
 }
 
 impl<'de> Deserialize<'de> for KeyBuf {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        Vec::<u8>::deserialize(deserializer).map(KeyBuf::from_vec)
+        deserializer.deserialize_bytes(KeyVisitor)
+    }
+}
+
+/// Reads a key straight from the input's bytes: an inline key needs no allocation.
+struct KeyVisitor;
+
+impl<'de> Visitor<'de> for KeyVisitor {
+    type Value = KeyBuf;
+
+    fn expecting(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("a key's bytes")
+    }
+
+    fn visit_bytes<E: de::Error>(self, bytes: &[u8]) -> Result<KeyBuf, E> {
+        Ok(KeyBuf::from_slice(bytes))
+    }
+
+    fn visit_byte_buf<E: de::Error>(self, bytes: Vec<u8>) -> Result<KeyBuf, E> {
+        Ok(KeyBuf::from_vec(bytes))
+    }
+
+    /// Formats without byte strings (JSON) give a sequence of numbers.
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<KeyBuf, A::Error> {
+        let mut bytes = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(INLINE));
+        while let Some(b) = seq.next_element()? {
+            bytes.push(b);
+        }
+        Ok(KeyBuf::from_vec(bytes))
     }
 }
 

@@ -40,6 +40,7 @@ pub enum Change<V = Value> {
     /// A write to one key: the delta, with its context restricted to the dots of that key.
     Write {
         /// The key.
+        #[serde(with = "serde_bytes")]
         key: Bytes,
         /// The delta's store: holds the update's dot only.
         delta: Box<V>,

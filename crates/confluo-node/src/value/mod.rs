@@ -19,8 +19,10 @@ use serde::{Deserialize, Serialize};
 use crate::error::WriteError;
 use crate::replicated::{ReplicatedValue, counter_error, exhausted, remove_all, with_store};
 
+mod blob;
 mod slot;
 
+use blob::Blob;
 use slot::Slot;
 
 /// Byte strings: keys, set elements, register values, map fields.
@@ -34,9 +36,9 @@ pub type Bytes = Vec<u8>;
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Leaf {
     counter: Slot<CounterStore>,
-    set: Slot<SetStore<Bytes>>,
-    lww: Slot<LwwStore<Bytes>>,
-    mv: Slot<MvStore<Bytes>>,
+    set: Slot<SetStore<Blob>>,
+    lww: Slot<LwwStore<Blob>>,
+    mv: Slot<MvStore<Blob>>,
 }
 
 /// The value at one key: the scalar slots plus a nested observed-remove map.
@@ -45,7 +47,7 @@ pub struct Leaf {
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Value {
     scalar: Leaf,
-    map: Slot<MapStore<Bytes, Leaf>>,
+    map: Slot<MapStore<Blob, Leaf>>,
 }
 
 /// A write to one slot of a [`Leaf`].
@@ -104,7 +106,7 @@ impl Op {
 }
 
 /// The nested map's mutators see each field as a causal `Leaf`.
-type Fields = OrMap<Bytes, Causal<Leaf>>;
+type Fields = OrMap<Blob, Causal<Leaf>>;
 
 impl Leaf {
     /// Applies `op` at `me` with the node's context; returns the delta (store and restricted
@@ -129,8 +131,8 @@ impl Leaf {
                 cx
             }
             LeafOp::SetInsert(e) => {
-                let d = with_store(self.set.make_mut(), ctx, |c: &mut OrSet<Bytes>| {
-                    c.add(me, e.clone())
+                let d = with_store(self.set.make_mut(), ctx, |c: &mut OrSet<Blob>| {
+                    c.add(me, Blob(e.clone()))
                 })
                 .map_err(exhausted)?;
                 let (s, cx) = d.into_parts();
@@ -138,8 +140,8 @@ impl Leaf {
                 cx
             }
             LeafOp::SetRemove(e) => {
-                with_store(self.set.make_mut(), ctx, |c: &mut OrSet<Bytes>| {
-                    c.remove(me, e)
+                with_store(self.set.make_mut(), ctx, |c: &mut OrSet<Blob>| {
+                    c.remove(me, e.as_slice())
                 })
                 .map_err(exhausted)?
                 .into_parts()
@@ -151,8 +153,8 @@ impl Leaf {
                 cx
             }
             LeafOp::LwwWrite(v) => {
-                let d = with_store(self.lww.make_mut(), ctx, |c: &mut MapLww<Bytes>| {
-                    c.write(me, ts, v.clone())
+                let d = with_store(self.lww.make_mut(), ctx, |c: &mut MapLww<Blob>| {
+                    c.write(me, ts, Blob(v.clone()))
                 })
                 .map_err(exhausted)?;
                 let (s, cx) = d.into_parts();
@@ -160,8 +162,8 @@ impl Leaf {
                 cx
             }
             LeafOp::MvWrite(v) => {
-                let d = with_store(self.mv.make_mut(), ctx, |c: &mut MvRegister<Bytes>| {
-                    c.write(me, v.clone())
+                let d = with_store(self.mv.make_mut(), ctx, |c: &mut MvRegister<Blob>| {
+                    c.write(me, Blob(v.clone()))
                 })
                 .map_err(exhausted)?;
                 let (s, cx) = d.into_parts();
@@ -199,7 +201,7 @@ impl Leaf {
             .get()
             .into_iter()
             .flat_map(SetStore::iter)
-            .map(Vec::as_slice)
+            .map(Blob::as_slice)
             .collect();
         v.sort_unstable();
         v
@@ -210,7 +212,7 @@ impl Leaf {
     }
     /// The LWW register's value.
     pub fn lww(&self) -> Option<Bytes> {
-        self.lww.get().and_then(|r| r.read().cloned())
+        self.lww.get().and_then(|r| r.read()).map(|b| b.0.clone())
     }
     /// The timestamp of the LWW register's value.
     pub fn lww_timestamp(&self) -> Option<HlcTimestamp> {
@@ -222,7 +224,7 @@ impl Leaf {
             .get()
             .into_iter()
             .flat_map(MvStore::values)
-            .map(Vec::as_slice)
+            .map(Blob::as_slice)
             .collect()
     }
 }
@@ -263,7 +265,7 @@ impl Value {
             .get()
             .into_iter()
             .flat_map(MapStore::keys)
-            .map(Vec::as_slice)
+            .map(Blob::as_slice)
             .collect();
         v.sort_unstable();
         v
@@ -289,7 +291,7 @@ impl ReplicatedValue for Value {
             }
             Op::MapUpdate(field, op) => {
                 let d = with_store(self.map.make_mut(), ctx, |m: &mut Fields| {
-                    m.update(field.clone(), |leaf| {
+                    m.update(Blob(field.clone()), |leaf| {
                         let (mut store, mut cx) = mem::take(leaf).into_parts();
                         let result = store.apply(&mut cx, me, op, ts);
                         *leaf = Causal::from_parts(store, cx);
@@ -304,7 +306,7 @@ impl ReplicatedValue for Value {
             Op::MapRemove(field) => {
                 // A removed field's counter leaves baselines in the delta's store.
                 let d = with_store(self.map.make_mut(), ctx, |m: &mut Fields| {
-                    m.remove(me, field)
+                    m.remove(me, field.as_slice())
                 })
                 .map_err(exhausted)?;
                 let (s, cx) = d.into_parts();

@@ -420,11 +420,19 @@ impl DotStore for Leaf {
     }
 
     fn validate(&self, ctx: &CausalContext) -> Result<(), ValidationError> {
+        self.validate_slots(ctx)?;
+        no_duplicate_dots(self)
+    }
+}
+
+impl Leaf {
+    /// Each slot on its own; a dot in two slots is left to the caller, who looks for
+    /// duplicates across everything it holds in one pass.
+    fn validate_slots(&self, ctx: &CausalContext) -> Result<(), ValidationError> {
         self.counter.validate(ctx)?;
         self.set.validate(ctx)?;
         self.lww.validate(ctx)?;
-        self.mv.validate(ctx)?;
-        no_duplicate_dots(self)
+        self.mv.validate(ctx)
     }
 }
 
@@ -467,7 +475,8 @@ impl DotStore for Value {
     }
 
     fn validate(&self, ctx: &CausalContext) -> Result<(), ValidationError> {
-        self.scalar.validate(ctx)?;
+        // The scalar's duplicates are among the whole value's, checked once below.
+        self.scalar.validate_slots(ctx)?;
         self.map.validate(ctx)?;
         no_duplicate_dots(self)
     }
@@ -482,6 +491,36 @@ mod tests {
 
     fn ts(ms: u64, r: ReplicaId) -> HlcTimestamp {
         HlcTimestamp::new(ms, 0, r)
+    }
+
+    #[test]
+    fn a_dot_held_by_two_slots_is_refused() {
+        // Two writes made with fresh contexts reuse dot A:1: a forged or corrupt value.
+        let write = |op: &Op| {
+            let (mut v, mut c) = (Value::default(), CausalContext::new());
+            v.apply(&mut c, A, op, ts(1, A)).unwrap();
+            (v, c)
+        };
+        let (counter, ctx) = write(&Op::counter_add(1));
+        let (set, _) = write(&Op::set_insert(*b"x"));
+        let (field, _) = write(&Op::MapUpdate(
+            b"f".to_vec(),
+            LeafOp::SetInsert(b"y".to_vec()),
+        ));
+        assert!(counter.validate(&ctx).is_ok() && field.validate(&ctx).is_ok());
+
+        let mut two_slots = counter.clone();
+        two_slots.scalar.set = set.scalar.set.clone();
+        let mut slot_and_field = counter.clone();
+        slot_and_field.map = field.map.clone();
+        for forged in [two_slots, slot_and_field] {
+            assert_eq!(
+                forged.validate(&ctx),
+                Err(ValidationError::DuplicateDot {
+                    dot: Dot::new(A, 1)
+                })
+            );
+        }
     }
 
     #[test]

@@ -126,9 +126,10 @@ impl<T: DotStore> DotStore for Slot<T> {
     }
 }
 
-/// A slot encodes as an option: an empty (or bottom) slot is one zero byte, not the bytes of
-/// an empty store. A key uses one slot of five, and a change names one key, so most slots on
-/// the wire and on disk are empty; spelling out their empty stores cost a decode of each.
+/// A slot encodes as an option: an empty (or bottom) slot is one zero byte that decodes to
+/// nothing. A key uses one slot of five, and a change names one key, so most slots on the
+/// wire and on disk are empty; encoded as empty stores (one or two bytes each, so the size
+/// hardly differs) each had to be decoded into an empty store and dropped.
 impl<T: DotStore + Serialize> Serialize for Slot<T> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         match self.get().filter(|store| !store.is_bottom()) {

@@ -96,6 +96,8 @@
 mod config;
 pub mod driver;
 mod error;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 pub mod identity;
 mod key;
 mod keyspace;

@@ -11,18 +11,12 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 /// but serde hands a sequence over one byte per call, which made a value's encoding and
 /// decoding cost a few instructions per byte of every element, value and field name. The
 /// value's API takes and returns plain byte strings; this stays inside.
-#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub(crate) struct Blob(pub(crate) Vec<u8>);
 
 impl Blob {
     pub(crate) fn as_slice(&self) -> &[u8] {
         &self.0
-    }
-}
-
-impl From<Vec<u8>> for Blob {
-    fn from(bytes: Vec<u8>) -> Self {
-        Blob(bytes)
     }
 }
 

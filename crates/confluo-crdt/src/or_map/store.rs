@@ -230,6 +230,36 @@ where
     /// Joins every key here with the other side's value (bottom where it has none, so that
     /// the dots it has seen are dropped), taking those values out of `other`: one pass here
     /// and one probe there per key.
+    /// Whether `other_ctx` is small (a delta's) and each of its dots that may be live here
+    /// (those `ctx` has seen) is held by the value of a key of `visited`, which the join
+    /// visits anyway. A dot lives in one place, so no other key can lose one, and the pass
+    /// over every key would change nothing. This is the common case of a delta that
+    /// overwrites a field: its context names the dots it replaced, which are live here in
+    /// that field, within the live bounds, so the bounds alone cannot skip the pass, and a
+    /// write to one field of a map of a million fields would visit all of them.
+    pub(super) fn covers_only_keys_of(
+        &self,
+        visited: &HashMap<K, V>,
+        ctx: &CausalContext,
+        other_ctx: &CausalContext,
+    ) -> bool {
+        /// Larger contexts (a state's) are not listed dot by dot.
+        const SMALL: u64 = 64;
+        if other_ctx.dot_count() > SMALL {
+            return false;
+        }
+        let mut held: smallvec::SmallVec<[Dot; 8]> = smallvec::SmallVec::new();
+        for key in visited.keys() {
+            if let Some(value) = self.entries.get(key) {
+                value.for_each_dot(&mut |d| held.push(d));
+            }
+        }
+        held.sort_unstable();
+        other_ctx
+            .dots()
+            .all(|d| !ctx.contains(d) || held.binary_search(&d).is_ok())
+    }
+
     fn sweep(&mut self, ctx: &CausalContext, other: &mut HashMap<K, V>, other_ctx: &CausalContext) {
         let present = &mut self.present;
         self.entries.retain(|key, value| {
@@ -265,9 +295,11 @@ where
                     self.join_key(key.clone(), V::default(), ctx, other_ctx);
                 }
             }
-        } else if self.bounds.may_cover(other_ctx) {
-            // Skipped when the other context names no live dot here: merging an update's
-            // delta then costs O(the delta), not O(keys).
+        } else if self.bounds.may_cover(other_ctx)
+            && !self.covers_only_keys_of(&other.entries, ctx, other_ctx)
+        {
+            // Skipped when the other context names no live dot here, or only dots of the keys
+            // joined below: merging an update's delta then costs O(the delta), not O(keys).
             self.sweep(ctx, &mut other.entries, other_ctx);
         }
         self.bounds.merge(&other.bounds);
@@ -296,6 +328,29 @@ where
             self.removed = Vec::new();
             false
         }
+    }
+}
+
+#[cfg(test)]
+impl<K, V> MapStore<K, V>
+where
+    K: Hash + Eq + Ord + Clone + fmt::Debug,
+    V: DotStore,
+{
+    /// [`join`](DotStore::join) with the pass over every key always made: what the skips
+    /// must agree with.
+    pub(super) fn join_sweeping(
+        &mut self,
+        ctx: &CausalContext,
+        mut other: Self,
+        other_ctx: &CausalContext,
+    ) {
+        self.sweep(ctx, &mut other.entries, other_ctx);
+        self.bounds.merge(&other.bounds);
+        for (key, theirs) in other.entries {
+            self.join_key(key, theirs, ctx, other_ctx);
+        }
+        self.removed = Vec::new();
     }
 }
 

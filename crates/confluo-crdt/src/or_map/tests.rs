@@ -4,7 +4,10 @@ use core::convert::Infallible;
 
 use super::*;
 use crate::testing::{Scenario, holds};
-use crate::{CounterError, Crdt, MapCounter, MapLww, MvRegister, OrSet, SetStore, ValidationError};
+use crate::{
+    CounterError, Crdt, HlcTimestamp, MapCounter, MapLww, MvRegister, OrSet, SetStore,
+    ValidationError,
+};
 use quickcheck::{Arbitrary, Gen, TestResult, quickcheck};
 
 const A: ReplicaId = ReplicaId(1);
@@ -329,6 +332,66 @@ fn apply_nested_counters(
     }
 }
 
+/// An op applied at a replica, returning its delta.
+type Apply<V> = fn(&mut OrMap<u8, V>, ReplicaId, &Op) -> OrMap<u8, V>;
+
+/// Replica A's deltas joined into replica B's state (B writes concurrently) with the skips
+/// of the pass over every key and without them: the two must agree at every step.
+fn skips_agree_with_the_sweep<V>(ops: &[(bool, Op)], apply: Apply<V>) -> bool
+where
+    V: CausalCrdt,
+    V::Store: PartialEq,
+{
+    let (mut a, mut b) = (OrMap::<u8, V>::new(), OrMap::<u8, V>::new());
+    for (at_b, op) in ops {
+        if *at_b {
+            apply(&mut b, B, op);
+            continue;
+        }
+        let (delta, delta_ctx) = apply(&mut a, A, op).into_parts();
+        let (store, ctx) = b.clone().into_parts();
+        let (mut fast, mut slow) = (store.clone(), store);
+        fast.join(&ctx, delta.clone(), &delta_ctx);
+        slow.join_sweeping(&ctx, delta, &delta_ctx);
+        if fast != slow {
+            return false;
+        }
+        let mut ctx = ctx;
+        ctx.merge(&delta_ctx);
+        b = OrMap::from_parts(fast, ctx);
+    }
+    true
+}
+
+#[test]
+fn a_field_overwrite_skips_the_pass_over_every_key() {
+    // Many keys, one overwritten: the delta's context names the dots it replaced, which
+    // are live here, inside the live bounds; the join must still visit only that key.
+    let mut m: OrMap<u32, MapLww<u32>> = OrMap::new();
+    let mut replica: OrMap<u32, MapLww<u32>> = OrMap::new();
+    for k in 0..1_000 {
+        replica.merge(
+            m.update(k, |r| r.write(A, HlcTimestamp::new(1, 0, A), k))
+                .unwrap(),
+        );
+    }
+    let (delta, delta_ctx) = m
+        .update(7, |r| r.write(A, HlcTimestamp::new(2, 0, A), 70))
+        .unwrap()
+        .into_parts();
+    let (store, ctx) = replica.into_parts();
+    assert!(
+        store.bounds.may_cover(&delta_ctx),
+        "the bounds alone would sweep"
+    );
+    assert!(store.covers_only_keys_of(&delta.entries, &ctx, &delta_ctx));
+    let (mut fast, mut slow) = (store.clone(), store);
+    fast.join(&ctx, delta.clone(), &delta_ctx);
+    slow.join_sweeping(&ctx, delta, &delta_ctx);
+    assert!(fast == slow);
+    assert_eq!(fast.get(&7).and_then(|r| r.read()), Some(&70));
+}
+
 quickcheck! {
     fn laws_map_of_sets(scenario: Scenario<Op>) -> TestResult {
         holds(&scenario, apply_sets)
@@ -344,5 +407,17 @@ quickcheck! {
 
     fn laws_map_of_maps_of_counters(scenario: Scenario<Op>) -> TestResult {
         holds(&scenario, apply_nested_counters)
+    }
+
+    fn the_skips_agree_with_the_sweep_for_sets(ops: Vec<(bool, Op)>) -> bool {
+        skips_agree_with_the_sweep(&ops, apply_sets)
+    }
+
+    fn the_skips_agree_with_the_sweep_for_counters(ops: Vec<(bool, Op)>) -> bool {
+        skips_agree_with_the_sweep(&ops, apply_counters)
+    }
+
+    fn the_skips_agree_with_the_sweep_for_nested_maps(ops: Vec<(bool, Op)>) -> bool {
+        skips_agree_with_the_sweep(&ops, apply_nested)
     }
 }

@@ -227,9 +227,6 @@ where
         }
     }
 
-    /// Joins every key here with the other side's value (bottom where it has none, so that
-    /// the dots it has seen are dropped), taking those values out of `other`: one pass here
-    /// and one probe there per key.
     /// Whether `other_ctx` is small (a delta's) and each of its dots that may be live here
     /// (those `ctx` has seen) is held by the value of a key of `visited`, which the join
     /// visits anyway. A dot lives in one place, so no other key can lose one, and the pass
@@ -260,6 +257,9 @@ where
             .all(|d| !ctx.contains(d) || held.binary_search(&d).is_ok())
     }
 
+    /// Joins every key here with the other side's value (bottom where it has none, so that
+    /// the dots it has seen are dropped), taking those values out of `other`: one pass here
+    /// and one probe there per key.
     fn sweep(&mut self, ctx: &CausalContext, other: &mut HashMap<K, V>, other_ctx: &CausalContext) {
         let present = &mut self.present;
         self.entries.retain(|key, value| {
